@@ -1,0 +1,1 @@
+"""plm: BERT-family pretrained language models on one JAX/Flax backbone."""

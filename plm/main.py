@@ -1,0 +1,65 @@
+r"""plm's command line: parse flags, pick the job, run it.
+
+  python -m plm.main --config=configs/xlm.py --workdir=runs/xlm
+  python -m plm.main --config=configs/xlm.py:tiny --config.train.steps=100 --workdir=/tmp/x
+"""
+import difflib
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/xlm.py:tiny.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries, vocab.')
+
+
+def _train(config, workdir):
+  from plm import train  # pylint: disable=g-import-not-at-top  # keeps --help fast
+  return train.train_and_evaluate(config, workdir)
+
+
+def _evaluate(config, workdir):
+  from plm import train  # pylint: disable=g-import-not-at-top
+  return train.evaluate_checkpoint(config, workdir)
+
+
+JOBS = {'train': _train, 'evaluate': _evaluate}
+
+
+def close_matches(word, choices) -> str:
+  near = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
+  return f' Did you mean {" or ".join(near)}?' if near else ''
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  config = _CONFIG.value
+  if config.job not in JOBS:
+    sys.exit(f"error: config.job='{config.job}' is unknown.{close_matches(config.job, JOBS)} "
+             f'Jobs: {", ".join(JOBS)}')
+  if _WORKDIR.value is None:
+    sys.exit('error: --workdir is required (checkpoints, summaries and the vocabulary go there)')
+  logging.info('config:\n%s', config)
+  JOBS[config.job](config, _WORKDIR.value)
+
+
+def parse_flags(argv):
+  """absl flag parsing, with an unknown or mistyped config key as one clear line."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
+    text = str(e.args[0] if e.args else e).replace('\\n', ' ').replace("\\'", "'")
+    if text[:1] == text[-1:] == "'":  # a repr()'d KeyError message
+      text = text[1:-1]
+    reason = ' '.join(text.split()).rstrip('.?') + '.'
+    overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    sys.exit(f'error: bad config override ({", ".join(overrides) or "--config"}): {reason} '
+             'Fix the key or value; the config file lists every key with a comment.')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)

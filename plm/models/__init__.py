@@ -1,0 +1,25 @@
+"""Whole architectures, picked by `config.model.name`."""
+import flax.linen as nn
+
+from plm.models import sizes
+from plm.models.encoder import Encoder, EncoderLM
+
+NAMES = ('encoder_lm',)
+_ENCODER_FIELDS = ('activation', 'dropout', 'attention_dropout', 'max_len', 'num_segments',
+                   'num_languages', 'num_tasks', 'positions', 'post_ln', 'ln_eps', 'remat')
+
+
+def build(model_config, vocab_size: int) -> nn.Module:
+  """The model named by `model.name`, sized by `model.size` (fields override)."""
+  shape = sizes.get(model_config.size)
+  for key in shape:
+    if model_config.get(key) is not None:
+      shape[key] = model_config[key]
+  if shape['hidden'] % shape['heads']:
+    raise ValueError(f"model.hidden={shape['hidden']} is not divisible by "
+                     f"model.heads={shape['heads']}")
+  kwargs = {k: model_config[k] for k in _ENCODER_FIELDS if k in model_config}
+  encoder = Encoder(vocab_size=vocab_size, **shape, **kwargs)
+  if model_config.name == 'encoder_lm':
+    return EncoderLM(encoder)
+  raise ValueError(f'model.name={model_config.name!r} is unknown; use one of {NAMES}')

@@ -1,0 +1,80 @@
+"""BERT / XLM encoder and its language-model head.
+
+One module for BERT, XLM, UNILM, ERNIE 2.0 and ERNIE-Tiny: they differ only in
+their embeddings, sizes and the masks they are given.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from plm.nn.embeddings import Embeddings
+from plm.nn.heads import MlmHead
+from plm.nn.transformer import TransformerBlock, layer_norm
+
+
+class Encoder(nn.Module):
+  """Embeddings + a stack of Transformer blocks; returns hidden states [B, L, H]."""
+  vocab_size: int
+  layers: int = 4
+  hidden: int = 256
+  heads: int = 4
+  ff: int = 1024
+  activation: str = 'gelu'  # 'gelu' (BERT, erf), 'gelu_tanh', 'relu'
+  dropout: float = 0.1
+  attention_dropout: float = 0.1
+  max_len: int = 512  # positions the model accepts
+  num_segments: int = 2  # BERT token types; 0 = none (XLM)
+  num_languages: int = 0  # XLM language embeddings; 0 = none
+  num_tasks: int = 0  # ERNIE 2.0 task embeddings; 0 = none
+  positions: str = 'learned'  # 'learned' or 'sinusoidal'
+  post_ln: bool = True  # BERT/XLM post-LN; False = pre-LN with a final LayerNorm
+  ln_eps: float = 1e-12
+  remat: bool = False  # recompute block activations in the backward pass
+  dtype: Any = jnp.float32  # compute dtype
+
+  def setup(self):
+    self.embeddings = Embeddings(self.vocab_size, self.hidden, self.max_len, self.num_segments,
+                                 self.num_languages, self.num_tasks, self.positions)
+    self.embed_ln = layer_norm(self.ln_eps, 'embed_ln') if self.post_ln else None
+    self.embed_dropout = nn.Dropout(self.dropout)
+    block = nn.remat(TransformerBlock, static_argnums=(5,)) if self.remat else TransformerBlock
+    self.blocks = [block(self.heads, self.hidden // self.heads, self.ff, self.activation,
+                         self.dropout, self.attention_dropout, self.post_ln, self.ln_eps,
+                         dtype=self.dtype, name=f'layer_{i}') for i in range(self.layers)]
+    self.final_ln = None if self.post_ln else layer_norm(self.ln_eps, 'final_ln')
+
+  def __call__(self, tokens, positions, mask, *, token_types=None, langs=None, tasks=None,
+               deterministic: bool = True):
+    if tokens.shape[-1] > self.max_len:
+      raise ValueError(f'sequence length {tokens.shape[-1]} exceeds model.max_len={self.max_len}; '
+                       'raise model.max_len or lower data.seq_len')
+    x = self.embeddings(tokens, positions, token_types=token_types, langs=langs, tasks=tasks)
+    if self.embed_ln is not None:
+      x = self.embed_ln(x)
+    x = self.embed_dropout(x, deterministic=deterministic).astype(self.dtype)
+    x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+    for block in self.blocks:
+      x = block(x, mask, None, None, deterministic)
+    return x if self.final_ln is None else self.final_ln(x)
+
+
+class EncoderLM(nn.Module):
+  """Encoder + tied MLM head: logits at `predict_positions` (or everywhere).
+
+  Predicting only at the gathered positions (BERT's max_predictions_per_seq)
+  avoids a [B, L, V] logits tensor for MLM, where only ~15% of positions count.
+  """
+  encoder: Encoder
+
+  @nn.compact
+  def __call__(self, tokens, positions, mask, *, predict_positions=None, token_types=None,
+               langs=None, tasks=None, deterministic: bool = True):
+    x = self.encoder(tokens, positions, mask, token_types=token_types, langs=langs,
+                     tasks=tasks, deterministic=deterministic)
+    if predict_positions is not None:
+      x = jnp.take_along_axis(x, predict_positions[..., None], axis=1)
+    head = MlmHead(self.encoder.vocab_size, self.encoder.activation, self.encoder.ln_eps,
+                   self.encoder.dtype, name='mlm_head')
+    return head(x, self.encoder.embeddings.attend)

@@ -1,0 +1,73 @@
+"""Multi-head attention over an explicit mask, with an optional KV cache."""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+P = nn.with_logical_partitioning
+
+
+def dense_init(std: float = 0.02):
+  """BERT's initializer: truncated normal with std 0.02."""
+  return nn.initializers.truncated_normal(std)
+
+
+class MultiHeadAttention(nn.Module):
+  """Scaled dot-product attention; the mask is an input, never built here.
+
+  The mask is bool `[batch, 1, q_len, kv_len]` from plm/masks.py (True = may
+  attend). A query row with no allowed key gets uniform weights instead of NaN;
+  such rows are padding and carry zero loss weight.
+  """
+  num_heads: int
+  head_dim: int
+  dropout_rate: float = 0.0  # dropout on attention probabilities
+  dtype: Any = jnp.float32  # compute dtype; params stay float32
+
+  @nn.compact
+  def __call__(self, x_q: Array, x_kv: Array, mask: Array | None, *,
+               deterministic: bool = True, decode: bool = False) -> Array:
+    features = x_q.shape[-1]
+    def proj(name):
+      return nn.DenseGeneral(
+          (self.num_heads, self.head_dim), dtype=self.dtype, name=name,
+          kernel_init=P(dense_init(), ('embed', 'heads', 'kv')),
+          bias_init=P(nn.initializers.zeros, ('heads', 'kv')))
+    q, k, v = proj('query')(x_q), proj('key')(x_kv), proj('value')(x_kv)
+    if decode:
+      k, v, mask = self._update_cache(k, v, mask)
+    q = q / jnp.sqrt(self.head_dim).astype(self.dtype)
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)
+    if mask is not None:
+      logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
+    out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+    return nn.DenseGeneral(
+        features, axis=(-2, -1), dtype=self.dtype, name='out',
+        kernel_init=P(dense_init(), ('heads', 'kv', 'embed')),
+        bias_init=P(nn.initializers.zeros, ('embed',)))(out)
+
+  def _update_cache(self, k: Array, v: Array, mask: Array | None):
+    """Writes this step's keys/values at `cache_index`; attends to the prefix.
+
+    At init (no cache yet) the call shapes the cache from the full-length
+    inputs; each later call feeds one position. The caller's mask is
+    `[batch, 1, 1, max_len]` for the current position (or None: the prefix).
+    """
+    initialized = self.has_variable('cache', 'cached_key')
+    cached_k = self.variable('cache', 'cached_key', jnp.zeros, k.shape, k.dtype)
+    cached_v = self.variable('cache', 'cached_value', jnp.zeros, v.shape, v.dtype)
+    index = self.variable('cache', 'cache_index', lambda: jnp.array(0, jnp.int32))
+    if not initialized:
+      return k, v, mask
+    i = index.value
+    length = cached_k.value.shape[1]
+    cached_k.value = jax.lax.dynamic_update_slice_in_dim(cached_k.value, k, i, 1)
+    cached_v.value = jax.lax.dynamic_update_slice_in_dim(cached_v.value, v, i, 1)
+    index.value = i + k.shape[1]
+    prefix = (jnp.arange(length) < i + k.shape[1])[None, None, None, :]
+    mask = prefix if mask is None else jnp.logical_and(mask, prefix)
+    return cached_k.value, cached_v.value, mask

@@ -1,0 +1,77 @@
+"""Transformer block: attention + feed-forward, post-LN (BERT/XLM) or pre-LN."""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from plm.nn.attention import MultiHeadAttention, dense_init
+
+P = nn.with_logical_partitioning
+ACTIVATIONS = {'gelu': lambda x: nn.gelu(x, approximate=False),  # BERT's erf GELU
+               'gelu_tanh': nn.gelu, 'relu': nn.relu}
+
+
+def layer_norm(eps: float, name: str, dtype=jnp.float32) -> nn.LayerNorm:
+  return nn.LayerNorm(epsilon=eps, dtype=dtype, name=name,
+                      scale_init=P(nn.initializers.ones, ('embed',)),
+                      bias_init=P(nn.initializers.zeros, ('embed',)))
+
+
+class FeedForward(nn.Module):
+  """Position-wise MLP: Dense(ff) -> activation -> dropout -> Dense(hidden)."""
+  ff_dim: int
+  activation: str = 'gelu'  # key of ACTIVATIONS
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+    h = nn.Dense(self.ff_dim, dtype=self.dtype, name='wi',
+                 kernel_init=P(dense_init(), ('embed', 'mlp')),
+                 bias_init=P(nn.initializers.zeros, ('mlp',)))(x)
+    h = ACTIVATIONS[self.activation](h)
+    h = nn.with_logical_constraint(h, ('batch', 'length', 'mlp'))
+    return nn.Dense(x.shape[-1], dtype=self.dtype, name='wo',
+                    kernel_init=P(dense_init(), ('mlp', 'embed')),
+                    bias_init=P(nn.initializers.zeros, ('embed',)))(h)
+
+
+class TransformerBlock(nn.Module):
+  """Self-attention (and optional cross-attention) plus feed-forward.
+
+  post_ln=True is BERT/XLM: x = LN(x + sublayer(x)). post_ln=False is pre-LN:
+  x = x + sublayer(LN(x)), stabler for deep stacks.
+  """
+  num_heads: int
+  head_dim: int
+  ff_dim: int
+  activation: str = 'gelu'
+  dropout_rate: float = 0.1  # on sublayer outputs
+  attention_dropout_rate: float = 0.1
+  post_ln: bool = True
+  ln_eps: float = 1e-12  # BERT's LayerNorm epsilon
+  cross_attention: bool = False  # decoder blocks attend to an encoder output
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  # Positional arguments, so nn.remat can mark `deterministic` static (self = 0).
+  def __call__(self, x, mask, encoded=None, cross_mask=None,
+               deterministic: bool = True, decode: bool = False):
+    def sublayer(x, fn, name):
+      h = layer_norm(self.ln_eps, f'{name}_ln', self.dtype)(x) if not self.post_ln else x
+      h = nn.Dropout(self.dropout_rate)(fn(h), deterministic=deterministic)
+      x = x + h
+      if self.post_ln:
+        x = layer_norm(self.ln_eps, f'{name}_ln', self.dtype)(x)
+      return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+
+    attn = lambda name: MultiHeadAttention(
+        self.num_heads, self.head_dim, self.attention_dropout_rate, self.dtype, name=name)
+    x = sublayer(x, lambda h: attn('self_attention')(
+        h, h, mask, deterministic=deterministic, decode=decode), 'self_attention')
+    if self.cross_attention:
+      x = sublayer(x, lambda h: attn('cross_attention')(
+          h, encoded, cross_mask, deterministic=deterministic), 'cross_attention')
+    ff = FeedForward(self.ff_dim, self.activation, self.dropout_rate, self.dtype, name='mlp')
+    return sublayer(x, lambda h: ff(h, deterministic=deterministic), 'mlp')
