@@ -43,6 +43,8 @@ def main(argv):
              f'Jobs: {", ".join(JOBS)}')
   if _WORKDIR.value is None:
     sys.exit('error: --workdir is required (checkpoints, summaries and the vocabulary go there)')
+  if not flags.FLAGS['verbosity'].present:  # orbax and TFDS are chatty at INFO
+    logging.set_verbosity(logging.WARNING)
   logging.info('config:\n%s', config)
   JOBS[config.job](config, _WORKDIR.value)
 

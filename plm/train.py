@@ -163,10 +163,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return dict(params=params, opt_state=tx.init(params), step=jnp.array(0, jnp.int32),
                 rng=jax.random.PRNGKey(config.seed + 1))
 
-  with jax.sharding.use_mesh(mesh), nn.logical_axis_rules(rules):
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     boxed = jax.eval_shape(init, jax.random.PRNGKey(config.seed))
     state_sharding = partitioning.logical_shardings(mesh, rules, boxed)
-    abstract_state = nn.unbox(boxed)
+    abstract_state = jax.eval_shape(lambda r: nn.unbox(init(r)), jax.random.PRNGKey(config.seed))
     train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps, top_token)
     train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
                          out_shardings=(state_sharding, partitioning.replicated(mesh)),

@@ -5,7 +5,7 @@ import pytest
 
 @pytest.fixture(scope='session')
 def tfds_dir(tmp_path_factory):
-  """A TFDS data_dir with bible/en_kjv and bible/es_rv1909 built once (~15 s)."""
+  """TFDS data_dir with bible/en_kjv and bible/es_rv1909, built once (~15 s)."""
   # Imported here so test sessions that never build data skip importing TFDS.
   from plm.data import bible  # pylint: disable=g-import-not-at-top
   path = str(tmp_path_factory.mktemp('tensorflow_datasets'))

@@ -62,7 +62,7 @@ class _Reader:
   def __call__(self, path: str, shape: tuple) -> np.ndarray:
     if path not in self.flat:
       raise ValueError(f'HF BERT parameter {path!r} is missing')
-    x = np.asarray(self.flat[path])
+    x = np.asarray(self.flat[path], np.float32)  # plm keeps params in float32
     if x.shape != tuple(shape):
       raise ValueError(f'HF BERT parameter {path!r} has shape {x.shape}, expected {tuple(shape)}')
     self.used.add(path)
@@ -109,7 +109,8 @@ def from_hf_flax_bert(hf_params: Mapping, *, heads: int, with_mlm_head: bool) ->
       needs the 'cls' head; False gives the tree of `Encoder` alone.
 
   Returns:
-    Nested dict of numpy arrays (dtype as given).
+    Nested dict of float32 numpy arrays (plm keeps params in float32 whatever
+    the compute dtype).
 
   Raises:
     ValueError: a parameter is missing, has the wrong shape, or can't be

@@ -1,26 +1,18 @@
-"""Packs token streams into fixed-length rows of segments.
+"""Packs token streams into fixed-length rows of segments, densely.
 
 Layout (as XLM's streams of text): each document gets `eos` appended, so with
-verses joined by `eos` every sentence ends with `eos`. The document is then cut
-into consecutive chunks of at most `seq_len - 1` tokens, and every chunk starts
-with `bos`: a chunk is `[bos, t_k, ..., t_{k+m-1}]`. Cutting is not truncation:
-concatenating a document's chunks without their `bos` gives it back exactly.
-Chunks fill rows next-fit, in order, so the output is the input stream in order.
+verses joined by `eos` every sentence ends with `eos`. Documents then flow into
+rows one after another, as one stream: a document's chunk fills whatever room
+the current row has left, and the rest continues in the next row. Every chunk
+starts with `bos` and is one segment (its own segment id, positions from 0), so
+attention never crosses documents. Cutting is not truncation: concatenating a
+document's chunks without their `bos` gives it back exactly. Only the last row
+(and a row end with room for a lone `bos`) is padded.
 """
 
 from collections.abc import Sequence
 
 import numpy as np
-
-
-def chunk_document(
-    doc: np.ndarray, seq_len: int, bos_id: int, eos_id: int
-) -> list[np.ndarray]:
-  """`bos`-led chunks of `doc + [eos]`, each at most `seq_len` tokens."""
-  stream = np.append(np.asarray(doc, np.int32), np.int32(eos_id))
-  width = seq_len - 1
-  return [np.insert(stream[i:i + width], 0, bos_id)
-          for i in range(0, len(stream), width)]
 
 
 def pack_documents(
@@ -29,7 +21,7 @@ def pack_documents(
   """Packs documents into rows; returns int32 arrays of shape [N, seq_len].
 
   Args:
-    docs: 1-D int arrays, one per document. Empty documents are skipped.
+    docs: 1-D int arrays, one per document, in order. Empty ones are skipped.
     seq_len: row length; at least 2 (bos plus one token).
     bos_id: starts every chunk.
     eos_id: appended to every document.
@@ -39,21 +31,26 @@ def pack_documents(
     0 = padding) and `positions` (0 at each chunk's bos).
   """
   if seq_len < 2:
-    raise ValueError(f'seq_len must be at least 2 (bos + 1 token), got {seq_len}.')
-  chunks = [c for doc in docs if len(doc)
-            for c in chunk_document(doc, seq_len, bos_id, eos_id)]
-  # Next-fit: (row, offset, segment id) for each chunk.
+    raise ValueError(
+        f'seq_len must be at least 2 (bos + 1 token), got {seq_len}.')
+  # (row, offset, segment id, tokens) for each chunk, filling rows densely.
   placements, row, used, segment = [], -1, seq_len, 0
-  for chunk in chunks:
-    if used + len(chunk) > seq_len:
-      row, used, segment = row + 1, 0, 0
-    segment += 1
-    placements.append((row, used, segment))
-    used += len(chunk)
+  for doc in docs:
+    if not len(doc):
+      continue
+    stream = np.append(np.asarray(doc, np.int32), np.int32(eos_id))
+    while len(stream):
+      if seq_len - used < 2:  # no room for bos + one token
+        row, used, segment = row + 1, 0, 0
+      take = min(len(stream), seq_len - used - 1)
+      segment += 1
+      placements.append((row, used, segment, np.insert(stream[:take], 0, bos_id)))
+      used += take + 1
+      stream = stream[take:]
   shape = (row + 1, seq_len)
   out = {k: np.zeros(shape, np.int32)
          for k in ('tokens', 'segment_ids', 'positions')}
-  for chunk, (r, start, segment) in zip(chunks, placements):
+  for r, start, segment, chunk in placements:
     span = slice(start, start + len(chunk))
     out['tokens'][r, span] = chunk
     out['segment_ids'][r, span] = segment

@@ -6,6 +6,7 @@ run resumed at step s sees exactly the batches an uninterrupted run would have.
 """
 
 from collections.abc import Iterator, Sequence
+import functools
 import glob
 import hashlib
 import os
@@ -28,7 +29,9 @@ class PackedDataset:
   """Packed rows of several languages: int32 arrays [N, L] under KEYS."""
 
   def __init__(self, arrays: dict[str, np.ndarray], languages: Sequence[str]):
-    self.arrays = {k: np.asarray(arrays[k], np.int32) for k in KEYS}
+    self.arrays = {k: np.array(arrays[k], np.int32) for k in KEYS}  # Copies.
+    for v in self.arrays.values():
+      v.flags.writeable = False  # Keeps `fingerprint` true to the data.
     self.languages = tuple(languages)
 
   def __len__(self) -> int:
@@ -44,12 +47,12 @@ class PackedDataset:
     if tokens.size and tokens.max() >= vocab_size:
       raise ValueError(
           f'Token id {tokens.max()} >= vocab_size {vocab_size}: the data was '
-          'tokenized with another tokenizer than the model is configured for.')
+          'tokenized with another tokenizer; check `data.vocab_path`.')
     return np.bincount(tokens, minlength=vocab_size)
 
-  @property
+  @functools.cached_property
   def fingerprint(self) -> str:
-    """Short stable hash of the arrays, to check that two runs saw the same data."""
+    """Short stable hash of the arrays: did two runs see the same data?"""
     h = hashlib.sha256()
     for k in KEYS:
       h.update(f'{k}{self.arrays[k].shape}'.encode())
@@ -59,8 +62,10 @@ class PackedDataset:
   def batch(self, step: int, batch_size: int, *, seed: int,
             process_index: int = 0, process_count: int = 1
             ) -> dict[str, np.ndarray]:
-    """This process's rows [batch_size // process_count, L] of global batch `step`."""
+    """This process's rows [batch_size // process_count, L] of batch `step`."""
     per_process = _per_process(batch_size, process_index, process_count)
+    if not len(self):
+      raise ValueError('Cannot draw batches from an empty dataset.')
     # .seed() hashes `seed`, so nearby seeds give unrelated permutations.
     order = (grain.MapDataset.range(len(self)).seed(seed).shuffle().repeat()
              .batch(batch_size))
@@ -69,7 +74,7 @@ class PackedDataset:
 
   def iterate_once(self, batch_size: int, *, process_index: int = 0,
                    process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-    """Unshuffled batches over all rows once; the last is padded with pad rows."""
+    """Unshuffled batches over all rows once; the last one padded with 0s."""
     per_process = _per_process(batch_size, process_index, process_count)
     for start in range(0, len(self), batch_size):
       rows = start + process_index * per_process + np.arange(per_process)
@@ -78,13 +83,15 @@ class PackedDataset:
       yield {k: v[rows] * valid for k, v in self.arrays.items()}
 
 
-def _per_process(batch_size: int, process_index: int, process_count: int) -> int:
+def _per_process(batch_size: int, process_index: int,
+                 process_count: int) -> int:
   if batch_size <= 0 or batch_size % process_count:
     raise ValueError(
         f'batch_size {batch_size} must be a positive multiple of the process '
-        f'count {process_count}; change the batch size in the config.')
+        f'count {process_count}; change `train.batch_size` in the config.')
   if not 0 <= process_index < process_count:
-    raise ValueError(f'process_index {process_index} not in [0, {process_count}).')
+    raise ValueError(
+        f'process_index {process_index} not in [0, {process_count}).')
   return batch_size // process_count
 
 
@@ -100,10 +107,11 @@ def read_text_file(path: str) -> list[list[str]]:
                    glob.glob(os.path.join(os.path.dirname(path), '*.txt')))
     raise FileNotFoundError(
         f'Missing text file {path}. The textdir corpus needs '
-        '`<text_dir>/<lang>.<split>.txt` for every language in `languages` and '
-        'each split (train, validation, test): UTF-8, one sentence per line, a '
-        'blank line between documents. Create it, or fix `text_dir` / '
-        f'`languages` in the data config (found there: {found}).')
+        '`<data.text_dir>/<lang>.<split>.txt` for every language in '
+        '`data.languages` and each split (train, validation, test): UTF-8, '
+        'one sentence per line, a blank line between documents. Create it, or '
+        f'fix `data.text_dir` / `data.languages` in the config (found there: '
+        f'{found}).')
   docs, doc = [], []
   with open(path, 'rb') as f:
     for lineno, raw in enumerate(f, start=1):
@@ -124,8 +132,8 @@ def read_text_file(path: str) -> list[list[str]]:
   if not docs:
     raise ValueError(
         f'Text file {path} is empty. Put text in it (one sentence per line, a '
-        'blank line between documents) or drop the language from `languages` '
-        'in the data config.')
+        'blank line between documents) or drop the language from '
+        '`data.languages` in the config.')
   return docs
 
 
@@ -136,14 +144,15 @@ def load_texts(data_config: ml_collections.ConfigDict, split: str, *,
   _check_split(split)
   languages = tuple(data_config.languages if languages is None else languages)
   if not languages:
-    raise ValueError('`languages` in the data config is empty; list at least '
+    raise ValueError('`data.languages` in the config is empty; list at least '
                      f'one language code, e.g. {tuple(LANGUAGE_TRANSLATIONS)}.')
   if data_config.corpus == 'bible':
     unknown = [l for l in languages if l not in LANGUAGE_TRANSLATIONS]
     if unknown:
       raise ValueError(
           f'Unknown language code(s) {unknown} for the bible corpus; known: '
-          f'{sorted(LANGUAGE_TRANSLATIONS)}. Fix `languages` in the data config.')
+          f'{sorted(LANGUAGE_TRANSLATIONS)}. Fix `data.languages` in the '
+          'config, or use corpus=textdir for other languages.')
     data_dir = os.path.expanduser(data_config.tfds_dir)
     texts = {l: bible.load_documents(LANGUAGE_TRANSLATIONS[l], split, data_dir)
              for l in languages}
@@ -153,13 +162,13 @@ def load_texts(data_config: ml_collections.ConfigDict, split: str, *,
              for l in languages}
   else:
     raise ValueError(
-        f'Unknown corpus {data_config.corpus!r}; set `corpus` in the data '
+        f'Unknown corpus {data_config.corpus!r}; set `data.corpus` in the '
         f'config to one of {CORPORA}.')
   for lang, docs in texts.items():
     if not docs:
       raise ValueError(
           f'The {data_config.corpus} corpus has no {split} text for {lang!r}; '
-          'fix `corpus` / `languages` in the data config.')
+          'fix `data.corpus` / `data.languages` in the config.')
   return texts
 
 
@@ -182,8 +191,8 @@ def make_dataset(data_config: ml_collections.ConfigDict,
   configured = tuple(data_config.languages)
   languages = configured if languages is None else tuple(languages)
   if extra := [l for l in languages if l not in configured]:
-    raise ValueError(f'Languages {extra} are not in the data config '
-                     f'`languages` {configured}; add them there.')
+    raise ValueError(f'Languages {extra} are not in `data.languages` '
+                     f'{configured}; add them there in the config.')
   texts = load_texts(data_config, split, languages=languages)
   parts = []
   for lang in languages:

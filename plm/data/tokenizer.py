@@ -19,14 +19,22 @@ class Tokenizer:
   """A sentencepiece model; ids 0-4 are pad, unk, bos, eos, mask."""
 
   def __init__(self, model_proto: bytes, path: str | None = None):
-    self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+    try:
+      self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+    except RuntimeError:
+      raise ValueError(
+          f'{path} is not a sentencepiece model; delete it so that it is '
+          'retrained, or fix `data.vocab_path` in the config.') from None
     self._fingerprint = hashlib.sha256(model_proto).hexdigest()[:16]
     self._path = path
-    if self._sp.piece_to_id(MASK_PIECE) != MASK_ID or self._sp.bos_id() != BOS_ID:
+    sp = self._sp
+    ids = (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id(),
+           sp.piece_to_id(MASK_PIECE))
+    if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID):
       raise ValueError(
           f'Tokenizer model {path} does not use the fixed special ids '
-          f'(pad=0 unk=1 bos=2 eos=3 mask=4); delete it so that '
-          'load_or_train() retrains it.')
+          '(pad=0 unk=1 bos=2 eos=3 mask=4); delete it so that it is retrained,'
+          ' or point `data.vocab_path` in the config to another model.')
 
   @classmethod
   def load(cls, path: str) -> 'Tokenizer':
@@ -60,7 +68,8 @@ class Tokenizer:
     return self._sp.decode([int(i) for i in ids])
 
 
-def load_or_train(path: str, texts: Iterable[str], vocab_size: int) -> Tokenizer:
+def load_or_train(path: str, texts: Iterable[str],
+                  vocab_size: int) -> Tokenizer:
   """Loads the model at `path`, or trains BPE on `texts` and saves it there."""
   path = os.path.expanduser(path)
   if os.path.exists(path):
@@ -69,8 +78,8 @@ def load_or_train(path: str, texts: Iterable[str], vocab_size: int) -> Tokenizer
   if not sentences:
     raise ValueError(
         f'No text to train the tokenizer {path} on: the corpus is empty. Check '
-        'the data config (`corpus`, `languages`, `text_dir`) and that the '
-        'train split has text.')
+        'the config (`data.corpus`, `data.languages`, `data.text_dir`) and '
+        'that the train split has text.')
   model = io.BytesIO()
   spm.set_random_generator_seed(_SEED)  # Sentence sampling is deterministic.
   try:
@@ -90,7 +99,7 @@ def load_or_train(path: str, texts: Iterable[str], vocab_size: int) -> Tokenizer
   except RuntimeError as e:
     raise ValueError(
         f'Training the tokenizer {path} with vocab_size={vocab_size} failed: '
-        f'{e}. Lower `vocab_size` in the config or train on more text.'
+        f'{e}. Lower `data.vocab_size` in the config or train on more text.'
     ) from None
   tokenizer = Tokenizer(model.getvalue(), path)
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)

@@ -14,6 +14,28 @@ def dense_init(std: float = 0.02):
   return nn.initializers.truncated_normal(std)
 
 
+class HeadsDense(nn.Module):
+  """A dense layer to or from [heads, head_dim], kernel kept 3-D.
+
+  (nn.DenseGeneral initialises a flattened 2-D kernel, which breaks 3-D logical
+  axis names under a mesh.) `equation` uses b for all leading dims.
+  """
+  features: tuple  # output feature dims
+  equation: str  # e.g. 'bd,dhk->bhk'
+  axes: tuple  # logical names of the kernel's 3 dims
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    n_in = 3 - len(self.features)
+    kernel_shape = x.shape[x.ndim - n_in:] + tuple(self.features)
+    kernel = self.param('kernel', P(dense_init(), self.axes), kernel_shape, jnp.float32)
+    bias = self.param('bias', P(nn.initializers.zeros, self.axes[n_in:]), self.features,
+                      jnp.float32)
+    equation = self.equation.replace('b', '...')
+    return jnp.einsum(equation, x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+
+
 class MultiHeadAttention(nn.Module):
   """Scaled dot-product attention; the mask is an input, never built here.
 
@@ -30,12 +52,10 @@ class MultiHeadAttention(nn.Module):
   def __call__(self, x_q: Array, x_kv: Array, mask: Array | None, *,
                deterministic: bool = True, decode: bool = False) -> Array:
     features = x_q.shape[-1]
-    def proj(name):
-      return nn.DenseGeneral(
-          (self.num_heads, self.head_dim), dtype=self.dtype, name=name,
-          kernel_init=P(dense_init(), ('embed', 'heads', 'kv')),
-          bias_init=P(nn.initializers.zeros, ('heads', 'kv')))
-    q, k, v = proj('query')(x_q), proj('key')(x_kv), proj('value')(x_kv)
+    shape = (self.num_heads, self.head_dim)
+    def proj(name, x):
+      return HeadsDense(shape, 'bd,dhk->bhk', ('embed', 'heads', 'kv'), self.dtype, name=name)(x)
+    q, k, v = proj('query', x_q), proj('key', x_kv), proj('value', x_kv)
     if decode:
       k, v, mask = self._update_cache(k, v, mask)
     q = q / jnp.sqrt(self.head_dim).astype(self.dtype)
@@ -45,10 +65,8 @@ class MultiHeadAttention(nn.Module):
     probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
     probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
     out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
-    return nn.DenseGeneral(
-        features, axis=(-2, -1), dtype=self.dtype, name='out',
-        kernel_init=P(dense_init(), ('heads', 'kv', 'embed')),
-        bias_init=P(nn.initializers.zeros, ('embed',)))(out)
+    return HeadsDense((features,), 'bhk,hkd->bd', ('heads', 'kv', 'embed'), self.dtype,
+                      name='out')(out)
 
   def _update_cache(self, k: Array, v: Array, mask: Array | None):
     """Writes this step's keys/values at `cache_index`; attends to the prefix.

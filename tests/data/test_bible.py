@@ -9,7 +9,7 @@ from plm.data import bible
 
 
 def _chapters(translation, split, data_dir):
-  """{(book, chapter)} and {ref} of a built split, read back from array_record."""
+  """{(book, chapter)} and {ref} of a built split, read from array_record."""
   source = tfds.data_source(f'bible/{translation}', split=split,
                             data_dir=data_dir, download=False)
   records = source.__getitems__(range(len(source)))

@@ -26,21 +26,22 @@ def _segments(packed):
 def test_small_example_exact():
   packed = packing.pack_documents(
       [np.array([5, 6, 7]), np.array([8])], seq_len=4, bos_id=BOS, eos_id=EOS)
-  # Stream 5 6 7 eos | 8 eos; chunks hold 3 tokens after bos; next-fit rows.
+  # Stream 5 6 7 eos | 8 eos; the second document fills the room the first left.
   np.testing.assert_array_equal(
-      packed['tokens'], [[2, 5, 6, 7], [2, 3, 0, 0], [2, 8, 3, 0]])
+      packed['tokens'], [[2, 5, 6, 7], [2, 3, 2, 8], [2, 3, 0, 0]])
   np.testing.assert_array_equal(
-      packed['segment_ids'], [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]])
+      packed['segment_ids'], [[1, 1, 1, 1], [1, 1, 2, 2], [1, 1, 0, 0]])
   np.testing.assert_array_equal(
-      packed['positions'], [[0, 1, 2, 3], [0, 1, 0, 0], [0, 1, 2, 0]])
+      packed['positions'], [[0, 1, 2, 3], [0, 1, 0, 1], [0, 1, 0, 0]])
 
 
 def test_segments_share_rows():
   packed = packing.pack_documents(
       [np.array([5]), np.array([6]), np.array([7])], 8, BOS, EOS)
-  np.testing.assert_array_equal(packed['tokens'], [[2, 5, 3, 2, 6, 3, 0, 0],
-                                                   [2, 7, 3, 0, 0, 0, 0, 0]])
-  np.testing.assert_array_equal(packed['segment_ids'][0], [1, 1, 1, 2, 2, 2, 0, 0])
+  np.testing.assert_array_equal(packed['tokens'], [[2, 5, 3, 2, 6, 3, 2, 7],
+                                                   [2, 3, 0, 0, 0, 0, 0, 0]])
+  np.testing.assert_array_equal(packed['segment_ids'][0],
+                                [1, 1, 1, 2, 2, 2, 3, 3])
 
 
 @pytest.mark.parametrize('seq_len', [2, 7, 32])
@@ -58,7 +59,7 @@ def test_every_token_once_in_order(seq_len):
   np.testing.assert_array_equal(stream, expected)
 
 
-def test_segment_layout_and_next_fit():
+def test_segment_layout_and_dense_fill():
   seq_len = 16
   docs = _random_docs(np.random.default_rng(0), seq_len)
   packed = packing.pack_documents(docs, seq_len, BOS, EOS)
@@ -69,10 +70,8 @@ def test_segment_layout_and_next_fit():
     # Segments are contiguous, numbered 1, 2, ... and padding only trails.
     np.testing.assert_array_equal(np.unique(used), np.arange(1, used.max() + 1))
     assert np.all(np.diff(used) >= 0) and np.all(row[len(used):] == 0)
-  for r in range(1, len(segment_ids)):
-    # Next-fit: a new row starts only when the next chunk does not fit.
-    first_chunk = np.sum(segment_ids[r] == 1)
-    assert first_chunk > np.sum(segment_ids[r - 1] == 0)
+  # Dense: only the last row may have more than one padding slot.
+  assert np.all(np.sum(segment_ids[:-1] == 0, axis=1) <= 1)
 
 
 def test_empty_input_and_bad_seq_len():

@@ -4,6 +4,7 @@ import itertools
 import os
 
 import pytest
+import sentencepiece as spm
 
 from plm.data import bible
 from plm.data import tokenizer as tokenizer_lib
@@ -42,7 +43,8 @@ def test_round_trip(tok):
 
 
 def test_fingerprint_stable_and_saved(tmp_path, tok, texts):
-  retrained = tokenizer_lib.load_or_train(str(tmp_path / 'b.model'), texts, VOCAB)
+  retrained = tokenizer_lib.load_or_train(
+      str(tmp_path / 'b.model'), texts, VOCAB)
   assert retrained.fingerprint == tok.fingerprint
   assert len(tok.fingerprint) == 16
   # An existing file is loaded, not retrained (even with no texts).
@@ -60,5 +62,17 @@ def test_empty_corpus_raises(tmp_path):
 
 
 def test_vocab_too_large_raises(tmp_path):
-  with pytest.raises(ValueError, match='Lower `vocab_size`'):
+  with pytest.raises(ValueError, match='Lower `data.vocab_size`'):
     tokenizer_lib.load_or_train(str(tmp_path / 't.model'), ['a b c'] * 10, 8000)
+
+
+def test_foreign_model_files_raise(tmp_path, texts):
+  path = tmp_path / 'other.model'
+  spm.SentencePieceTrainer.train(  # Default ids: unk=0, bos=1, eos=2.
+      sentence_iterator=iter(texts), model_prefix=str(tmp_path / 'other'),
+      vocab_size=VOCAB, minloglevel=2)
+  with pytest.raises(ValueError, match='does not use the fixed special ids'):
+    tokenizer_lib.load_or_train(str(path), texts, VOCAB)
+  path.write_bytes(b'not a model')
+  with pytest.raises(ValueError, match='is not a sentencepiece model'):
+    tokenizer_lib.load_or_train(str(path), texts, VOCAB)

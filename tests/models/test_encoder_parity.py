@@ -3,6 +3,8 @@
 transformers is the reference implementation: a random-init HF model, converted
 with plm.convert.hf_bert, must give the same hidden states and MLM logits.
 """
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -27,13 +29,19 @@ def _config():
       intermediate_size=128, hidden_act='gelu', max_position_embeddings=64, type_vocab_size=2)
 
 
-def _randomize(params, seed):
-  # HF inits biases to 0 and LayerNorm scales to 1, which would hide a
-  # mis-mapped bias or LayerNorm: perturb every tensor.
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-  return jax.tree.unflatten(treedef, [
-      x + 0.1 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)])
+def _random_params(model, seed):
+  """Random HF params without running HF's init (eager init compiles op by op).
+
+  Also, HF inits biases to 0 and LayerNorm scales to 1, which would hide a
+  mis-mapped bias or LayerNorm: every tensor here is random.
+  """
+  rng = np.random.RandomState(seed)
+  shapes = jax.eval_shape(functools.partial(model.init_weights, input_shape=(1, L)),
+                          jax.random.PRNGKey(0))
+  def draw(path, x):
+    noise = 0.1 * rng.standard_normal(x.shape).astype(x.dtype)
+    return noise + 1 if jax.tree_util.keystr(path).endswith("'scale']") else noise
+  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 @pytest.fixture(scope='module')
@@ -48,27 +56,28 @@ def batch():
               mask=masks.padding_mask(valid))
 
 
-@pytest.fixture(scope='module')
-def hf_model():
-  model = transformers.FlaxBertModel(_config(), seed=0)
-  return model, _randomize(model.params, 1)
+def _hf(cls, seed, b):
+  """(randomized HF params, HF output on `b`): the reference, computed once."""
+  model = cls(_config(), _do_init=False)
+  params = _random_params(model, seed)
+  run = jax.jit(lambda p, *args: model(*args, params=p, train=False)[0])
+  with jax.default_matmul_precision('highest'):
+    out = run(params, b['tokens'], b['valid'].astype(np.int32), b['types'])
+  return params, np.asarray(out)  # last_hidden_state or logits
 
 
 @pytest.fixture(scope='module')
-def hf_mlm():
-  model = transformers.FlaxBertForMaskedLM(_config(), seed=0)
-  return model, _randomize(model.params, 2)
+def hf_model(batch):
+  return _hf(transformers.FlaxBertModel, 1, batch)
+
+
+@pytest.fixture(scope='module')
+def hf_mlm(batch):
+  return _hf(transformers.FlaxBertForMaskedLM, 2, batch)
 
 
 def _plm_encoder():
   return Encoder(**hf_config_kwargs(_config()))
-
-
-def _run_hf(model, params, b):
-  with jax.default_matmul_precision('highest'):
-    out = model(b['tokens'], attention_mask=b['valid'].astype(np.int32),
-                token_type_ids=b['types'], params=params, train=False)
-  return np.asarray(out[0])  # last_hidden_state or logits
 
 
 def _run_plm(module, params, b, **kwargs):
@@ -85,7 +94,7 @@ def _max_diff(a, b, valid):
 
 @pytest.mark.parametrize('with_mlm_head', [False, True])
 def test_tree_matches_init(hf_model, hf_mlm, batch, with_mlm_head):
-  _, hf_params = hf_mlm if with_mlm_head else hf_model
+  hf_params, _ = hf_mlm if with_mlm_head else hf_model
   module = EncoderLM(_plm_encoder()) if with_mlm_head else _plm_encoder()
   init = lambda: nn.unbox(module.init(jax.random.PRNGKey(0), batch['tokens'],
                                       batch['positions'], batch['mask']))['params']
@@ -96,8 +105,7 @@ def test_tree_matches_init(hf_model, hf_mlm, batch, with_mlm_head):
 
 
 def test_encoder_matches_hf(hf_model, batch):
-  model, hf_params = hf_model
-  want = _run_hf(model, hf_params, batch)
+  hf_params, want = hf_model
   got = _run_plm(_plm_encoder(), from_hf_flax_bert(hf_params, heads=4, with_mlm_head=False),
                  batch)
   diff = _max_diff(got, want, batch['valid'])
@@ -106,8 +114,7 @@ def test_encoder_matches_hf(hf_model, batch):
 
 
 def test_mlm_matches_hf(hf_mlm, batch):
-  model, hf_params = hf_mlm
-  want = _run_hf(model, hf_params, batch)
+  hf_params, want = hf_mlm
   params = from_hf_flax_bert(hf_params, heads=4, with_mlm_head=True)
   lm = EncoderLM(_plm_encoder())
   got = _run_plm(lm, params, batch)
@@ -124,7 +131,7 @@ def test_mlm_matches_hf(hf_mlm, batch):
 
 
 def test_encoder_only_from_mlm_params(hf_mlm):
-  _, hf_params = hf_mlm
+  hf_params, _ = hf_mlm
   full = from_hf_flax_bert(hf_params, heads=4, with_mlm_head=True)
   alone = from_hf_flax_bert(hf_params, heads=4, with_mlm_head=False)
   assert jax.tree.all(jax.tree.map(np.array_equal, alone, full['encoder']))
@@ -137,16 +144,16 @@ def _swap_query_heads(params):
 
 
 def _perturb_one_weight(params):
-  k = params['layer_1']['mlp']['wo']['kernel']
-  params['layer_1']['mlp']['wo']['kernel'] = k.at[3, 5].add(0.5)
+  k = params['layer_1']['mlp']['wo']['kernel'].copy()
+  k[3, 5] += 0.5
+  params['layer_1']['mlp']['wo']['kernel'] = k
 
 
 @pytest.mark.parametrize('control', ['swap_query_heads', 'perturb_one_weight',
                                      'no_token_types', 'no_padding_mask'])
 def test_negative_controls_differ(hf_model, batch, control):
   """Each deliberate mistake must fail the parity check, so it can fail."""
-  model, hf_params = hf_model
-  want = _run_hf(model, hf_params, batch)
+  hf_params, want = hf_model
   params = from_hf_flax_bert(hf_params, heads=4, with_mlm_head=False)
   kwargs = {}
   if control == 'swap_query_heads':
@@ -172,7 +179,7 @@ def _edit(params, path, fn):
 
 
 def test_bad_shape_names_parameter(hf_mlm):
-  _, hf_params = hf_mlm
+  hf_params, _ = hf_mlm
   bad = _edit(hf_params, ('bert', 'encoder', 'layer', '1', 'attention', 'self', 'query',
                           'kernel'), lambda k: k[:, :60])
   with pytest.raises(ValueError, match=r"bert/encoder/layer/1/attention/self/query/kernel"
@@ -184,12 +191,12 @@ def test_bad_shape_names_parameter(hf_mlm):
 
 
 def test_other_errors(hf_model, hf_mlm):
-  _, hf_params = hf_model
+  hf_params, _ = hf_model
   with pytest.raises(ValueError, match='heads=5 does not divide hidden size 64'):
     from_hf_flax_bert(hf_params, heads=5, with_mlm_head=False)
   with pytest.raises(ValueError, match='needs FlaxBertForMaskedLM'):
     from_hf_flax_bert(hf_params, heads=4, with_mlm_head=True)
-  untied = _edit(hf_mlm[1], ('cls', 'predictions'),
+  untied = _edit(hf_mlm[0], ('cls', 'predictions'),
                  lambda p: {**p, 'decoder': {'kernel': np.zeros((64, 99), np.float32)}})
   with pytest.raises(ValueError, match='cannot represent.*cls/predictions/decoder/kernel'):
     from_hf_flax_bert(untied, heads=4, with_mlm_head=True)

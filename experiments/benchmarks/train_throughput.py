@@ -1,0 +1,238 @@
+r"""MLM train-step throughput: plm's EncoderLM vs transformers' FlaxBertForMaskedLM.
+
+Both models get the same shape, the same batch, the same masked positions and
+the same optimizer (plm.train.make_optimizer: AdamW + global-norm clipping),
+fp32, dropout 0.1. Each step is jitted with the train state donated; timing
+rounds alternate between the two (blocks of --block steps) so background load
+hits both equally, and the median block is reported.
+
+  python experiments/benchmarks/train_throughput.py
+  python experiments/benchmarks/train_throughput.py --size=base --steps=10 --batch=8
+
+The HF model computes logits at every position ([B, L, V]); plm's gathers the
+`num_predictions` masked slots per row first (BERT's max_predictions_per_seq).
+That difference is part of what is measured.
+"""
+import argparse
+import functools
+import os
+import platform
+import statistics
+import sys
+import time
+
+# The repo root, so `plm` and `configs` import without installing.
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+sys.path.insert(0, ROOT)
+
+import flax  # pylint: disable=g-import-not-at-top
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import transformers
+
+from configs import xlm
+from plm import models, partitioning, train
+from plm.models import sizes
+from plm.objectives import mlm
+
+VOCAB = 30522  # BERT's uncased WordPiece vocabulary
+SPECIAL_IDS = (0, 2, 3, 4)  # pad, bos, eos, mask: never picked for prediction
+MASK_ID = 4
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--steps', type=int, default=20, help='timed steps per model')
+  p.add_argument('--warmup', type=int, default=3, help='untimed steps after compiling')
+  p.add_argument('--block', type=int, default=5, help='steps per timing block (interleaved)')
+  p.add_argument('--batch', type=int, default=32)
+  p.add_argument('--seq_len', type=int, default=128)
+  p.add_argument('--size', default='mini', choices=('mini', 'small', 'base'))
+  p.add_argument('--num_predictions', type=int, default=20, help="plm's slots per row")
+  return p.parse_args(argv)
+
+
+def make_config(args):
+  """plm's config: the XLM default, re-shaped to BERT (segments, no languages)."""
+  c = xlm.get_config()
+  c.model.size = args.size
+  c.model.num_languages = 0
+  c.model.num_segments = 2  # BERT's token types, as HF's type_vocab_size
+  c.model.max_len = 512
+  c.model.dropout = c.model.attention_dropout = 0.1
+  c.objective.num_predictions = args.num_predictions
+  c.optim.lr = 1e-4
+  c.optim.warmup_steps = 10
+  c.optim.total_steps = 10_000
+  c.optim.weight_decay = 0.01
+  c.optim.b1, c.optim.b2 = 0.9, 0.999
+  return c
+
+
+def make_batch(args):
+  """Random tokens (throughput does not depend on content), one packed segment per row."""
+  rng = np.random.RandomState(0)
+  shape = (args.batch, args.seq_len)
+  return dict(tokens=rng.randint(max(SPECIAL_IDS) + 1, VOCAB, shape).astype(np.int32),
+              segment_ids=np.ones(shape, np.int32),
+              positions=np.broadcast_to(np.arange(args.seq_len, dtype=np.int32), shape).copy())
+
+
+def setup_plm(c, objective, tx, batch):
+  """(jitted train step, initial state) for plm."""
+  model = models.build(c.model, VOCAB)
+  rng = jax.random.PRNGKey(0)
+
+  @jax.jit
+  def init(rng, batch):
+    inputs, _, _ = objective(rng, batch)
+    params = nn.unbox(model.init(rng, **inputs)['params'])
+    return dict(params=params, opt_state=tx.init(params), step=jnp.array(0, jnp.int32),
+                rng=jax.random.PRNGKey(1))
+
+  state = init(rng, batch)
+  train_step, _ = train.make_steps(model, objective, tx, accum_steps=1, top_token=5)
+  return jax.jit(train_step, donate_argnums=0), state
+
+
+def setup_hf(c, tx, hf_batch):
+  """(jitted train step, initial state) for transformers' FlaxBertForMaskedLM."""
+  shape = sizes.get(c.model.size)
+  config = transformers.BertConfig(
+      vocab_size=VOCAB, hidden_size=shape['hidden'], num_hidden_layers=shape['layers'],
+      num_attention_heads=shape['heads'], intermediate_size=shape['ff'], hidden_act='gelu',
+      hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=512,
+      type_vocab_size=2, layer_norm_eps=1e-12)
+  # _do_init=False + jitted init: HF's eager init compiles op by op (minutes).
+  model = transformers.FlaxBertForMaskedLM(config, seed=0, _do_init=False)
+  init = jax.jit(functools.partial(model.init_weights, input_shape=hf_batch['input_ids'].shape))
+  params = flax.core.unfreeze(init(jax.random.PRNGKey(0)))
+
+  @jax.jit
+  def init_state(params):
+    return dict(params=params, opt_state=tx.init(params), step=jnp.array(0, jnp.int32),
+                rng=jax.random.PRNGKey(1))
+
+  def train_step(state, b):
+    rng = jax.random.fold_in(state['rng'], state['step'])
+
+    def loss_fn(params):
+      logits = model(b['input_ids'], b['attention_mask'], b['token_type_ids'],
+                     b['position_ids'], params=params, dropout_rng=rng, train=True)[0]
+      # Labels at every position; weight 0 where the collator put -100.
+      losses = optax.softmax_cross_entropy_with_integer_labels(
+          logits, jnp.maximum(b['labels'], 0))
+      w = (b['labels'] >= 0).astype(jnp.float32)
+      return jnp.sum(losses * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state['params'])
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    new_state = dict(params=optax.apply_updates(state['params'], updates),
+                     opt_state=opt_state, step=state['step'] + 1, rng=state['rng'])
+    return new_state, dict(loss=loss)
+
+  return jax.jit(train_step, donate_argnums=0), init_state(params)
+
+
+def hf_inputs(objective, batch):
+  """HF's batch with plm's masking, as a data collator would hand it over.
+
+  The same 15% of positions are corrupted and labelled (-100 elsewhere) as in
+  plm's first step; plm re-draws its masks inside every step (a few top-k ops).
+  """
+  inputs, targets, weights = jax.jit(objective)(jax.random.PRNGKey(0), batch)
+  b, l = batch['tokens'].shape
+  labels = np.full((b, l), -100, np.int32)
+  rows = np.arange(b)[:, None].repeat(targets.shape[1], 1)
+  pos, tgt, w = map(np.asarray, (inputs['predict_positions'], targets, weights))
+  labels[rows[w > 0], pos[w > 0]] = tgt[w > 0]
+  return dict(input_ids=np.asarray(inputs['tokens']),
+              attention_mask=(batch['segment_ids'] > 0).astype(np.int32),
+              token_type_ids=np.zeros((b, l), np.int32),
+              position_ids=batch['positions'], labels=labels)
+
+
+class Runner:
+  """A jitted, donating step with its state; compiles, warms up and times blocks."""
+
+  def __init__(self, name, step, state, batch):
+    self.name, self.state, self.batch = name, state, jax.device_put(batch)
+    t0 = time.perf_counter()
+    self.step = step.lower(state, self.batch).compile()
+    self.compile_s = time.perf_counter() - t0
+    self.block_ms = []  # per-step ms of each timed block
+    self.metrics = None
+
+  def run(self, n):
+    for _ in range(n):
+      self.state, self.metrics = self.step(self.state, self.batch)
+    jax.block_until_ready((self.state, self.metrics))
+
+  def timed(self, n):
+    t0 = time.perf_counter()
+    self.run(n)
+    self.block_ms.append((time.perf_counter() - t0) * 1e3 / n)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  c = make_config(args)
+  dev = jax.devices()[0]
+  shape = sizes.get(args.size)
+  print(f'machine: {platform.machine()} {os.cpu_count()} CPUs '
+        f'(affinity {len(os.sched_getaffinity(0))}), load {os.getloadavg()[0]:.2f}; '
+        f'jax {jax.__version__} ({jax.default_backend()}, {dev.device_kind}), '
+        f'flax {flax.__version__}, transformers {transformers.__version__}')
+  print(f'shape: size={args.size} {shape} vocab={VOCAB} batch={args.batch} '
+        f'seq_len={args.seq_len} fp32, dropout 0.1; plm predicts {args.num_predictions} '
+        'slots/row, HF all positions')
+
+  batch = make_batch(args)
+  objective = mlm.make(mask_id=MASK_ID, vocab_size=VOCAB, special_ids=SPECIAL_IDS,
+                       num_predictions=args.num_predictions, rate=c.objective.mask_rate)
+  tx = train.make_optimizer(c.optim)  # the same optimizer for both
+  # A 1-device mesh + rules, as plm.train runs the model (logical constraints resolve).
+  mesh = partitioning.make_mesh({'data': -1})
+  with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.DEFAULT_RULES):
+    plm_step, plm_state = setup_plm(c, objective, tx, batch)
+    runners = [Runner('plm', plm_step, plm_state, batch)]
+  hf_step, hf_state = setup_hf(c, tx, hf_inputs(objective, batch))
+  runners.append(Runner('HF Flax', hf_step, hf_state, hf_inputs(objective, batch)))
+
+  for r in runners:
+    count = sum(x.size for x in jax.tree_util.tree_leaves(r.state['params']))
+    print(f'{r.name}: {count / 1e6:.2f}M params, compile {r.compile_s:.1f} s')
+    r.run(args.warmup)
+
+  # Alternate blocks so load changes during the run hit both models alike.
+  done = 0
+  while done < args.steps:
+    n = min(args.block, args.steps - done)
+    for r in runners:
+      r.timed(n)
+    done += n
+    print(f'  block {len(runners[0].block_ms)}: ' +
+          ', '.join(f'{r.name} {r.block_ms[-1]:.0f} ms/step' for r in runners), flush=True)
+
+  tokens = args.batch * args.seq_len
+  rows = []
+  for r in runners:
+    loss = float(r.metrics['loss'])
+    if not np.isfinite(loss):
+      raise FloatingPointError(f'{r.name}: non-finite loss {loss}')
+    ms = statistics.median(r.block_ms)
+    rows.append((r.name, ms, tokens / (ms / 1e3)))
+  base_tps = rows[-1][2]  # HF Flax
+  print(f'\nmedian over {len(runners[0].block_ms)} blocks of <= {args.block} steps '
+        f'({args.steps} timed steps each, {args.warmup} warm-up):\n')
+  print('| implementation | step ms | tokens/s | ratio |')
+  print('|---|---|---|---|')
+  for name, ms, tps in rows:
+    print(f'| {name} | {ms:.1f} | {tps:,.0f} | {tps / base_tps:.2f}x |')
+
+
+if __name__ == '__main__':
+  main()
