@@ -1,9 +1,9 @@
 """The one training loop: mesh, input, model + optimizer, sharded init, step,
 restore, evaluation, loop. Read top to bottom."""
-import functools
 import os
 import signal
 import time
+from typing import Any, Callable, NamedTuple
 
 from absl import logging
 import flax.linen as nn
@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 
 from plm import checkpoint, models, objectives, partitioning
@@ -39,6 +40,13 @@ def make_optimizer(c) -> optax.GradientTransformation:
                      optax.adamw(lr, c.b1, c.b2, c.eps, c.weight_decay, mask=decay_mask))
 
 
+def unigram_logp(counts: np.ndarray, tokenizer) -> np.ndarray:
+  """Add-one smoothed log-probabilities of the training tokens; specials excluded."""
+  counts = counts.astype(np.float64) + 1.0
+  counts[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.mask_id]] = 1e-9
+  return np.log(counts / counts.sum()).astype(np.float32)
+
+
 def load_tokenizer(config, workdir: str):
   """The configured vocabulary, trained on the training split if it is missing."""
   path = config.data.vocab_path or os.path.join(workdir, 'vocab', 'spm.model')
@@ -49,7 +57,7 @@ def load_tokenizer(config, workdir: str):
   return tokenizer_lib.load_or_train(os.path.expanduser(path), texts(), config.data.vocab_size)
 
 
-def make_steps(model, objective, tx, accum_steps: int, top_token: int):
+def make_steps(model, objective, tx, accum_steps: int, unigram_logp: np.ndarray):
   """Returns the pure (unjitted) train and eval step functions."""
 
   def loss_sums(params, rng, batch, deterministic):
@@ -58,7 +66,10 @@ def make_steps(model, objective, tx, accum_steps: int, top_token: int):
     logits = model.apply({'params': params}, **inputs, deterministic=deterministic,
                          rngs={'dropout': k_drop})
     sums = weighted_cross_entropy(logits, targets, weights)
-    sums['unigram_correct'] = jnp.sum((targets == top_token) * weights)
+    # The baseline a model must beat: the training unigram distribution.
+    logp = jnp.asarray(unigram_logp)
+    sums['unigram_correct'] = jnp.sum((targets == jnp.argmax(logp)) * weights)
+    sums['unigram_loss'] = -jnp.sum(logp[targets] * weights)
     sums['tokens'] = jnp.sum(batch['segment_ids'] > 0).astype(jnp.float32)
     return sums['loss'], sums
 
@@ -100,62 +111,71 @@ def evaluate(eval_step, params, datasets, batch_size, rng, put):
   table = {}
   for lang, ds in datasets.items():
     totals = None
-    for batch in ds.iterate_once(batch_size):
+    for batch in ds.iterate_once(batch_size, process_index=jax.process_index(),
+                                 process_count=jax.process_count()):
       sums = jax.device_get(eval_step(params, put(batch), rng))
       totals = sums if totals is None else {k: totals[k] + sums[k] for k in sums}
     w = max(float(totals['weight']), 1.0)
     table[lang] = dict(loss=float(totals['loss']) / w, ppl=float(np.exp(totals['loss'] / w)),
                        accuracy=float(totals['correct']) / w,
                        unigram_accuracy=float(totals['unigram_correct']) / w,
+                       unigram_loss=float(totals['unigram_loss']) / w,
                        predictions=int(totals['weight']))
   return table
 
 
 def format_table(table: dict) -> str:
-  rows = ['| language | loss | perplexity | accuracy | unigram baseline | predictions |',
-          '|---|---|---|---|---|---|']
+  rows = ['| language | loss | perplexity | accuracy | unigram loss | unigram accuracy | '
+          'predictions |', '|---|---|---|---|---|---|---|']
   for lang, m in table.items():
     rows.append(f"| {lang} | {m['loss']:.3f} | {m['ppl']:.1f} | {m['accuracy']:.3f} | "
-                f"{m['unigram_accuracy']:.3f} | {m['predictions']} |")
+                f"{m['unigram_loss']:.3f} | {m['unigram_accuracy']:.3f} | {m['predictions']} |")
   return '\n'.join(rows)
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the test table."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  os.makedirs(workdir, exist_ok=True)
-  tc = config.train
+class Setup(NamedTuple):
+  """Everything a run builds before its first step."""
+  mesh: Mesh
+  tokenizer: Any
+  train_ds: pipeline.PackedDataset
+  init: Callable  # rng -> state, jitted, writes straight into shards
+  abstract_state: Any
+  state_sharding: Any
+  train_step: Callable  # (state, global batch) -> (state, metrics), jitted, donates state
+  eval_step: Callable  # (params, batch, rng) -> metric sums, jitted
+  put: Callable  # process-local numpy batch -> global sharded array
+  meta: dict  # what a checkpoint must match to resume
 
+
+def setup(config, workdir: str, devices=None) -> Setup:
+  """Mesh, input, model, optimizer and the sharded, jitted init and steps."""
+  tc = config.train
   # ----- Mesh -----
-  mesh = partitioning.make_mesh(dict(config.mesh))
+  mesh = partitioning.make_mesh(dict(config.mesh), devices)
   rules = partitioning.check_rules(config.rules)
   dp = partitioning.data_parallel_size(mesh)
   if tc.batch_size % (dp * tc.accum_steps):
     raise ValueError(f'train.batch_size={tc.batch_size} must be divisible by the data-parallel '
                      f'size {dp} times train.accum_steps={tc.accum_steps}')
+  if config.model.num_languages not in (0, len(config.data.languages)):
+    raise ValueError(f'model.num_languages={config.model.num_languages} but data.languages has '
+                     f'{len(config.data.languages)}; make them equal (or 0 for no language '
+                     'embeddings)')
 
   # ----- Input -----
   tokenizer = load_tokenizer(config, workdir)
   train_ds = pipeline.make_dataset(config.data, tokenizer, 'train')
-  eval_sets = {lang: pipeline.make_dataset(config.data, tokenizer, split, languages=(lang,))
-               for split in ('validation',) for lang in config.data.languages}
   counts = train_ds.token_counts(tokenizer.vocab_size)
-  special = [tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.mask_id]
-  top_token = int(np.argmax(np.where(np.isin(np.arange(len(counts)), special), -1, counts)))
-  logging.info('train rows %d, data fingerprint %s, vocab %s (%d pieces)', len(train_ds),
-               train_ds.fingerprint, tokenizer.fingerprint, tokenizer.vocab_size)
+  print(f'data: {len(train_ds)} training rows of {config.data.seq_len} tokens, fingerprint '
+        f'{train_ds.fingerprint}; vocabulary {tokenizer.fingerprint} '
+        f'({tokenizer.vocab_size} pieces)', flush=True)
 
   # ----- Model and optimizer -----
   model = models.build(config.model, tokenizer.vocab_size)
   objective = objectives.build(config.objective, tokenizer, counts)
   tx = make_optimizer(config.optim)
   batch_sharding = partitioning.batch_sharding(mesh)
-  put = lambda b: jax.make_array_from_process_local_data(batch_sharding, b)
-
-  # ----- Sharded init: abstract shapes first, then init directly into shards -----
-  example = train_ds.batch(0, tc.batch_size // tc.accum_steps, seed=config.seed,
-                           process_index=jax.process_index(),
-                           process_count=jax.process_count())
+  example = train_ds.batch(0, tc.batch_size // tc.accum_steps, seed=config.seed)
 
   def init(rng):
     inputs, _, _ = objective(rng, jax.tree_util.tree_map(jnp.asarray, example))
@@ -163,78 +183,122 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return dict(params=params, opt_state=tx.init(params), step=jnp.array(0, jnp.int32),
                 rng=jax.random.PRNGKey(config.seed + 1))
 
+  # ----- Shard: abstract shapes first, then init directly into the shards -----
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    boxed = jax.eval_shape(init, jax.random.PRNGKey(config.seed))
-    state_sharding = partitioning.logical_shardings(mesh, rules, boxed)
-    abstract_state = jax.eval_shape(lambda r: nn.unbox(init(r)), jax.random.PRNGKey(config.seed))
-    train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps, top_token)
+    rng = jax.random.PRNGKey(config.seed)
+    state_sharding = partitioning.logical_shardings(mesh, rules, jax.eval_shape(init, rng))
+    unboxed_init = lambda r: nn.unbox(init(r))
+    abstract_state = jax.eval_shape(unboxed_init, rng)
+    train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps, unigram_logp(counts, tokenizer))
     train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
                          out_shardings=(state_sharding, partitioning.replicated(mesh)),
                          donate_argnums=0)
-    eval_step = jax.jit(eval_step)
+    init_fn = jax.jit(unboxed_init, out_shardings=state_sharding)
+  meta = dict(vocab=tokenizer.fingerprint, data=train_ds.fingerprint,
+              vocab_size=tokenizer.vocab_size, model=config.model.to_dict())
+  put = lambda b: jax.make_array_from_process_local_data(batch_sharding, b)
+  return Setup(mesh, tokenizer, train_ds, init_fn, abstract_state, state_sharding, train_step,
+               jax.jit(eval_step), put, meta)
 
-    # ----- Restore (resume order in plm/checkpoint.py) -----
-    mngr = checkpoint.manager(workdir, max_to_keep=tc.keep_checkpoints)
-    meta = dict(vocab=tokenizer.fingerprint, data=train_ds.fingerprint,
-                vocab_size=tokenizer.vocab_size, model=config.model.to_dict())
-    state, saved_meta = checkpoint.restore_latest(mngr, abstract_state, state_sharding)
-    if state is not None:
-      check_meta(saved_meta, meta)
-    else:
-      state = jax.jit(lambda r: nn.unbox(init(r)), out_shardings=state_sharding)(
-          jax.random.PRNGKey(config.seed))
-      if config.init_from:
-        state['params'], _ = checkpoint.restore_params(
-            config.init_from, abstract_state['params'], state_sharding['params'])
 
-    # ----- Loop -----
-    stop = {'signal': None}
-    previous = signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
-    writer = SummaryWriter(os.path.join(workdir, 'tb')) if jax.process_index() == 0 else None
-    step = int(state['step'])
-    start_step, t0, pending = step, time.time(), []
-    eval_rng = jax.random.PRNGKey(config.seed + 2)  # the same masks at every evaluation
-    try:
+def restore_or_init(config, s: Setup, mngr):
+  """The resume order of plm/checkpoint.py: workdir, then init_from, then scratch."""
+  state, saved_meta = checkpoint.restore_latest(mngr, s.abstract_state, s.state_sharding)
+  if state is not None:
+    check_meta(saved_meta, s.meta)
+    return state
+  with jax.set_mesh(s.mesh):
+    state = s.init(jax.random.PRNGKey(config.seed))
+  if config.init_from:
+    state['params'], saved_meta = checkpoint.restore_params(
+        config.init_from, s.abstract_state['params'], s.state_sharding['params'])
+    if saved_meta.get('vocab') != s.meta['vocab']:
+      raise ValueError(f'config.init_from={config.init_from!r} was trained with vocabulary '
+                       f"{saved_meta.get('vocab')}, this run uses {s.meta['vocab']}; set "
+                       'data.vocab_path to the vocabulary of that run')
+  return state
+
+
+def heldout_sets(config, tokenizer, split):
+  return {lang: pipeline.make_dataset(config.data, tokenizer, split, languages=(lang,))
+          for lang in config.data.languages}
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the test table."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  os.makedirs(workdir, exist_ok=True)
+  tc = config.train
+  s = setup(config, workdir)
+  eval_sets = heldout_sets(config, s.tokenizer, 'validation')
+  eval_rng = jax.random.PRNGKey(config.seed + 2)  # the same masks at every evaluation
+
+  # ----- Restore -----
+  mngr = checkpoint.manager(workdir, max_to_keep=tc.keep_checkpoints)
+  state = restore_or_init(config, s, mngr)
+  step = int(state['step'])
+  if step:
+    print(f'resumed from step {step} in {mngr.directory}', flush=True)
+
+  # ----- Loop -----
+  stop = {'signal': None}
+  previous = signal.signal(signal.SIGTERM, lambda sig, frame: stop.update(signal=sig))
+  writer = SummaryWriter(os.path.join(workdir, 'tb')) if jax.process_index() == 0 else None
+  progress = Progress(step, tc.steps, writer)
+  try:
+    with jax.set_mesh(s.mesh):
       while step < tc.steps and stop['signal'] is None:
-        local = train_ds.batch(step, tc.batch_size, seed=config.seed,
-                               process_index=jax.process_index(),
-                               process_count=jax.process_count())
-        state, metrics = train_step(state, put(local))
+        local = s.train_ds.batch(step, tc.batch_size, seed=config.seed,
+                                 process_index=jax.process_index(),
+                                 process_count=jax.process_count())
+        state, metrics = s.train_step(state, s.put(local))
         step += 1
-        pending.append((step, metrics))
+        progress.add(step, metrics)
         if step % tc.log_every == 0 or step == tc.steps:
-          log_metrics(pending, writer, step, start_step, t0, tc.steps)
-          pending = []
+          progress.flush(step)
         if step % tc.eval_every == 0 and step < tc.steps:
-          table = evaluate(eval_step, state['params'], eval_sets, tc.eval_batch_size, eval_rng, put)
-          for lang, m in table.items():
-            logging.info('step %d validation %s: loss %.3f acc %.3f', step, lang, m['loss'],
-                         m['accuracy'])
-            if writer:
-              for k, v in m.items():
-                writer.add_scalar(f'validation_{lang}/{k}', v, step)
+          table = evaluate(s.eval_step, state['params'], eval_sets, tc.eval_batch_size,
+                           eval_rng, s.put)
+          progress.log_eval(step, 'validation', table)
         if step % tc.checkpoint_every == 0:
-          checkpoint.save(mngr, step, state, dict(meta, data_step=step))
-      log_metrics(pending, writer, step, start_step, t0, tc.steps)
-      if step > start_step and step not in mngr.all_steps():
-        checkpoint.save(mngr, step, state, dict(meta, data_step=step))
+          checkpoint.save(mngr, step, state, dict(s.meta, data_step=step))
+      progress.flush(step)
+      if mngr.latest_step() != step:
+        checkpoint.save(mngr, step, state, dict(s.meta, data_step=step))
       mngr.wait_until_finished()
-    finally:
-      signal.signal(signal.SIGTERM, previous)
-    if stop['signal'] is not None:
-      logging.warning('stopped by signal %d at step %d; checkpoint saved, rerun the same '
-                      'command to continue', stop['signal'], step)
-      return {}
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  if stop['signal'] is not None:
+    print(f'stopped by signal {stop["signal"]} at step {step}; checkpoint saved, rerun the '
+          'same command to continue', flush=True)
+    return {}
 
-    # ----- Final held-out evaluation -----
-    test_sets = {lang: pipeline.make_dataset(config.data, tokenizer, 'test', languages=(lang,))
-                 for lang in config.data.languages}
-    table = evaluate(eval_step, state['params'], test_sets, tc.eval_batch_size, eval_rng, put)
-  text = format_table(table)
-  logging.info('held-out (test split) after %d steps:\n%s', step, text)
-  print(f'\nHeld-out results (test split, step {step}):\n{text}', flush=True)
+  # ----- Final held-out evaluation -----
+  with jax.set_mesh(s.mesh):
+    table = evaluate(s.eval_step, state['params'], heldout_sets(config, s.tokenizer, 'test'),
+                     tc.eval_batch_size, eval_rng, s.put)
+  progress.log_eval(step, 'test', table)
+  print(f'\nHeld-out results (test split, step {step}):\n{format_table(table)}', flush=True)
   if writer:
     writer.close()
+  return table
+
+
+def evaluate_checkpoint(config, workdir: str) -> dict:
+  """The `evaluate` job: the test-split table of the newest checkpoint in `workdir`."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  s = setup(config, workdir)
+  state, saved_meta = checkpoint.restore_latest(checkpoint.manager(workdir), s.abstract_state,
+                                                s.state_sharding)
+  if state is None:
+    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints; train first '
+                            '(config.job=train) or point --workdir at a trained run')
+  check_meta(saved_meta, s.meta)
+  with jax.set_mesh(s.mesh):
+    table = evaluate(s.eval_step, state['params'], heldout_sets(config, s.tokenizer, 'test'),
+                     config.train.eval_batch_size, jax.random.PRNGKey(config.seed + 2), s.put)
+  print(f'Held-out results (test split, step {int(state["step"])}):\n{format_table(table)}',
+        flush=True)
   return table
 
 
@@ -242,43 +306,56 @@ def check_meta(saved: dict, current: dict) -> None:
   """A checkpoint only resumes with the vocabulary and model it was trained with."""
   if saved.get('vocab') != current['vocab']:
     raise ValueError(f"the checkpoint was trained with vocabulary {saved.get('vocab')} but "
-                     f"data.vocab_path gives {current['vocab']}; point data.vocab_path at the "
+                     f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
                      'original vocabulary or start in a new --workdir')
   if saved.get('model') != current['model']:
-    raise ValueError('the checkpoint holds another model configuration '
-                     f"({saved.get('model')}); use the config it was trained with or a new "
-                     '--workdir')
+    raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
+                     'config it was trained with or start in a new --workdir')
   if saved.get('data') != current['data']:
     logging.warning('the training data changed since the checkpoint (fingerprint %s -> %s); '
                     'continuing at the saved step on the new data', saved.get('data'),
                     current['data'])
 
 
-def log_metrics(pending, writer, step, start_step, t0, total_steps):
-  """Fetches queued step metrics, checks them, logs a progress line."""
-  if not pending:
-    return
-  fetched = jax.device_get([m for _, m in pending])
-  for (s, _), m in zip(pending, fetched):
-    if not np.isfinite(m['loss']):
-      raise NonFiniteLossError(
-          f'non-finite loss {m["loss"]} at step {s} (batch {s - 1} of the data order); '
-          'lower optim.lr, raise optim.warmup_steps or check the data. The last checkpoint '
-          'before it is intact: rerun to resume from there')
-    if writer:
-      for k, v in m.items():
-        writer.add_scalar(f'train/{k}', float(v), s)
-  elapsed = time.time() - t0
-  tokens = sum(float(m['tokens']) for m in fetched)
-  rate = (step - start_step) / max(elapsed, 1e-9)
-  eta = (total_steps - step) / max(rate, 1e-9)
-  last = fetched[-1]
-  msg = (f'step {step}/{total_steps} loss {last["loss"]:.3f} acc {last["accuracy"]:.3f} '
-         f'tokens/s {tokens / max(time.time() - log_metrics.last_time, 1e-9):,.0f} '
-         f'ETA {eta / 60:.1f} min')
-  log_metrics.last_time = time.time()
-  logging.info(msg)
-  print(msg, flush=True)
+class Progress:
+  """Queues step metrics on device, fetches them in batches, checks, logs."""
 
+  def __init__(self, step: int, total_steps: int, writer):
+    self.total, self.writer, self.pending = total_steps, writer, []
+    self.start_step, self.last_step, self.t0 = step, step, time.time()
+    self.last_time = self.t0
 
-log_metrics.last_time = time.time()
+  def add(self, step: int, metrics) -> None:
+    self.pending.append((step, metrics))
+
+  def flush(self, step: int) -> None:
+    """Fetches queued metrics; a non-finite loss stops the run, naming its step."""
+    if not self.pending:
+      return
+    fetched = jax.device_get([m for _, m in self.pending])
+    for (s, _), m in zip(self.pending, fetched):
+      if not np.isfinite(m['loss']):
+        raise NonFiniteLossError(
+            f'non-finite loss {m["loss"]} at step {s} (batch {s - 1} of the data order); '
+            'lower optim.lr, raise optim.warmup_steps or check the data. Checkpoints before '
+            'it are intact: rerun to resume from the last one')
+      if self.writer:
+        for k, v in m.items():
+          self.writer.add_scalar(f'train/{k}', float(v), s)
+    self.pending = []
+    now = time.time()
+    tokens_per_s = sum(float(m['tokens']) for m in fetched) / max(now - self.last_time, 1e-9)
+    steps_per_s = (step - self.start_step) / max(now - self.t0, 1e-9)
+    eta = (self.total - step) / max(steps_per_s, 1e-9)
+    self.last_time = now
+    last = fetched[-1]
+    print(f'step {step}/{self.total} loss {last["loss"]:.3f} acc {last["accuracy"]:.3f} '
+          f'tokens/s {tokens_per_s:,.0f} ETA {eta / 60:.1f} min', flush=True)
+
+  def log_eval(self, step: int, split: str, table: dict) -> None:
+    for lang, m in table.items():
+      print(f'step {step} {split} {lang}: loss {m["loss"]:.3f} accuracy {m["accuracy"]:.3f} '
+            f'(unigram {m["unigram_accuracy"]:.3f})', flush=True)
+      if self.writer:
+        for k, v in m.items():
+          self.writer.add_scalar(f'{split}_{lang}/{k}', v, step)
