@@ -37,7 +37,8 @@ def make_optimizer(c) -> optax.GradientTransformation:
   # No weight decay on biases and LayerNorm parameters (BERT's recipe).
   decay_mask = lambda p: jax.tree_util.tree_map(lambda x: x.ndim > 1, p)
   return optax.chain(optax.clip_by_global_norm(c.grad_clip),
-                     optax.adamw(lr, c.b1, c.b2, c.eps, c.weight_decay, mask=decay_mask))
+                     optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay,
+                                 mask=decay_mask))
 
 
 def unigram_logp(counts: np.ndarray, tokenizer) -> np.ndarray:
