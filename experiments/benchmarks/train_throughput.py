@@ -226,7 +226,8 @@ def main(argv=None):
       r.timed(n)
     done += n
     print(f'  block {len(runners[0].block_ms)}: ' +
-          ', '.join(f'{r.name} {r.block_ms[-1]:.0f} ms/step' for r in runners), flush=True)
+          ', '.join(f'{r.name} {r.block_ms[-1]:.0f} ms/step' for r in runners) +
+          f', ratio {runners[1].block_ms[-1] / runners[0].block_ms[-1]:.2f}x', flush=True)
 
   tokens = args.batch * args.seq_len
   rows = []
@@ -238,7 +239,10 @@ def main(argv=None):
     rows.append((r.name, ms, tokens / (ms / 1e3)))
   base_tps = rows[-1][2]  # HF Flax
   print(f'\nmedian over {len(runners[0].block_ms)} blocks of <= {args.block} steps '
-        f'({args.steps} timed steps each, {args.warmup} warm-up):\n')
+        f'({args.steps} timed steps each, {args.warmup} warm-up)')
+  ratios = [h / p for p, h in zip(runners[0].block_ms, runners[1].block_ms)]
+  print(f'plm/HF per block: {min(ratios):.2f}x .. {max(ratios):.2f}x; '
+        f'load now {os.getloadavg()[0]:.2f}\n')
   print('| implementation | step ms | tokens/s | ratio |')
   print('|---|---|---|---|')
   for name, ms, tps in rows:
