@@ -59,6 +59,8 @@ def parse_flags(argv):
       text = text[1:-1]
     reason = ' '.join(text.split()).rstrip('.?') + '.'
     overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    culprits = [o for o in overrides if f"'{o.rsplit('.', 1)[-1]}'" in reason or o in reason]
+    overrides = culprits or overrides
     sys.exit(f'error: bad config override ({", ".join(overrides) or "--config"}): {reason} '
              'Fix the key or value; the config file lists every key with a comment.')
 
