@@ -52,9 +52,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.objective.mlm_smoothing = 0.0  # XLM's frequency smoothing exponent (0.5 in the paper)
 
   c.optim = ml_collections.ConfigDict()
-  c.optim.lr = 5e-4  # peak learning rate
-  c.optim.warmup_steps = 100
-  c.optim.total_steps = steps = config_dict.FieldReference(1200)  # decay horizon; follows train.steps
+  c.optim.lr = 1e-3  # peak learning rate
+  c.optim.warmup_steps = 60
+  c.optim.total_steps = steps = config_dict.FieldReference(600)  # decay horizon; follows train.steps
   c.optim.schedule = 'linear'  # linear | cosine decay after warmup
   c.optim.b1 = 0.9
   c.optim.b2 = 0.98
@@ -67,10 +67,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.train.batch_size = 32  # global rows per step
   c.train.accum_steps = 1  # micro-batches per step (gradient accumulation)
   c.train.log_every = 50
-  c.train.eval_every = 400  # held-out (validation) evaluation period
+  c.train.eval_every = 200  # held-out (validation) evaluation period
   c.train.eval_batch_size = 64
-  c.train.checkpoint_every = 200
+  c.train.checkpoint_every = 100
   c.train.keep_checkpoints = 3
+  c.train.nonfinite = 'stop'  # on a NaN/inf loss: 'stop' naming the step, or 'skip' the update
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))  # -1 = all devices
   c.rules = DEFAULT_RULES  # logical axis -> mesh axis (plm/partitioning.py)

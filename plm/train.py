@@ -58,51 +58,61 @@ def load_tokenizer(config, workdir: str):
   return tokenizer_lib.load_or_train(os.path.expanduser(path), texts(), config.data.vocab_size)
 
 
-def make_steps(model, objective, tx, accum_steps: int, unigram_logp: np.ndarray):
-  """Returns the pure (unjitted) train and eval step functions."""
+def make_steps(model, objective, tx, accum_steps: int, unigram_logp: np.ndarray,
+               skip_nonfinite: bool = False):
+  """Returns the pure (unjitted) train and eval step functions.
 
-  def loss_sums(params, rng, batch, deterministic):
-    k_obj, k_drop = jax.random.split(rng)
-    inputs, targets, weights = objective(k_obj, batch)
+  The objective runs once on the whole batch, so accumulating A micro-batches
+  is the same update as one A-times larger batch (dropout aside).
+  """
+  logp = jnp.asarray(unigram_logp)
+
+  def loss_sums(params, example, k_drop, deterministic):
+    inputs, targets, weights = example
     logits = model.apply({'params': params}, **inputs, deterministic=deterministic,
                          rngs={'dropout': k_drop})
     sums = weighted_cross_entropy(logits, targets, weights)
     # The baseline a model must beat: the training unigram distribution.
-    logp = jnp.asarray(unigram_logp)
     sums['unigram_correct'] = jnp.sum((targets == jnp.argmax(logp)) * weights)
     sums['unigram_loss'] = -jnp.sum(logp[targets] * weights)
-    sums['tokens'] = jnp.sum(batch['segment_ids'] > 0).astype(jnp.float32)
     return sums['loss'], sums
 
   def train_step(state, batch):
-    rng = jax.random.fold_in(state['rng'], state['step'])
+    k_obj, k_drop = jax.random.split(jax.random.fold_in(state['rng'], state['step']))
+    example = objective(k_obj, batch)
     # Micro-batches [A, B/A, ...]; gradients of summed losses are added, then
     # divided by the total weight: the exact token mean of the whole batch.
     micro = jax.tree_util.tree_map(
-        lambda x: x.reshape((accum_steps, -1) + x.shape[1:]), batch)
+        lambda x: x.reshape((accum_steps, -1) + x.shape[1:]), example)
     grad_fn = jax.grad(loss_sums, has_aux=True)
 
     def accumulate(carry, xs):
       i, mb = xs
-      g, sums = grad_fn(state['params'], jax.random.fold_in(rng, i), mb, False)
+      g, sums = grad_fn(state['params'], mb, jax.random.fold_in(k_drop, i), False)
       return jax.tree_util.tree_map(jnp.add, carry, (g, sums)), None
 
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, state['params'])
-    zero_sums = jax.eval_shape(lambda: loss_sums(state['params'], rng, batch, True)[1])
-    zero_sums = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zero_sums)
-    (grads, sums), _ = jax.lax.scan(accumulate, (zeros, zero_sums),
-                                    (jnp.arange(accum_steps), micro))
+    zero = lambda tree: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
+    first = jax.tree_util.tree_map(lambda x: x[0], micro)
+    carry = zero(jax.eval_shape(grad_fn, state['params'], first, k_drop, False))
+    (grads, sums), _ = jax.lax.scan(accumulate, carry, (jnp.arange(accum_steps), micro))
     denom = jnp.maximum(sums['weight'], 1.0)
     grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     new_state = dict(params=optax.apply_updates(state['params'], updates),
                      opt_state=opt_state, step=state['step'] + 1, rng=state['rng'])
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(sums['loss']) & jnp.isfinite(grad_norm)
+    if skip_nonfinite:  # keep the old params and optimizer state; count the skip
+      keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
+      new_state.update(params=keep(new_state['params'], state['params']),
+                       opt_state=keep(opt_state, state['opt_state']))
     metrics = dict(loss=sums['loss'] / denom, accuracy=sums['correct'] / denom,
-                   tokens=sums['tokens'], grad_norm=optax.global_norm(grads))
+                   tokens=jnp.sum(batch['segment_ids'] > 0).astype(jnp.float32),
+                   grad_norm=grad_norm, skipped=1.0 - finite.astype(jnp.float32))
     return new_state, metrics
 
   def eval_step(params, batch, rng):
-    return loss_sums(params, rng, batch, True)[1]
+    return loss_sums(params, objective(rng, batch), rng, True)[1]
 
   return train_step, eval_step
 
@@ -190,7 +200,11 @@ def setup(config, workdir: str, devices=None) -> Setup:
     state_sharding = partitioning.logical_shardings(mesh, rules, jax.eval_shape(init, rng))
     unboxed_init = lambda r: nn.unbox(init(r))
     abstract_state = jax.eval_shape(unboxed_init, rng)
-    train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps, unigram_logp(counts, tokenizer))
+    if tc.nonfinite not in ('stop', 'skip'):
+      raise ValueError(f"train.nonfinite={tc.nonfinite!r}: use 'stop' or 'skip'")
+    train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps,
+                                       unigram_logp(counts, tokenizer),
+                                       skip_nonfinite=tc.nonfinite == 'skip')
     train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
                          out_shardings=(state_sharding, partitioning.replicated(mesh)),
                          donate_argnums=0)
@@ -245,7 +259,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   stop = {'signal': None}
   previous = signal.signal(signal.SIGTERM, lambda sig, frame: stop.update(signal=sig))
   writer = SummaryWriter(os.path.join(workdir, 'tb')) if jax.process_index() == 0 else None
-  progress = Progress(step, tc.steps, writer)
+  progress = Progress(step, tc.steps, writer, stop_on_nonfinite=tc.nonfinite == 'stop')
   try:
     with jax.set_mesh(s.mesh):
       while step < tc.steps and stop['signal'] is None:
@@ -321,8 +335,9 @@ def check_meta(saved: dict, current: dict) -> None:
 class Progress:
   """Queues step metrics on device, fetches them in batches, checks, logs."""
 
-  def __init__(self, step: int, total_steps: int, writer):
+  def __init__(self, step: int, total_steps: int, writer, stop_on_nonfinite: bool = True):
     self.total, self.writer, self.pending = total_steps, writer, []
+    self.stop_on_nonfinite, self.skipped = stop_on_nonfinite, 0
     self.start_step, self.last_step, self.t0 = step, step, time.time()
     self.last_time = self.t0
 
@@ -335,11 +350,12 @@ class Progress:
       return
     fetched = jax.device_get([m for _, m in self.pending])
     for (s, _), m in zip(self.pending, fetched):
-      if not np.isfinite(m['loss']):
+      self.skipped += int(m['skipped'])
+      if self.stop_on_nonfinite and not np.isfinite(m['loss']):
         raise NonFiniteLossError(
             f'non-finite loss {m["loss"]} at step {s} (batch {s - 1} of the data order); '
-            'lower optim.lr, raise optim.warmup_steps or check the data. Checkpoints before '
-            'it are intact: rerun to resume from the last one')
+            'lower optim.lr, raise optim.warmup_steps or check the data (or set '
+            "train.nonfinite='skip'). Checkpoints before it are intact: rerun to resume")
       if self.writer:
         for k, v in m.items():
           self.writer.add_scalar(f'train/{k}', float(v), s)
@@ -351,7 +367,8 @@ class Progress:
     self.last_time = now
     last = fetched[-1]
     print(f'step {step}/{self.total} loss {last["loss"]:.3f} acc {last["accuracy"]:.3f} '
-          f'tokens/s {tokens_per_s:,.0f} ETA {eta / 60:.1f} min', flush=True)
+          f'tokens/s {tokens_per_s:,.0f} ETA {eta / 60:.1f} min'
+          + (f' skipped {self.skipped} non-finite steps' if self.skipped else ''), flush=True)
 
   def log_eval(self, step: int, split: str, table: dict) -> None:
     for lang, m in table.items():

@@ -16,7 +16,6 @@ That difference is part of what is measured.
 """
 import argparse
 import functools
-import inspect
 import os
 import platform
 import statistics
@@ -85,16 +84,6 @@ def make_batch(args):
               positions=np.broadcast_to(np.arange(args.seq_len, dtype=np.int32), shape).copy())
 
 
-def baseline_kwargs():
-  """make_steps' unigram-baseline argument (its name has changed across versions)."""
-  params = inspect.signature(train.make_steps).parameters
-  if 'unigram_logp' in params:  # uniform: the baseline's cost, not its value, matters here
-    return dict(unigram_logp=np.full(VOCAB, -np.log(VOCAB), np.float32))
-  if 'top_token' in params:
-    return dict(top_token=max(SPECIAL_IDS) + 1)
-  return {}
-
-
 def setup_plm(c, objective, tx, batch):
   """(jitted train step, initial state) for plm."""
   model = models.build(c.model, VOCAB)
@@ -108,7 +97,9 @@ def setup_plm(c, objective, tx, batch):
                 rng=jax.random.PRNGKey(1))
 
   state = init(rng, batch)
-  train_step, _ = train.make_steps(model, objective, tx, accum_steps=1, **baseline_kwargs())
+  train_step, _ = train.make_steps(
+      model, objective, tx, accum_steps=1,
+      unigram_logp=np.full(VOCAB, -np.log(VOCAB), np.float32))  # baseline's cost, not its value
   return jax.jit(train_step, donate_argnums=0), state
 
 

@@ -39,14 +39,21 @@ class Encoder(nn.Module):
                                  self.num_languages, self.num_tasks, self.positions)
     self.embed_ln = layer_norm(self.ln_eps, 'embed_ln') if self.post_ln else None
     self.embed_dropout = nn.Dropout(self.dropout)
-    block = nn.remat(TransformerBlock, static_argnums=(5,)) if self.remat else TransformerBlock
+    # Positional indices with self = 0: deterministic (5) and decode (6) are Python bools.
+    block = (nn.remat(TransformerBlock, static_argnums=(5, 6)) if self.remat
+             else TransformerBlock)
     self.blocks = [block(self.heads, self.hidden // self.heads, self.ff, self.activation,
                          self.dropout, self.attention_dropout, self.post_ln, self.ln_eps,
                          dtype=self.dtype, name=f'layer_{i}') for i in range(self.layers)]
     self.final_ln = None if self.post_ln else layer_norm(self.ln_eps, 'final_ln')
 
   def __call__(self, tokens, positions, mask, *, token_types=None, langs=None, tasks=None,
-               deterministic: bool = True):
+               deterministic: bool = True, decode: bool = False):
+    """Hidden states [B, L, H]; `decode` reads and writes the 'cache' collection.
+
+    With decode=True, `model.init` on a full-length [B, max_len] input shapes the
+    KV cache; later calls feed the next positions (see plm/decode.py).
+    """
     if tokens.shape[-1] > self.max_len:
       raise ValueError(f'sequence length {tokens.shape[-1]} exceeds model.max_len={self.max_len}; '
                        'raise model.max_len or lower data.seq_len')
@@ -56,7 +63,7 @@ class Encoder(nn.Module):
     x = self.embed_dropout(x, deterministic=deterministic).astype(self.dtype)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
     for block in self.blocks:
-      x = block(x, mask, None, None, deterministic)
+      x = block(x, mask, None, None, deterministic, decode)
     return x if self.final_ln is None else self.final_ln(x)
 
 
@@ -70,9 +77,9 @@ class EncoderLM(nn.Module):
 
   @nn.compact
   def __call__(self, tokens, positions, mask, *, predict_positions=None, token_types=None,
-               langs=None, tasks=None, deterministic: bool = True):
+               langs=None, tasks=None, deterministic: bool = True, decode: bool = False):
     x = self.encoder(tokens, positions, mask, token_types=token_types, langs=langs,
-                     tasks=tasks, deterministic=deterministic)
+                     tasks=tasks, deterministic=deterministic, decode=decode)
     if predict_positions is not None:
       x = jnp.take_along_axis(x, predict_positions[..., None], axis=1)
     head = MlmHead(self.encoder.vocab_size, self.encoder.activation, self.encoder.ln_eps,

@@ -1,0 +1,238 @@
+"""Greedy and beam-search decoding over a step function, and KV-cached LM steps.
+
+The searches know the model only through
+
+  step_fn(cache, tokens [N], position int32 [] or [N]) -> (logits [N, V], cache)
+
+which feeds `tokens` at `position` and returns the next-token logits. `cache` is
+any pytree; leaves with a leading dim of N are per-row (beam search tiles and
+reorders them), other leaves (e.g. flax's scalar `cache_index`) are shared. So
+UNILM, MASS and CLM plug in by writing their own step_fn.
+
+Step i (0-based) feeds the previous token (`first_token` at i = 0) at
+`start_position + i` and picks output token i; outputs exclude `first_token`.
+After EOS a row holds only `pad_id`.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from plm import masks
+
+Array = jax.Array
+NEG_INF = -jnp.inf
+
+
+def gnmt_length_penalty(length, alpha: float):
+  """GNMT's ((5 + length) / 6) ** alpha (Wu et al. 2016); scores are logp / this."""
+  return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** alpha
+
+
+def banned_tokens(history: Array, i, n: int, vocab_size: int) -> Array:
+  """bool [N, V]: next tokens that would repeat an n-gram of history[:, :i + 1].
+
+  history [N, H] holds the fed tokens; entries after index i are ignored.
+  """
+  num, size = history.shape
+  width = size - n + 1  # n-gram start slots
+  if width <= 0:
+    return jnp.zeros((num, vocab_size), bool)
+  start = jnp.maximum(i + 2 - n, 0)
+  suffix = jax.lax.dynamic_slice_in_dim(history, start, max(n - 1, 1), axis=1)
+  # An n-gram starting at j is complete in the history iff j + n - 1 <= i.
+  match = jnp.broadcast_to(jnp.arange(width) + n - 1 <= i, (num, width))
+  for k in range(n - 1):
+    match &= history[:, k:k + width] == suffix[:, k:k + 1]
+  rows = jnp.arange(num)[:, None]
+  hits = jnp.zeros((num, vocab_size), jnp.int32).at[rows, history[:, n - 1:]].add(
+      match.astype(jnp.int32))
+  return hits > 0
+
+
+def greedy(step_fn, cache, first_token: Array, *, max_len: int, eos_id: int, pad_id: int = 0,
+           start_position=0, no_repeat_ngram: int = 0) -> Array:
+  """Argmax decoding of `max_len` tokens: int32 [B, max_len]. Jittable.
+
+  Stops early (lax.while_loop) once every row has emitted `eos_id`.
+  """
+  batch = first_token.shape[0]
+  first = first_token.astype(jnp.int32)
+  start = jnp.asarray(start_position, jnp.int32)
+
+  def body(state):
+    i, seqs, last, done, cache = state
+    logits, cache = step_fn(cache, last, start + i)
+    logits = logits.astype(jnp.float32)
+    if no_repeat_ngram:
+      history = jnp.concatenate([first[:, None], seqs], axis=1)
+      logits = jnp.where(banned_tokens(history, i, no_repeat_ngram, logits.shape[-1]),
+                         NEG_INF, logits)
+    token = jnp.where(done, pad_id, jnp.argmax(logits, -1).astype(jnp.int32))
+    return i + 1, seqs.at[:, i].set(token), token, done | (token == eos_id), cache
+
+  def cond(state):
+    return (state[0] < max_len) & ~jnp.all(state[3])
+
+  init = (jnp.int32(0), jnp.full((batch, max_len), pad_id, jnp.int32), first,
+          jnp.zeros((batch,), bool), cache)
+  return jax.lax.while_loop(cond, body, init)[1]
+
+
+def _per_row(cache, rows: int):
+  return lambda fn: jax.tree.map(
+      lambda x: fn(x) if jnp.ndim(x) >= 1 and x.shape[0] == rows else x, cache)
+
+
+def beam_search(step_fn, cache, first_token: Array, *, beam_size: int, max_len: int, eos_id: int,
+                length_penalty: float = 1.0, no_repeat_ngram: int = 0, pad_id: int = 0,
+                start_position=0):
+  """Beam search: (tokens int32 [B, beam, max_len], scores [B, beam]), best first. Jittable.
+
+  A hypothesis is finished when it emits `eos_id` or reaches `max_len` tokens;
+  its score is sum(log p) / length_penalty(length) with length counting the EOS.
+  Keeps `beam_size` alive and `beam_size` finished hypotheses (t5x-style) and
+  stops once no alive one can still beat the worst finished one. Slots with no
+  finished hypothesis (only if most candidates are banned) score -inf.
+  """
+  alpha, lp = length_penalty, gnmt_length_penalty
+  batch, k = first_token.shape[0], beam_size
+  cache = _per_row(cache, batch)(lambda x: jnp.repeat(x, k, axis=0))
+  start = jnp.asarray(start_position, jnp.int32)
+  if start.ndim:
+    start = jnp.repeat(start, k)
+
+  def body(state):
+    i, hist, alive_logp, fin_seqs, fin_scores, cache = state  # hist [B, k, 1 + max_len]
+    logits, cache = step_fn(cache, hist[:, :, i].reshape(-1), start + i)
+    vocab = logits.shape[-1]
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    if no_repeat_ngram:
+      ban = banned_tokens(hist.reshape(batch * k, -1), i, no_repeat_ngram, vocab)
+      logp = jnp.where(ban, NEG_INF, logp)
+    cand = alive_logp[..., None] + logp.reshape(batch, k, vocab)
+    # 2k candidates leave k that do not end in EOS.
+    top_logp, top_idx = jax.lax.top_k(cand.reshape(batch, k * vocab), 2 * k)
+    parent, token = top_idx // vocab, top_idx % vocab
+    hist = jnp.take_along_axis(hist, parent[..., None], 1).at[:, :, i + 1].set(token)
+    ends = (token == eos_id) | (i == max_len - 1)
+    new_scores = jnp.where(ends, top_logp / lp(i + 1, alpha), NEG_INF)
+    fin_scores, idx = jax.lax.top_k(jnp.concatenate([fin_scores, new_scores], 1), k)
+    fin_seqs = jnp.take_along_axis(jnp.concatenate([fin_seqs, hist[:, :, 1:]], 1),
+                                   idx[..., None], 1)
+    alive_logp, idx = jax.lax.top_k(jnp.where(ends, NEG_INF, top_logp), k)
+    hist = jnp.take_along_axis(hist, idx[..., None], 1)
+    rows = (jnp.arange(batch)[:, None] * k + jnp.take_along_axis(parent, idx, 1)).reshape(-1)
+    cache = _per_row(cache, batch * k)(lambda x: x[rows])
+    return i + 1, hist, alive_logp, fin_seqs, fin_scores, cache
+
+  def cond(state):
+    i, _, alive_logp, _, fin_scores, _ = state
+    # log p only falls, and lp is monotonic in length: the best reachable score
+    # is the best alive log p over lp at the shortest or the longest length.
+    best = alive_logp[:, 0]
+    bound = jnp.maximum(best / lp(i + 1, alpha), best / lp(max_len, alpha))
+    return (i < max_len) & ~jnp.all(fin_scores[:, -1] >= bound)
+
+  hist = jnp.full((batch, k, 1 + max_len), pad_id, jnp.int32)
+  hist = hist.at[:, :, 0].set(first_token.astype(jnp.int32)[:, None])
+  alive_logp = jnp.where(jnp.arange(k) == 0, 0.0, NEG_INF) * jnp.ones((batch, 1))
+  init = (jnp.int32(0), hist, alive_logp, jnp.full((batch, k, max_len), pad_id, jnp.int32),
+          jnp.full((batch, k), NEG_INF), cache)
+  _, _, _, fin_seqs, fin_scores, _ = jax.lax.while_loop(cond, body, init)
+  return fin_seqs, fin_scores
+
+
+# Left-to-right EncoderLM (CLM) steps.
+#
+# State: {'kv' or 'tokens'/'positions'/'index': ..., 'key_valid': None or bool
+# [B, max_len] (False = a left-pad slot, never attended), 'langs': None or [B]}.
+
+
+def lm_step_fn(model: nn.Module, params, *, batch_size: int, max_len: int, langs=None):
+  """(step_fn, cache) for a causal EncoderLM with a KV cache of `max_len` slots.
+
+  The cache comes from `model.init(..., decode=True)` on a [B, max_len] dummy
+  (under eval_shape: only its shapes, all zeros). Each step feeds one token with
+  mask None: attention.py limits it to the filled prefix, which is causal.
+  """
+  dummy = jnp.zeros((batch_size, max_len), jnp.int32)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, dummy, None,
+                                             decode=True))
+  kv = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes['cache'])
+
+  def step(cache, tokens, position):
+    pos = jnp.broadcast_to(position, tokens.shape)[:, None]
+    key_valid = cache['key_valid']
+    mask = None if key_valid is None else key_valid[:, None, None, :]
+    logits, mutated = model.apply(
+        {'params': params, 'cache': cache['kv']}, tokens[:, None], pos, mask,
+        langs=_langs(cache, 1), decode=True, mutable=['cache'])
+    return logits[:, -1], {**cache, 'kv': mutated['cache']}
+
+  return step, dict(kv=kv, key_valid=None, langs=langs)
+
+
+def uncached_step_fn(model: nn.Module, params, *, batch_size: int, max_len: int, langs=None):
+  """(step_fn, state) like lm_step_fn's, recomputing all `max_len` slots each step.
+
+  Static shapes under jit: each step runs the model over the whole [B, max_len]
+  buffer with a causal mask that also hides the slots not yet written.
+  """
+  def step(state, tokens, position):
+    i = state['index']
+    buf = state['tokens'].at[:, i].set(tokens)
+    pos = state['positions'].at[:, i].set(jnp.broadcast_to(position, tokens.shape))
+    valid = jnp.broadcast_to(jnp.arange(max_len) <= i, buf.shape)
+    if state['key_valid'] is not None:
+      valid &= state['key_valid']
+    logits = model.apply({'params': params}, buf, pos, masks.causal_mask(valid),
+                         predict_positions=jnp.full((buf.shape[0], 1), i),
+                         langs=_langs(state, max_len))
+    return logits[:, 0], {**state, 'tokens': buf, 'positions': pos, 'index': i + 1}
+
+  zeros = jnp.zeros((batch_size, max_len), jnp.int32)
+  return step, dict(tokens=zeros, positions=zeros, index=jnp.int32(0), key_valid=None,
+                    langs=langs)
+
+
+def _langs(state, length: int):
+  langs = state['langs']
+  return None if langs is None else jnp.broadcast_to(langs[:, None], (langs.shape[0], length))
+
+
+def lm_prefill(model: nn.Module, params, cache, prompt: Array, valid=None):
+  """Feeds prompt[:, :-1] in one call; returns (cache, prompt[:, -1], its position).
+
+  Prompts are left-padded (`valid` [B, P], False before the first real token) so
+  every row's next token lands in the same cache slot; positions count real
+  tokens only, and pad slots stay masked for the rest of decoding. Start the
+  search from the returned token and position:
+
+    cache, first, pos = lm_prefill(model, params, cache, prompt, valid)
+    tokens = greedy(step_fn, cache, first, start_position=pos, ...)
+
+  The cached prefill passes a causal [B, 1, P - 1, max_len] mask, since
+  attention.py's cache alone lets a multi-token chunk see all of itself.
+  """
+  batch, length = prompt.shape
+  valid = jnp.ones(prompt.shape, bool) if valid is None else jnp.asarray(valid, bool)
+  positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0).astype(jnp.int32)
+  # Every per-slot leaf (cached keys/values or the token buffer) is [B, max_len, ...].
+  slots = max(x.shape[1] for x in jax.tree.leaves(cache) if jnp.ndim(x) >= 2)
+  key_valid = jnp.concatenate([valid, jnp.ones((batch, slots - length), bool)], 1)
+  cache = {**cache, 'key_valid': key_valid}
+  head, first, pos = prompt[:, :-1], prompt[:, -1], positions[:, -1]
+  if length == 1:
+    return cache, first, pos
+  if 'kv' not in cache:
+    n = length - 1
+    return ({**cache, 'tokens': cache['tokens'].at[:, :n].set(head),
+             'positions': cache['positions'].at[:, :n].set(positions[:, :-1]),
+             'index': jnp.int32(n)}, first, pos)
+  causal = jnp.arange(slots)[None, :] <= jnp.arange(length - 1)[:, None]
+  mask = causal[None, None] & key_valid[:, None, None, :]
+  _, mutated = model.apply(
+      {'params': params, 'cache': cache['kv']}, head, positions[:, :-1], mask,
+      predict_positions=jnp.zeros((batch, 1), jnp.int32), langs=_langs(cache, length - 1),
+      decode=True, mutable=['cache'])
+  return {**cache, 'kv': mutated['cache']}, first, pos
