@@ -1,8 +1,9 @@
 """All orbax code: save, restore, and the resume order.
 
 Resume order (first that applies):
-  1. the newest readable checkpoint in `{workdir}/checkpoints` (a broken newest
-     one is reported and the previous step is used);
+  1. the newest readable checkpoint in `{workdir}/checkpoints`; an unreadable
+     newer one (truncated, half-written) is reported, renamed `<step>.broken`
+     so the run can save that step again, and the previous step is used;
   2. `config.init_from`: parameters only, from another run's checkpoint directory;
   3. scratch.
 A checkpoint holds the whole train state (params, opt_state, step, rng) and a
@@ -22,10 +23,39 @@ def manager(workdir: str, *, max_to_keep: int = 3) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory, options=options, item_names=('state', 'meta'))
 
 
+class CheckpointWriteError(OSError):
+  pass
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict) -> None:
-  """Starts an async save of `state` and `meta` at `step` (force: ignores intervals)."""
-  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                          meta=ocp.args.JsonSave(meta)), force=True)
+  """Starts an async save of `state` and `meta` at `step` (force: ignores intervals).
+
+  Orbax writes into a temporary directory and renames it when complete, so a
+  failed or interrupted save never replaces an earlier checkpoint.
+  """
+  try:
+    mngr.wait_until_finished()  # surfaces a failure of the previous async save
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                            meta=ocp.args.JsonSave(meta)), force=True)
+  except Exception as e:  # pylint: disable=broad-except  # disk full, permissions, ...
+    raise write_error(mngr, step, e) from None
+
+
+def wait(mngr: ocp.CheckpointManager, step: int) -> None:
+  """Blocks until the async save of `step` is on disk."""
+  try:
+    mngr.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    raise write_error(mngr, step, e) from None
+
+
+def write_error(mngr, step: int, e: Exception) -> CheckpointWriteError:
+  kept = [s for s in mngr.all_steps() if s != step]
+  previous = f'step {max(kept)} is intact' if kept else 'no earlier checkpoint exists'
+  return CheckpointWriteError(
+      f'could not write the checkpoint of step {step} to {mngr.directory} '
+      f'({type(e).__name__}: {e}); free disk space or fix the directory\'s permissions '
+      f'and rerun to resume ({previous})')
 
 
 def _abstract(tree, shardings):
@@ -33,20 +63,42 @@ def _abstract(tree, shardings):
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings):
-  """(state, meta) from the newest readable step, or (None, None) if there is none."""
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings, check_meta=None):
+  """(state, meta) from the newest readable step, or (None, None) if there is none.
+
+  `check_meta(meta)` runs before the state is read and raises if the checkpoint
+  belongs to another model or vocabulary: such a checkpoint is refused, never
+  treated as broken.
+  """
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
-      restored = mngr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(_abstract(abstract_state, shardings)),
-          meta=ocp.args.JsonRestore()))
+      meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
     except Exception as e:  # pylint: disable=broad-except  # any unreadable file
-      logging.error('checkpoint at step %d is unreadable (%s: %s); trying the previous one',
-                    step, type(e).__name__, e)
+      set_aside(mngr, step, e)
+      continue
+    if check_meta is not None:
+      check_meta(meta)
+    try:
+      restored = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(_abstract(abstract_state, shardings))))
+    except Exception as e:  # pylint: disable=broad-except
+      set_aside(mngr, step, e)
       continue
     logging.info('restored step %d from %s', step, mngr.directory)
-    return restored['state'], restored['meta']
+    return restored['state'], meta
   return None, None
+
+
+def set_aside(mngr: ocp.CheckpointManager, step: int, e: Exception) -> None:
+  """Renames an unreadable step to `<step>.broken` (kept for inspection) and says why."""
+  broken = os.path.join(str(mngr.directory), f'{step}.broken')
+  message = (f'checkpoint step {step} is unreadable ({type(e).__name__}: '
+             f'{str(e).splitlines()[0][:300]}); moved it to {broken} and trying the '
+             'previous step')
+  logging.error(message)
+  print(message, flush=True)
+  os.replace(os.path.join(str(mngr.directory), str(step)), broken)
+  mngr.reload()
 
 
 def restore_params(directory: str, abstract_params, shardings):

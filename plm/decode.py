@@ -154,6 +154,8 @@ def lm_step_fn(model: nn.Module, params, *, batch_size: int, max_len: int, langs
   The cache comes from `model.init(..., decode=True)` on a [B, max_len] dummy
   (under eval_shape: only its shapes, all zeros). Each step feeds one token with
   mask None: attention.py limits it to the filled prefix, which is causal.
+  `max_len` must cover the prefilled prompt plus every step: a write past the
+  last slot is clamped by dynamic_update_slice and silently overwrites it.
   """
   dummy = jnp.zeros((batch_size, max_len), jnp.int32)
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, dummy, None,
@@ -201,7 +203,10 @@ def _langs(state, length: int):
 
 
 def lm_prefill(model: nn.Module, params, cache, prompt: Array, valid=None):
-  """Feeds prompt[:, :-1] in one call; returns (cache, prompt[:, -1], its position).
+  """Feeds prompt[:, :-1] into a fresh state; returns (state, prompt[:, -1], its position).
+
+  Works on lm_step_fn's cache (one decode=True call) and on uncached_step_fn's
+  buffer alike.
 
   Prompts are left-padded (`valid` [B, P], False before the first real token) so
   every row's next token lands in the same cache slot; positions count real

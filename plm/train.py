@@ -168,6 +168,9 @@ def setup(config, workdir: str, devices=None) -> Setup:
   if tc.batch_size % (dp * tc.accum_steps):
     raise ValueError(f'train.batch_size={tc.batch_size} must be divisible by the data-parallel '
                      f'size {dp} times train.accum_steps={tc.accum_steps}')
+  if config.data.seq_len > config.model.max_len:
+    raise ValueError(f'data.seq_len={config.data.seq_len} exceeds model.max_len='
+                     f'{config.model.max_len}; raise model.max_len or lower data.seq_len')
   if config.model.num_languages not in (0, len(config.data.languages)):
     raise ValueError(f'model.num_languages={config.model.num_languages} but data.languages has '
                      f'{len(config.data.languages)}; make them equal (or 0 for no language '
@@ -218,9 +221,9 @@ def setup(config, workdir: str, devices=None) -> Setup:
 
 def restore_or_init(config, s: Setup, mngr):
   """The resume order of plm/checkpoint.py: workdir, then init_from, then scratch."""
-  state, saved_meta = checkpoint.restore_latest(mngr, s.abstract_state, s.state_sharding)
+  state, _ = checkpoint.restore_latest(mngr, s.abstract_state, s.state_sharding,
+                                       lambda saved: check_meta(saved, s.meta))
   if state is not None:
-    check_meta(saved_meta, s.meta)
     return state
   with jax.set_mesh(s.mesh):
     state = s.init(jax.random.PRNGKey(config.seed))
@@ -280,7 +283,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       progress.flush(step)
       if mngr.latest_step() != step:
         checkpoint.save(mngr, step, state, dict(s.meta, data_step=step))
-      mngr.wait_until_finished()
+      checkpoint.wait(mngr, step)
   finally:
     signal.signal(signal.SIGTERM, previous)
   if stop['signal'] is not None:
@@ -303,12 +306,11 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
   """The `evaluate` job: the test-split table of the newest checkpoint in `workdir`."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
   s = setup(config, workdir)
-  state, saved_meta = checkpoint.restore_latest(checkpoint.manager(workdir), s.abstract_state,
-                                                s.state_sharding)
+  state, _ = checkpoint.restore_latest(checkpoint.manager(workdir), s.abstract_state,
+                                       s.state_sharding, lambda saved: check_meta(saved, s.meta))
   if state is None:
     raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints; train first '
                             '(config.job=train) or point --workdir at a trained run')
-  check_meta(saved_meta, s.meta)
   with jax.set_mesh(s.mesh):
     table = evaluate(s.eval_step, state['params'], heldout_sets(config, s.tokenizer, 'test'),
                      config.train.eval_batch_size, jax.random.PRNGKey(config.seed + 2), s.put)

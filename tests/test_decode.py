@@ -46,6 +46,7 @@ def _run_steps(step, state, tokens, positions):
   return jnp.swapaxes(logits, 0, 1)
 
 
+@jax.jit
 def _full(params, tokens, positions, valid):
   return _model().apply({'params': params}, tokens, positions, masks.causal_mask(valid))
 
@@ -72,14 +73,15 @@ def test_prefill_left_padded_prompts(params, cached):
   tokens = jnp.where(jnp.pad(valid, ((0, 0), (0, new)), constant_values=True),
                      _tokens(2, (B, prompt_len + new)), PAD)
   positions = jnp.maximum(jnp.cumsum(tokens != PAD, axis=1) - 1, 0)
-  want = _full(params, tokens, positions, tokens != PAD)[:, prompt_len - 1:]
+  want = _full(params, tokens, positions, tokens != PAD)[:, prompt_len - 1:-1]
 
   make = decode.lm_step_fn if cached else decode.uncached_step_fn
   step, state = make(_model(), params, batch_size=B, max_len=L)
-  state, first, pos = decode.lm_prefill(_model(), params, state, tokens[:, :prompt_len], valid)
+  prefill = jax.jit(lambda *args: decode.lm_prefill(_model(), params, *args))
+  state, first, pos = prefill(state, tokens[:, :prompt_len], valid)
   np.testing.assert_array_equal(pos, prompt_len - 1 - pads)
   fed = jnp.concatenate([first[:, None], tokens[:, prompt_len:prompt_len + new - 1]], 1)
-  got = _run_steps(step, state, fed, pos[:, None] + jnp.arange(new))
+  got = jax.jit(_run_steps, static_argnums=0)(step, state, fed, pos[:, None] + jnp.arange(new))
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
@@ -200,6 +202,17 @@ def test_length_penalty_changes_ranking():
     assert tokens[0, 0].tolist() == best
     np.testing.assert_allclose(scores[0], [want[tuple(t)] for t in tokens[0].tolist()],
                                atol=1e-5)
+
+
+def test_beam_waits_for_a_longer_hypothesis():
+  """Under a length penalty, a low-probability but long hypothesis can still win."""
+  # eos (.5, 1 token), C eos (.3, 2 tokens), A B X C eos (.2, 5 tokens).
+  step, cache = _table_step({(PAD, BOS): {EOS: .5, C: .3, A: .2}, (BOS, A): {B_: 1.0},
+                             (A, B_): {X: 1.0}, (B_, X): {C: 1.0}})
+  tokens, scores = _beam(step, cache, jnp.array([BOS]), beam_size=2, max_len=6, eos_id=EOS,
+                         length_penalty=2.0)
+  np.testing.assert_array_equal(tokens[0], [[A, B_, X, C, EOS, PAD], [EOS] + [PAD] * 5])
+  np.testing.assert_allclose(scores[0], [np.log(.2) / (10 / 6)**2, np.log(.5)], atol=1e-5)
 
 
 def _bigrams(first, seq):
