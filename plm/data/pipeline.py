@@ -193,6 +193,10 @@ def make_dataset(data_config: ml_collections.ConfigDict,
   if extra := [l for l in languages if l not in configured]:
     raise ValueError(f'Languages {extra} are not in `data.languages` '
                      f'{configured}; add them there in the config.')
+  key = (tokenizer.fingerprint, data_config.corpus, os.path.expanduser(data_config.tfds_dir),
+         data_config.seq_len, configured, split, languages)
+  if data_config.corpus == 'bible' and key in _PACKED_CACHE:  # shipped text never changes
+    return _PACKED_CACHE[key]
   texts = load_texts(data_config, split, languages=languages)
   parts = []
   for lang in languages:
@@ -203,4 +207,10 @@ def make_dataset(data_config: ml_collections.ConfigDict,
                                configured.index(lang), 0).astype(np.int32)
     parts.append(packed)
   arrays = {k: np.concatenate([p[k] for p in parts]) for k in KEYS}
-  return PackedDataset(arrays, configured)
+  dataset = PackedDataset(arrays, configured)
+  if data_config.corpus == 'bible':
+    _PACKED_CACHE[key] = dataset  # read-only arrays: safe to share within a process
+  return dataset
+
+
+_PACKED_CACHE = {}
