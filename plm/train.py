@@ -181,8 +181,9 @@ def setup(config, workdir: str, devices=None) -> Setup:
   train_ds = pipeline.make_dataset(config.data, tokenizer, 'train')
   counts = train_ds.token_counts(tokenizer.vocab_size)
   print(f'data: {len(train_ds)} training rows of {config.data.seq_len} tokens, fingerprint '
-        f'{train_ds.fingerprint}; vocabulary {tokenizer.fingerprint} '
-        f'({tokenizer.vocab_size} pieces)', flush=True)
+        f'{train_ds.fingerprint}, order '
+        f'{train_ds.order_fingerprint(tc.batch_size, seed=config.seed)}; vocabulary '
+        f'{tokenizer.fingerprint} ({tokenizer.vocab_size} pieces)', flush=True)
 
   # ----- Model and optimizer -----
   model = models.build(config.model, tokenizer.vocab_size)
@@ -344,6 +345,13 @@ class Progress:
     self.last_time = self.t0
 
   def add(self, step: int, metrics) -> None:
+    """Queues a step's metrics; waits for the step before it.
+
+    Async dispatch would otherwise let the host run up to `log_every` steps
+    ahead of the device, and a SIGTERM would only be seen after all of them.
+    """
+    if self.pending:
+      jax.block_until_ready(self.pending[-1][1]['loss'])
     self.pending.append((step, metrics))
 
   def flush(self, step: int) -> None:

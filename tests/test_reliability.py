@@ -49,7 +49,7 @@ def test_sigterm_saves_and_exits_zero(tiny_config, tmp_path):
   assert time.time() - sent < 60
   assert 'stopped by signal 15 at step' in out, out
   stopped_at = int(out.split('stopped by signal 15 at step ')[1].split(';')[0])
-  assert 5 <= stopped_at < 400
+  assert 5 <= stopped_at <= 15  # a few steps, not log_every: the host never runs far ahead
   assert os.path.isdir(tmp_path / 'checkpoints' / str(stopped_at))
 
 

@@ -66,11 +66,22 @@ class PackedDataset:
     per_process = _per_process(batch_size, process_index, process_count)
     if not len(self):
       raise ValueError('Cannot draw batches from an empty dataset.')
-    # .seed() hashes `seed`, so nearby seeds give unrelated permutations.
-    order = (grain.MapDataset.range(len(self)).seed(seed).shuffle().repeat()
-             .batch(batch_size))
-    rows = order[step][process_index * per_process:][:per_process]
+    rows = self._order(batch_size, seed)[step][process_index * per_process:][:per_process]
     return {k: v[rows] for k, v in self.arrays.items()}
+
+  def _order(self, batch_size: int, seed: int):
+    """Row indices of every global batch: reshuffled each epoch, repeated forever.
+
+    .seed() hashes `seed`, so nearby seeds give unrelated permutations.
+    """
+    return (grain.MapDataset.range(len(self)).seed(seed).shuffle().repeat()
+            .batch(batch_size))
+
+  def order_fingerprint(self, batch_size: int, *, seed: int, steps: int = 100) -> str:
+    """Short hash of the data order (the rows of the first `steps` global batches)."""
+    order = self._order(batch_size, seed)
+    rows = np.stack([np.asarray(order[step]) for step in range(steps)])
+    return hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()[:16]
 
   def iterate_once(self, batch_size: int, *, process_index: int = 0,
                    process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
