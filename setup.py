@@ -25,7 +25,7 @@ setuptools.setup(
     ],
     extras_require={
         # transformers' Flax BERT is the reference implementation in tests; it needs no torch.
-        'test': ['pytest>=8', 'transformers>=4.40,<5'],
+        'test': ['pytest>=8', 'transformers>=4.40,<5', 'matplotlib'],  # matplotlib: plm/viz.py
         'bench': ['pytest>=8', 'transformers>=4.40,<5', 'torch==2.13.0'],
     },
 )

@@ -190,7 +190,9 @@ def setup(config, workdir: str, devices=None) -> Setup:
   objective = objectives.build(config.objective, tokenizer, counts)
   tx = make_optimizer(config.optim)
   batch_sharding = partitioning.batch_sharding(mesh)
-  example = train_ds.batch(0, tc.batch_size // tc.accum_steps, seed=config.seed)
+  # A model without language embeddings gets no language ids (BERT, UNILM).
+  keep = lambda b: {k: v for k, v in b.items() if k != 'langs' or config.model.num_languages}
+  example = keep(train_ds.batch(0, tc.batch_size // tc.accum_steps, seed=config.seed))
 
   def init(rng):
     inputs, _, _ = objective(rng, jax.tree_util.tree_map(jnp.asarray, example))
@@ -215,7 +217,7 @@ def setup(config, workdir: str, devices=None) -> Setup:
     init_fn = jax.jit(unboxed_init, out_shardings=state_sharding)
   meta = dict(vocab=tokenizer.fingerprint, data=train_ds.fingerprint,
               vocab_size=tokenizer.vocab_size, model=config.model.to_dict())
-  put = lambda b: jax.make_array_from_process_local_data(batch_sharding, b)
+  put = lambda b: jax.make_array_from_process_local_data(batch_sharding, keep(b))
   return Setup(mesh, tokenizer, train_ds, init_fn, abstract_state, state_sharding, train_step,
                jax.jit(eval_step), put, meta)
 

@@ -106,7 +106,22 @@ def test_checkpoint_of_another_vocabulary_or_model_is_refused(tiny_config, tmp_p
     train.train_and_evaluate(other_model, str(tmp_path / 'run'))
   # Refused, not mistaken for a broken checkpoint: it is still there and resumable.
   assert sorted(os.listdir(tmp_path / 'run' / 'checkpoints')) == ['10']
-  assert latest_params(tmp_path / 'run', config)[0] == 10
+  step, trained = latest_params(tmp_path / 'run', config)
+  assert step == 10
+  # config.init_from starts a new run (step 0, fresh optimizer) from those params,
+  # and refuses them under another vocabulary.
+  fresh = config.copy_and_resolve_references()
+  fresh.init_from = str(tmp_path / 'run' / 'checkpoints')
+  s = train.setup(fresh, str(tmp_path / 'new'))
+  state = train.restore_or_init(fresh, s, checkpoint.manager(str(tmp_path / 'new')))
+  assert int(state['step']) == 0
+  for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(state['params'])),
+                  jax.tree_util.tree_leaves(trained)):
+    np.testing.assert_array_equal(a, b)
+  other_vocab.init_from = fresh.init_from
+  s = train.setup(other_vocab, str(tmp_path / 'new2'))
+  with pytest.raises(ValueError, match='init_from=.* was trained with vocabulary'):
+    train.restore_or_init(other_vocab, s, checkpoint.manager(str(tmp_path / 'new2')))
 
 
 def test_sequence_longer_than_the_model_is_refused(tiny_config, tmp_path):

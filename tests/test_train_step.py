@@ -70,3 +70,13 @@ def test_progress_stops_on_nonfinite_loss_naming_the_step():
   progress.add(2, dict(ok, loss=float('nan')))
   with pytest.raises(train.NonFiniteLossError, match=r'at step 2 \(batch 1 of the data order\)'):
     progress.flush(2)
+
+
+@pytest.mark.parametrize('objective', ['mlm', 'clm'])
+def test_model_without_language_embeddings_trains(tiny_config, tmp_path, objective):
+  """BERT-style (no language embeddings): the language ids are not fed to the model."""
+  config = tiny_config.copy_and_resolve_references()
+  config.model.num_languages = 0
+  config.objective.name = objective
+  _, metrics = one_step(config, tmp_path)
+  assert np.isfinite(metrics['loss']) and metrics['loss'] > 0

@@ -41,7 +41,6 @@ def test_tiny_unilm_config_trains(tiny_config, tmp_path):
     losses = np.asarray(jax.device_get(losses))
     after = heldout_loss(s, state['params'], batches)
 
-  print("DBG", before, after, losses)
   assert np.isfinite(losses).all(), losses
   assert losses[-5:].mean() < losses[:5].mean() - 0.8, losses
   # Untrained: ~ln(1000) = 6.9 nats per masked token; 30 steps learn the unigram and more.

@@ -3,9 +3,9 @@
 Each row draws an objective from `mix` (plm.masks id order: bidirectional,
 left-to-right, right-to-left, seq2seq) and is given that attention mask,
 restricted to its packed segments so documents never see each other. All rows
-are trained with the same cloze task: ~15% of tokens, in units that are a
-single token or, `ngram_prob` of the time, a bigram or trigram (half each),
-are replaced 80/10/10 and predicted.
+are trained with the same cloze task: `rate` (15%) of the non-special tokens
+on average, in units that are a single token or, `ngram_prob` of the time, a
+bigram or trigram (half each), are replaced 80/10/10 and predicted.
 
 Source/target split (seq2seq rows): every packed segment of the row is its own
 (source, target) pair, cut at a uniform random offset in [1, len - 1] from the
