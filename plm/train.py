@@ -1,5 +1,6 @@
 """The one training loop: mesh, input, model + optimizer, sharded init, step,
 restore, evaluation, loop. Read top to bottom."""
+import functools
 import os
 import signal
 import time
@@ -84,16 +85,16 @@ def make_steps(model, objective, tx, accum_steps: int, unigram_logp: np.ndarray,
     # divided by the total weight: the exact token mean of the whole batch.
     micro = jax.tree_util.tree_map(
         lambda x: x.reshape((accum_steps, -1) + x.shape[1:]), example)
-    grad_fn = jax.grad(loss_sums, has_aux=True)
+    grad_fn = jax.grad(functools.partial(loss_sums, deterministic=False), has_aux=True)
 
     def accumulate(carry, xs):
       i, mb = xs
-      g, sums = grad_fn(state['params'], mb, jax.random.fold_in(k_drop, i), False)
+      g, sums = grad_fn(state['params'], mb, jax.random.fold_in(k_drop, i))
       return jax.tree_util.tree_map(jnp.add, carry, (g, sums)), None
 
     zero = lambda tree: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
     first = jax.tree_util.tree_map(lambda x: x[0], micro)
-    carry = zero(jax.eval_shape(grad_fn, state['params'], first, k_drop, False))
+    carry = zero(jax.eval_shape(grad_fn, state['params'], first, k_drop))
     (grads, sums), _ = jax.lax.scan(accumulate, carry, (jnp.arange(accum_steps), micro))
     denom = jnp.maximum(sums['weight'], 1.0)
     grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
