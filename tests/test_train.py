@@ -79,6 +79,18 @@ def test_unknown_config_key_is_one_clear_error(tiny_config, tmp_path):
   assert 'batch_size' in out  # the close match
 
 
+def test_wrong_type_and_unknown_job_are_one_clear_error(tiny_config, tmp_path):
+  proc = run_main(['--config.train.batch_size=eight'], tmp_path, tiny_config)
+  out = proc.communicate(timeout=120)[0]
+  assert proc.returncode != 0 and 'Traceback' not in out
+  assert 'bad config override (--config.train.batch_size)' in out
+  assert "invalid literal for int() with base 10: 'eight'" in out
+  proc = run_main(['--config.job=trian'], tmp_path, tiny_config)
+  out = proc.communicate(timeout=120)[0]
+  assert proc.returncode != 0 and 'Traceback' not in out
+  assert "config.job='trian' is unknown. Did you mean train?" in out
+
+
 def test_missing_and_empty_corpus_are_clear_errors(tiny_config, tmp_path):
   config = tiny_config.copy_and_resolve_references()
   config.data.corpus = 'textdir'
