@@ -27,14 +27,13 @@ class NonFiniteLossError(FloatingPointError):
 
 def make_optimizer(c) -> optax.GradientTransformation:
   """AdamW with linear warmup, linear or cosine decay and global-norm clipping."""
-  decay = {'linear': optax.linear_schedule, 'cosine': optax.cosine_decay_schedule}
-  if c.schedule not in decay:
-    raise ValueError(f'optim.schedule={c.schedule!r}: use one of {sorted(decay)}')
-  after = (optax.linear_schedule(c.lr, 0.0, max(c.total_steps - c.warmup_steps, 1))
-           if c.schedule == 'linear' else
-           optax.cosine_decay_schedule(c.lr, max(c.total_steps - c.warmup_steps, 1)))
-  lr = optax.join_schedules([optax.linear_schedule(0.0, c.lr, c.warmup_steps), after],
-                            [c.warmup_steps])
+  horizon = max(c.total_steps - c.warmup_steps, 1)
+  decays = {'linear': lambda: optax.linear_schedule(c.lr, 0.0, horizon),
+            'cosine': lambda: optax.cosine_decay_schedule(c.lr, horizon)}
+  if c.schedule not in decays:
+    raise ValueError(f'optim.schedule={c.schedule!r}: use one of {sorted(decays)}')
+  lr = optax.join_schedules([optax.linear_schedule(0.0, c.lr, c.warmup_steps),
+                             decays[c.schedule]()], [c.warmup_steps])
   # No weight decay on biases and LayerNorm parameters (BERT's recipe).
   decay_mask = lambda p: jax.tree_util.tree_map(lambda x: x.ndim > 1, p)
   return optax.chain(optax.clip_by_global_norm(c.grad_clip),
@@ -169,6 +168,8 @@ def setup(config, workdir: str, devices=None) -> Setup:
   if tc.batch_size % (dp * tc.accum_steps):
     raise ValueError(f'train.batch_size={tc.batch_size} must be divisible by the data-parallel '
                      f'size {dp} times train.accum_steps={tc.accum_steps}')
+  if tc.nonfinite not in ('stop', 'skip'):
+    raise ValueError(f"train.nonfinite={tc.nonfinite!r}: use 'stop' or 'skip'")
   if config.data.seq_len > config.model.max_len:
     raise ValueError(f'data.seq_len={config.data.seq_len} exceeds model.max_len='
                      f'{config.model.max_len}; raise model.max_len or lower data.seq_len')
@@ -207,8 +208,6 @@ def setup(config, workdir: str, devices=None) -> Setup:
     state_sharding = partitioning.logical_shardings(mesh, rules, jax.eval_shape(init, rng))
     unboxed_init = lambda r: nn.unbox(init(r))
     abstract_state = jax.eval_shape(unboxed_init, rng)
-    if tc.nonfinite not in ('stop', 'skip'):
-      raise ValueError(f"train.nonfinite={tc.nonfinite!r}: use 'stop' or 'skip'")
     train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps,
                                        unigram_logp(counts, tokenizer),
                                        skip_nonfinite=tc.nonfinite == 'skip')

@@ -1,0 +1,37 @@
+"""Sequence classification on top of the encoder (BERT / UNILM fine-tuning).
+
+Logits come from the first token's hidden state through BERT's pooler
+(Dense + tanh), dropout, then a Dense to the classes. Call it with a
+bidirectional `masks.padding_mask(valid)`; like every plm model it builds no
+mask itself.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from plm.models.encoder import Encoder
+from plm.nn.attention import dense_init
+
+P = nn.with_logical_partitioning
+
+
+class EncoderClassifier(nn.Module):
+  """Encoder + pooler + classification layer: logits [B, num_classes]."""
+  encoder: Encoder
+  num_classes: int
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, tokens, positions, mask, *, token_types=None, langs=None, tasks=None,
+               deterministic: bool = True) -> jax.Array:
+    x = self.encoder(tokens, positions, mask, token_types=token_types, langs=langs,
+                     tasks=tasks, deterministic=deterministic)
+    # Row 0 is [bos]/[CLS]: under a padding mask it has seen every valid token.
+    pooled = nn.Dense(x.shape[-1], dtype=self.encoder.dtype, name='pooler',
+                      kernel_init=P(dense_init(), ('embed', 'mlp')),
+                      bias_init=P(nn.initializers.zeros, ('mlp',)))(x[:, 0])
+    pooled = nn.Dropout(self.dropout)(jnp.tanh(pooled), deterministic=deterministic)
+    logits = nn.Dense(self.num_classes, dtype=self.encoder.dtype, name='classifier',
+                      kernel_init=P(dense_init(), ('mlp', 'classes')),
+                      bias_init=P(nn.initializers.zeros, ('classes',)))(pooled)
+    return logits.astype(jnp.float32)
