@@ -12,25 +12,20 @@ NAMES = ('mlm', 'clm', 'unilm')
 def build(objective_config, tokenizer, token_counts: np.ndarray | None = None):
   """The objective function named by `objective.name`."""
   name = objective_config.name
+  special = (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.mask_id)
   if name == 'mlm':
     weights = None
     if objective_config.mlm_smoothing:
       weights = mlm.smoothed_weights(token_counts, objective_config.mlm_smoothing)
     return mlm.make(mask_id=tokenizer.mask_id, vocab_size=tokenizer.vocab_size,
-                    special_ids=(tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id,
-                                 tokenizer.mask_id),
+                    special_ids=special,
                     num_predictions=objective_config.num_predictions,
                     rate=objective_config.mask_rate, token_weights=weights)
   if name == 'clm':
     return clm.make()
   if name == 'unilm':
-    missing = [k for k in ('unilm_mix', 'ngram_prob') if k not in objective_config]
-    if missing:
-      raise ValueError(f'objective.name=unilm needs objective.{missing[0]}; start from '
-                       'configs/unilm.py')
     return unilm.make(mask_id=tokenizer.mask_id, vocab_size=tokenizer.vocab_size,
-                      special_ids=(tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id,
-                                   tokenizer.mask_id),
+                      special_ids=special,
                       num_predictions=objective_config.num_predictions,
                       rate=objective_config.mask_rate, mix=objective_config.unilm_mix,
                       ngram_prob=objective_config.ngram_prob)

@@ -1,0 +1,94 @@
+"""The fields every training config shares, each with its one-line meaning.
+
+A config file (configs/*.py) starts from `base()` and sets what makes its model
+different: the objective, the embeddings, the languages. `shrink_for_cpu` is
+the `:tiny` variant used by tests and quick checks.
+"""
+import ml_collections
+from ml_collections import config_dict
+
+from plm.partitioning import DEFAULT_RULES
+
+
+def base(languages=('en',)) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.job = 'train'  # train | evaluate
+  c.seed = 0  # parameters, masking, dropout and data order all derive from it
+  c.init_from = ''  # another run's checkpoints/ dir to start from (params only)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.corpus = 'bible'  # 'bible' (shipped) or 'textdir' (data.text_dir/<lang>.<split>.txt)
+  c.data.languages = tuple(languages)  # language codes; order gives the language ids
+  c.data.text_dir = ''  # for corpus='textdir'
+  c.data.tfds_dir = '~/tensorflow_datasets'  # where TFDS builds the corpus (array_record)
+  c.data.vocab_path = ''  # sentencepiece model; '' = train one into {workdir}/vocab
+  c.data.vocab_size = 8000  # BPE pieces shared by all languages
+  c.data.seq_len = 128  # tokens per packed row
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'encoder_lm'  # plm.models.NAMES
+  c.model.size = 'mini'  # plm/models/sizes.py: test, tiny, mini, small, medium, base, large, xlm
+  c.model.layers = config_dict.placeholder(int)  # overrides the size table when set
+  c.model.hidden = config_dict.placeholder(int)
+  c.model.heads = config_dict.placeholder(int)
+  c.model.ff = config_dict.placeholder(int)
+  c.model.activation = 'gelu'  # gelu (erf, as BERT/XLM), gelu_tanh, relu
+  c.model.dropout = 0.1
+  c.model.attention_dropout = 0.1
+  c.model.max_len = 256  # longest sequence the position table holds
+  c.model.num_segments = 2  # BERT token types (sentence A/B, source/target); 0 = none
+  c.model.num_languages = 0  # XLM language embeddings, one per data.languages entry; 0 = none
+  c.model.positions = 'learned'  # learned | sinusoidal
+  c.model.post_ln = True  # BERT/XLM post-LN; False = pre-LN
+  c.model.remat = False  # recompute activations in backward (saves memory)
+
+  c.objective = ml_collections.ConfigDict()
+  c.objective.name = 'mlm'  # plm.objectives.NAMES
+  c.objective.mask_rate = 0.15  # share of tokens predicted
+  c.objective.num_predictions = 20  # prediction slots per row (>= mask_rate * seq_len)
+  c.objective.mlm_smoothing = 0.0  # mlm: XLM's frequency smoothing exponent (0.5 in the paper)
+  c.objective.unilm_mix = (1 / 3, 1 / 6, 1 / 6, 1 / 3)  # unilm: bidir, l2r, r2l, seq2seq shares
+  c.objective.ngram_prob = 0.2  # unilm: a masked unit is a bigram or trigram, else 1 token
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 1e-3  # peak learning rate
+  c.optim.warmup_steps = 60
+  c.optim.total_steps = steps = config_dict.FieldReference(600)  # decay horizon; follows train.steps
+  c.optim.schedule = 'linear'  # linear | cosine decay after warmup
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.98
+  c.optim.eps = 1e-6
+  c.optim.weight_decay = 0.01
+  c.optim.grad_clip = 1.0  # global-norm clipping
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = steps  # optimizer steps (shared reference with optim.total_steps)
+  c.train.batch_size = 32  # global rows per step
+  c.train.accum_steps = 1  # micro-batches per step (gradient accumulation)
+  c.train.log_every = 50
+  c.train.eval_every = 200  # held-out (validation) evaluation period
+  c.train.eval_batch_size = 64
+  c.train.checkpoint_every = 100
+  c.train.keep_checkpoints = 3
+  c.train.nonfinite = 'stop'  # on a NaN/inf loss: 'stop' naming the step, or 'skip' the update
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))  # -1 = all devices
+  c.rules = DEFAULT_RULES  # logical axis -> mesh axis (plm/partitioning.py)
+  return c
+
+
+def shrink_for_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `:tiny` variant: a 2-layer model that beats the unigram baseline in ~1 minute."""
+  c.data.vocab_size = 1000
+  c.data.seq_len = 64
+  c.model.size = 'test'
+  c.model.max_len = 64
+  c.model.dropout = 0.0  # a few hundred steps on a 2-layer model: nothing to regularize
+  c.model.attention_dropout = 0.0
+  c.objective.num_predictions = 12
+  c.optim.lr = 5e-3
+  c.optim.warmup_steps = 20
+  c.train.steps = 400
+  c.train.batch_size = 32
+  c.train.eval_every = 200
+  return c
