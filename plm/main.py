@@ -62,7 +62,7 @@ def parse_flags(argv):
     culprits = [o for o in overrides if f"'{o.rsplit('.', 1)[-1]}'" in reason or o in reason]
     overrides = culprits or overrides
     sys.exit(f'error: bad config override ({", ".join(overrides) or "--config"}): {reason} '
-             'Fix the key or value; the config file lists every key with a comment.')
+             'Fix the key or value; plm/configlib.py and the config file list every key.')
 
 
 if __name__ == '__main__':
