@@ -266,6 +266,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   previous = signal.signal(signal.SIGTERM, lambda sig, frame: stop.update(signal=sig))
   writer = SummaryWriter(os.path.join(workdir, 'tb')) if jax.process_index() == 0 else None
   progress = Progress(step, tc.steps, writer, stop_on_nonfinite=tc.nonfinite == 'stop')
+  seen_compiles = 0  # a compile-count guard: the step must compile once
   try:
     with jax.set_mesh(s.mesh):
       while step < tc.steps and stop['signal'] is None:
@@ -274,6 +275,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                  process_count=jax.process_count())
         state, metrics = s.train_step(state, s.put(local))
         step += 1
+        compiles = s.train_step._cache_size()  # pylint: disable=protected-access
+        if compiles > max(seen_compiles, 1):
+          logging.warning('the train step recompiled at step %d: batch shapes or dtypes '
+                          'changed; every step should reuse one executable', step)
+        seen_compiles = compiles
         progress.add(step, metrics)
         if step % tc.log_every == 0 or step == tc.steps:
           progress.flush(step)

@@ -80,3 +80,14 @@ def test_model_without_language_embeddings_trains(tiny_config, tmp_path, objecti
   config.objective.name = objective
   _, metrics = one_step(config, tmp_path)
   assert np.isfinite(metrics['loss']) and metrics['loss'] > 0
+
+
+def test_train_step_compiles_once(tiny_config, tmp_path):
+  """Every batch has the same shapes and dtypes: no recompilation after step 1."""
+  config = tiny_config.copy_and_resolve_references()
+  s, state = setup_and_state(config, tmp_path)
+  with jax.set_mesh(s.mesh):
+    for step in range(4):
+      batch = s.train_ds.batch(step, config.train.batch_size, seed=config.seed)
+      state, _ = s.train_step(state, s.put(batch))
+  assert s.train_step._cache_size() == 1  # pylint: disable=protected-access

@@ -98,7 +98,7 @@ def test_training_drives_loss_down():
   batch = jax.tree_util.tree_map(
       jnp.asarray, dict(tokens=tokens, positions=positions, mask=masks.padding_mask(valid),
                         labels=labels.astype(np.int32)))
-  tx = optax.adam(3e-3)
+  tx = optax.adam(1e-2)
 
   def logits_fn(params, batch, rng=None):
     return model.apply(params, batch['tokens'], batch['positions'], batch['mask'],
@@ -122,5 +122,5 @@ def test_training_drives_loss_down():
 
   params = host_init(model, 1, 0.02, batch['tokens'], batch['positions'], batch['mask'])
   before, after, accuracy = train_eval(params, jax.random.PRNGKey(0), batch)
-  assert float(after) < 0.6 * float(before), (before, after)
+  assert float(after) < 0.1 * float(before), (before, after)
   assert float(accuracy) > 0.9, accuracy
