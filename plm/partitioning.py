@@ -25,6 +25,7 @@ DEFAULT_RULES = (
     ('mlp', 'model'),
     ('pos', None),
     ('types', None),
+    ('classes', None),
 )
 
 
