@@ -12,7 +12,7 @@ from plm.partitioning import DEFAULT_RULES
 
 def base(languages=('en',)) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.job = 'train'  # train | evaluate
+  c.job = 'train'  # train | evaluate | embed
   c.seed = 0  # parameters, masking, dropout and data order all derive from it
   c.init_from = ''  # another run's checkpoints/ dir to start from (params only)
 
@@ -71,6 +71,13 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 100
   c.train.keep_checkpoints = 3
   c.train.nonfinite = 'stop'  # on a NaN/inf loss: 'stop' naming the step, or 'skip' the update
+
+  c.embed = ml_collections.ConfigDict()  # the embed job (plm/embed.py)
+  c.embed.input = ''  # UTF-8 text, one sentence per line
+  c.embed.output = ''  # .npy file: float32 [lines, hidden], in input order
+  c.embed.language = languages[0]  # language of the input (for language embeddings)
+  c.embed.pooling = 'mean'  # mean | max | first (the bos position) over the last layer
+  c.embed.batch_size = 64
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))  # -1 = all devices
   c.rules = DEFAULT_RULES  # logical axis -> mesh axis (plm/partitioning.py)

@@ -26,7 +26,12 @@ def _evaluate(config, workdir):
   return train.evaluate_checkpoint(config, workdir)
 
 
-JOBS = {'train': _train, 'evaluate': _evaluate}
+def _embed(config, workdir):
+  from plm import embed  # pylint: disable=g-import-not-at-top
+  return embed.embed_file(config, workdir)
+
+
+JOBS = {'train': _train, 'evaluate': _evaluate, 'embed': _embed}
 
 
 def close_matches(word, choices) -> str:

@@ -1,0 +1,71 @@
+"""The embed job: one float32 vector per input line, in order, from the checkpoint."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from plm import embed, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINES = ['In the beginning God created the heaven and the earth.',
+         'En el principio crió Dios los cielos y la tierra.',
+         '',
+         'In the beginning God created the heaven and the earth.',
+         'And the earth was without form, and void.']
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_config, tmp_path_factory):
+  config = tiny_config.copy_and_resolve_references()
+  config.train.steps = config.train.checkpoint_every = 10
+  config.train.eval_every = 1000
+  workdir = str(tmp_path_factory.mktemp('embed_run'))
+  train.train_and_evaluate(config, workdir)
+  return config, workdir
+
+
+def test_embed_job_writes_one_vector_per_line_in_order(trained, tmp_path):
+  config, workdir = trained
+  source = tmp_path / 'in.txt'
+  source.write_text('\n'.join(LINES) + '\n', encoding='utf-8')
+  out = tmp_path / 'out.npy'
+  proc = subprocess.run(
+      [sys.executable, '-m', 'plm.main', '--config=configs/xlm.py:tiny', f'--workdir={workdir}',
+       f'--config.data.vocab_path={config.data.vocab_path}', '--config.job=embed',
+       f'--config.embed.input={source}', f'--config.embed.output={out}',
+       '--config.embed.batch_size=2'],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  vectors = np.load(out)
+  assert vectors.shape == (len(LINES), 64) and vectors.dtype == np.float32
+  assert np.isfinite(vectors).all()
+  np.testing.assert_allclose(vectors[0], vectors[3], atol=1e-6)  # same sentence, same vector
+  assert np.abs(vectors[0] - vectors[1]).max() > 1e-3
+  # Order and batching do not matter: one line alone gives the same vector.
+  config = config.copy_and_resolve_references()
+  config.embed.input, config.embed.output = str(tmp_path / 'one.txt'), str(tmp_path / 'one.npy')
+  (tmp_path / 'one.txt').write_text(LINES[4] + '\n', encoding='utf-8')
+  np.testing.assert_allclose(embed.embed_file(config, workdir)[0], vectors[4], atol=1e-5)
+
+
+def test_embed_errors_name_the_fix(trained, tmp_path):
+  config, workdir = trained
+  config = config.copy_and_resolve_references()
+  config.embed.output = str(tmp_path / 'x.npy')
+  config.embed.input = str(tmp_path / 'missing.txt')
+  with pytest.raises(FileNotFoundError, match='embed.input=.*does not exist'):
+    embed.embed_file(config, workdir)
+  config.embed.input = str(tmp_path / 'long.txt')
+  (tmp_path / 'long.txt').write_text('ok\n' + 'word ' * 200 + '\n', encoding='utf-8')
+  with pytest.raises(ValueError, match=r'long.txt, line 2: \d+ tokens .* model.max_len=64'):
+    embed.embed_file(config, workdir)
+  config.embed.input = str(tmp_path / 'latin1.txt')
+  (tmp_path / 'latin1.txt').write_bytes('ok\ncrió\n'.encode('latin-1'))
+  with pytest.raises(ValueError, match=r'latin1.txt, line 2: not UTF-8'):
+    embed.embed_file(config, workdir)
+  config.embed.input = str(tmp_path / 'long.txt')
+  with pytest.raises(FileNotFoundError, match='no checkpoint in'):
+    embed.embed_file(config, str(tmp_path / 'untrained'))
