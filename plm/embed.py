@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plm import checkpoint, masks, models
+from plm import checkpoint, masks, models, train
 from plm.data import tokenizer as tokenizer_lib
 
 POOLINGS = ('mean', 'max', 'first')
@@ -67,7 +67,7 @@ def embed_file(config, workdir: str) -> np.ndarray:
   if not os.path.isdir(ckpt_dir) or not any(d.isdigit() for d in os.listdir(ckpt_dir)):
     raise FileNotFoundError(f'no checkpoint in {ckpt_dir}; train first (config.job=train) or '
                             'point --workdir at a trained run')
-  vocab = os.path.expanduser(config.data.vocab_path or os.path.join(workdir, 'vocab', 'spm.model'))
+  vocab = train.vocab_path(config, workdir)
   if not os.path.isfile(vocab):
     raise FileNotFoundError(f'no vocabulary at {vocab}; point --workdir at a trained run or set '
                             'data.vocab_path')
@@ -94,13 +94,7 @@ def embed_file(config, workdir: str) -> np.ndarray:
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   params, meta = checkpoint.restore_params(
       ckpt_dir, abstract, jax.tree_util.tree_map(lambda _: device, abstract))
-  if meta.get('vocab') != tokenizer.fingerprint:
-    raise ValueError(f"the checkpoint was trained with vocabulary {meta.get('vocab')} but "
-                     f'{vocab} is {tokenizer.fingerprint}; set data.vocab_path to the run\'s '
-                     'vocabulary')
-  if meta.get('model') != config.model.to_dict():
-    raise ValueError(f"the checkpoint holds another model ({meta.get('model')}); use the "
-                     'config it was trained with')
+  train.check_meta(meta, dict(vocab=tokenizer.fingerprint, model=config.model.to_dict()))
 
   @jax.jit
   def embed_batch(params, tokens):

@@ -48,14 +48,19 @@ def unigram_logp(counts: np.ndarray, tokenizer) -> np.ndarray:
   return np.log(counts / counts.sum()).astype(np.float32)
 
 
+def vocab_path(config, workdir: str) -> str:
+  """data.vocab_path, or the run's own vocabulary in {workdir}/vocab."""
+  return os.path.expanduser(config.data.vocab_path or os.path.join(workdir, 'vocab', 'spm.model'))
+
+
 def load_tokenizer(config, workdir: str):
   """The configured vocabulary, trained on the training split if it is missing."""
-  path = config.data.vocab_path or os.path.join(workdir, 'vocab', 'spm.model')
+  path = vocab_path(config, workdir)
   def texts():
     for docs in pipeline.load_texts(config.data, 'train').values():
       for doc in docs:
         yield from doc
-  return tokenizer_lib.load_or_train(os.path.expanduser(path), texts(), config.data.vocab_size)
+  return tokenizer_lib.load_or_train(path, texts(), config.data.vocab_size)
 
 
 def make_steps(model, objective, tx, accum_steps: int, unigram_logp: np.ndarray,
@@ -329,7 +334,10 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
 
 
 def check_meta(saved: dict, current: dict) -> None:
-  """A checkpoint only resumes with the vocabulary and model it was trained with."""
+  """A checkpoint only serves the vocabulary and model it was trained with.
+
+  `current` without 'data' (a job that reads no corpus) skips the data check.
+  """
   if saved.get('vocab') != current['vocab']:
     raise ValueError(f"the checkpoint was trained with vocabulary {saved.get('vocab')} but "
                      f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
@@ -337,7 +345,7 @@ def check_meta(saved: dict, current: dict) -> None:
   if saved.get('model') != current['model']:
     raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
                      'config it was trained with or start in a new --workdir')
-  if saved.get('data') != current['data']:
+  if 'data' in current and saved.get('data') != current['data']:
     logging.warning('the training data changed since the checkpoint (fingerprint %s -> %s); '
                     'continuing at the saved step on the new data', saved.get('data'),
                     current['data'])
@@ -349,7 +357,7 @@ class Progress:
   def __init__(self, step: int, total_steps: int, writer, stop_on_nonfinite: bool = True):
     self.total, self.writer, self.pending = total_steps, writer, []
     self.stop_on_nonfinite, self.skipped = stop_on_nonfinite, 0
-    self.start_step, self.last_step, self.t0 = step, step, time.time()
+    self.start_step, self.t0 = step, time.time()
     self.last_time = self.t0
 
   def add(self, step: int, metrics) -> None:
