@@ -96,18 +96,29 @@ def load_documents(
   Prepares `bible/<translation>` into `data_dir` on first use (seconds) and
   reuses it afterwards.
   """
+  chapters = collections.defaultdict(list)  # Keeps first-seen (file) order.
+  for ref, text in load_verses(translation, split, data_dir):
+    book, chapter, _ = parse_reference(ref)
+    chapters[(book, chapter)].append(text)
+  return list(chapters.values())
+
+
+def load_verses(
+    translation: str, split: str, data_dir: str
+) -> tuple[tuple[str, str], ...]:
+  """The split's (reference, text) verses in canonical (file) order."""
   if translation not in TRANSLATIONS:
     raise ValueError(
         f'Unknown Bible translation {translation!r}; use one of '
         f'{sorted(TRANSLATIONS)} (files in {CORPUS_DIR}).')
   if split not in SPLITS:
     raise ValueError(f'Unknown split {split!r}; use one of {SPLITS}.')
-  return [list(chapter) for chapter in
-          _read_chapters(translation, split, os.path.abspath(os.path.expanduser(data_dir)))]
+  return _read_verses(translation, split,
+                      os.path.abspath(os.path.expanduser(data_dir)))
 
 
 @functools.lru_cache(maxsize=16)
-def _read_chapters(translation: str, split: str, data_dir: str) -> tuple[tuple[str, ...], ...]:
+def _read_verses(translation: str, split: str, data_dir: str) -> tuple[tuple[str, str], ...]:
   """Cached per process: TFDS decodes records in Python (~3 s a translation)."""
   source = tfds.data_source(
       f'bible/{translation}', split=split, data_dir=data_dir,
@@ -115,8 +126,4 @@ def _read_chapters(translation: str, split: str, data_dir: str) -> tuple[tuple[s
   # Records come back in writer (hashed) order: restore the file order.
   records = sorted(source.__getitems__(range(len(source))),
                    key=lambda r: r['index'])
-  chapters = collections.defaultdict(list)  # Keeps first-seen (file) order.
-  for r in records:
-    key = (r['book'], int(r['chapter']))
-    chapters[key].append(r['text'].decode('utf-8'))
-  return tuple(tuple(verses) for verses in chapters.values())
+  return tuple((r['ref'].decode('utf-8'), r['text'].decode('utf-8')) for r in records)
