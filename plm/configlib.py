@@ -12,7 +12,7 @@ from plm.partitioning import DEFAULT_RULES
 
 def base(languages=('en',)) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.job = 'train'  # train | evaluate | embed
+  c.job = 'train'  # train | evaluate | embed | vocab
   c.seed = 0  # parameters, masking, dropout and data order all derive from it
   c.init_from = ''  # another run's checkpoints/ dir to start from (params only)
 
@@ -24,6 +24,12 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.data.vocab_path = ''  # sentencepiece model; '' = train one into {workdir}/vocab
   c.data.vocab_size = 8000  # BPE pieces shared by all languages
   c.data.seq_len = 128  # tokens per packed row
+  c.data.vocab_alpha = 0.5  # BPE trained on sentences sampled q ∝ p^alpha per language (XLM)
+  c.data.vocab_fingerprint = ''  # the vocabulary this config expects (job=vocab prints it)
+  c.data.language_alpha = 0.7  # rows sampled q ∝ p^alpha per language (XLM); 1 = proportional
+  c.data.tlm_share = 0.0  # share of rows from parallel data (TLM); 0 = none, 0.5 = MLM+TLM
+  c.data.tlm_pairs = ()  # TLM language pairs, e.g. ('en-es',); each used in both directions
+  c.data.parallel_dir = ''  # '' = the Bible's aligned verses; else <a>-<b>.<split>.<lang> files
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'encoder_lm'  # plm.models.NAMES

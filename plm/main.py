@@ -31,7 +31,12 @@ def _embed(config, workdir):
   return embed.embed_file(config, workdir)
 
 
-JOBS = {'train': _train, 'evaluate': _evaluate, 'embed': _embed}
+def _vocab(config, workdir):
+  from plm import vocab  # pylint: disable=g-import-not-at-top
+  return vocab.build_vocab(config, workdir)
+
+
+JOBS = {'train': _train, 'evaluate': _evaluate, 'embed': _embed, 'vocab': _vocab}
 
 
 def close_matches(word, choices) -> str:

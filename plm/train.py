@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 
 from plm import checkpoint, models, objectives, partitioning
-from plm.data import pipeline
+from plm.data import mixing, pipeline, sampling
 from plm.data import tokenizer as tokenizer_lib
 from plm.objectives.losses import weighted_cross_entropy
 
@@ -56,11 +56,12 @@ def vocab_path(config, workdir: str) -> str:
 def load_tokenizer(config, workdir: str):
   """The configured vocabulary, trained on the training split if it is missing."""
   path = vocab_path(config, workdir)
-  def texts():
-    for docs in pipeline.load_texts(config.data, 'train').values():
-      for doc in docs:
-        yield from doc
-  return tokenizer_lib.load_or_train(path, texts(), config.data.vocab_size)
+  def texts():  # XLM's joint BPE: sentences sampled q ∝ p^vocab_alpha per language
+    yield from sampling.vocab_sentences(pipeline.load_texts(config.data, 'train'),
+                                        config.data.vocab_alpha)
+  tokenizer = tokenizer_lib.load_or_train(path, texts(), config.data.vocab_size)
+  tokenizer_lib.check_fingerprint(tokenizer, config.data.vocab_fingerprint)
+  return tokenizer
 
 
 def make_steps(model, objective, tx, accum_steps: int, unigram_logp: np.ndarray,
@@ -153,7 +154,7 @@ class Setup(NamedTuple):
   """Everything a run builds before its first step."""
   mesh: Mesh
   tokenizer: Any
-  train_ds: pipeline.PackedDataset
+  train_ds: mixing.MixedDataset
   init: Callable  # rng -> state, jitted, writes straight into shards
   abstract_state: Any
   state_sharding: Any
@@ -185,12 +186,13 @@ def setup(config, workdir: str, devices=None) -> Setup:
 
   # ----- Input -----
   tokenizer = load_tokenizer(config, workdir)
-  train_ds = pipeline.make_dataset(config.data, tokenizer, 'train')
+  train_ds = mixing.make_train_dataset(config.data, tokenizer)  # MLM (+ TLM) rows, sampled
   counts = train_ds.token_counts(tokenizer.vocab_size)
   print(f'data: {len(train_ds)} training rows of {config.data.seq_len} tokens, fingerprint '
         f'{train_ds.fingerprint}, order '
         f'{train_ds.order_fingerprint(tc.batch_size, seed=config.seed)}; vocabulary '
-        f'{tokenizer.fingerprint} ({tokenizer.vocab_size} pieces)', flush=True)
+        f'{tokenizer.fingerprint} ({tokenizer.vocab_size} pieces); streams: {train_ds.summary}',
+        flush=True)
 
   # ----- Model and optimizer -----
   model = models.build(config.model, tokenizer.vocab_size)

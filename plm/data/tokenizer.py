@@ -108,3 +108,13 @@ def load_or_train(path: str, texts: Iterable[str],
     f.write(model.getvalue())
   os.replace(tmp, path)  # Atomic: a concurrent reader never sees half a file.
   return tokenizer
+
+
+def check_fingerprint(tokenizer: Tokenizer, expected: str) -> None:
+  """Refuses a vocabulary other than the one the config records (`data.vocab_fingerprint`)."""
+  if expected and tokenizer.fingerprint != expected:
+    raise ValueError(
+        f'the vocabulary {tokenizer.path} has fingerprint {tokenizer.fingerprint} but the '
+        f'config expects {expected} (data.vocab_fingerprint); point data.vocab_path at the '
+        'vocabulary the config was made for, or set data.vocab_fingerprint='
+        f'{tokenizer.fingerprint} if this one is intended')
