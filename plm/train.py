@@ -248,8 +248,10 @@ def restore_or_init(config, s: Setup, mngr):
 
 
 def heldout_sets(config, tokenizer, split):
-  return {lang: pipeline.make_dataset(config.data, tokenizer, split, languages=(lang,))
+  """MLM rows per language, and TLM rows per direction ('en-es') when the run trains TLM."""
+  sets = {lang: pipeline.make_dataset(config.data, tokenizer, split, languages=(lang,))
           for lang in config.data.languages}
+  return {**sets, **mixing.heldout_tlm_sets(config.data, tokenizer, split)}
 
 
 def train_and_evaluate(config, workdir: str) -> dict:

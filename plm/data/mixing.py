@@ -147,3 +147,12 @@ def make_train_dataset(data_config: ml_collections.ConfigDict, tokenizer,
                            {n: tokens(d) for n, d in tlm.items()},
                            data_config.language_alpha, tlm_share)
   return MixedDataset({**mono, **tlm}, weights, languages)
+
+
+def heldout_tlm_sets(data_config: ml_collections.ConfigDict, tokenizer, split: str
+                     ) -> dict[str, parallel.TlmDataset]:
+  """TLM rows of `split` per direction ('en-es': ...) when the run trains TLM, else none."""
+  if not data_config.tlm_share:
+    return {}
+  return {f'{src}-{tgt}': parallel.make_tlm_dataset(data_config, tokenizer, split, src, tgt)
+          for src, tgt in parallel.parse_pairs(data_config)}

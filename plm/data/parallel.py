@@ -148,30 +148,47 @@ class TlmDataset(pipeline.PackedDataset):
     self.pairs, self.too_long, self.empty = pairs, too_long, empty
 
 
+def encode_pairs(data_config: ml_collections.ConfigDict, tokenizer, src: str, tgt: str,
+                 split: str) -> tuple[list[tuple[list[int], list[int]]], int]:
+  """Token ids of the (src, tgt) pairs with text on both sides, and how many had an empty side.
+
+  The shipped Bible's ids are cached per unordered pair: the two directions share them.
+  """
+  key = (tokenizer.fingerprint, os.path.expanduser(data_config.tfds_dir), split,
+         *sorted((src, tgt)))
+  if data_config.parallel_dir or key not in _ENCODED:
+    a, b = sorted((src, tgt))
+    loaded = load_pairs(data_config, a, b, split)
+    texts = [(x, y) for x, y in loaded if x and y]
+    ids = list(zip(tokenizer.encode([x for x, _ in texts]), tokenizer.encode([y for _, y in texts])))
+    if data_config.parallel_dir:
+      return (ids if src == a else [(y, x) for x, y in ids]), len(loaded) - len(texts)
+    _ENCODED[key] = ids, len(loaded) - len(texts)
+  ids, empty = _ENCODED[key]
+  return (ids if src < tgt else [(y, x) for x, y in ids]), empty
+
+
 def make_tlm_dataset(data_config: ml_collections.ConfigDict, tokenizer, split: str,
                      src: str, tgt: str) -> TlmDataset:
   """TLM rows of the (src, tgt) direction of `split`; langs index data.languages."""
   configured = tuple(data_config.languages)
   key = (tokenizer.fingerprint, os.path.expanduser(data_config.tfds_dir), data_config.seq_len,
          configured, split, src, tgt)
-  if not data_config.parallel_dir and key in _CACHE:  # the shipped text never changes
-    return _CACHE[key]
-  loaded = load_pairs(data_config, src, tgt, split)
-  texts = [(s, t) for s, t in loaded if s and t]
-  empty = len(loaded) - len(texts)
-  ids = zip(tokenizer.encode([s for s, _ in texts]), tokenizer.encode([t for _, t in texts]))
-  arrays, too_long = pack_pairs(list(ids), data_config.seq_len, tokenizer.bos_id,
-                                tokenizer.eos_id, configured.index(src), configured.index(tgt))
+  if not data_config.parallel_dir and key in _PACKED:  # the shipped text never changes
+    return _PACKED[key]
+  ids, empty = encode_pairs(data_config, tokenizer, src, tgt, split)
+  arrays, too_long = pack_pairs(ids, data_config.seq_len, tokenizer.bos_id, tokenizer.eos_id,
+                                configured.index(src), configured.index(tgt))
   if not len(arrays['tokens']):
     raise ValueError(
         f'No {src}-{tgt} pair of the {split} split fits in data.seq_len={data_config.seq_len} '
-        f'({too_long} too long, {empty} with an empty side, of {len(texts) + empty}); raise '
+        f'({too_long} too long, {empty} with an empty side, of {len(ids) + empty}); raise '
         'data.seq_len or check the parallel data.')
-  dataset = TlmDataset(arrays, configured, pairs=len(texts) - too_long, too_long=too_long,
+  dataset = TlmDataset(arrays, configured, pairs=len(ids) - too_long, too_long=too_long,
                        empty=empty)
   if not data_config.parallel_dir:
-    _CACHE[key] = dataset
+    _PACKED[key] = dataset  # read-only arrays: safe to share within a process
   return dataset
 
 
-_CACHE = {}
+_ENCODED, _PACKED = {}, {}
