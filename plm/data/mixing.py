@@ -68,9 +68,6 @@ class MixedDataset:
                       f'data.seq_len, {stream.empty} with an empty side)')
     return ', '.join(parts)
 
-  def _permutation(self, seed: int, stream: int, epoch: int) -> np.ndarray:
-    return _permutation(seed, stream, epoch, len(self.streams[stream]))
-
   def order(self, step: int, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(stream index, row index) of every slot of global batch `step`."""
     u = np.random.default_rng([seed, step]).random(batch_size)
@@ -82,13 +79,15 @@ class MixedDataset:
     for s in np.unique(stream):
       here = stream == s
       epoch, pos = np.divmod(slots[here], len(self.streams[s]))
-      rows[here] = [self._permutation(seed, int(s), int(e))[p] for e, p in zip(epoch, pos)]
+      n = len(self.streams[s])
+      rows[here] = [_permutation(seed, int(s), int(e), n)[p] for e, p in zip(epoch, pos)]
     return stream, rows
 
   def batch(self, step: int, batch_size: int, *, seed: int, process_index: int = 0,
             process_count: int = 1) -> dict[str, np.ndarray]:
     """This process's rows [batch_size // process_count, L] of batch `step`."""
-    per_process = pipeline._per_process(batch_size, process_index, process_count)  # pylint: disable=protected-access
+    per_process = pipeline._per_process(  # pylint: disable=protected-access
+        batch_size, process_index, process_count)
     stream, rows = self.order(step, batch_size, seed)
     mine = slice(process_index * per_process, (process_index + 1) * per_process)
     stream, rows = stream[mine], rows[mine]
@@ -110,6 +109,7 @@ class MixedDataset:
 
 @functools.lru_cache(maxsize=64)
 def _permutation(seed: int, stream: int, epoch: int, n: int) -> np.ndarray:
+  """Stream `stream`'s row order in `epoch`: each row once, reshuffled every epoch."""
   return np.random.default_rng([seed, stream, epoch]).permutation(n)
 
 

@@ -160,7 +160,8 @@ def encode_pairs(data_config: ml_collections.ConfigDict, tokenizer, src: str, tg
     a, b = sorted((src, tgt))
     loaded = load_pairs(data_config, a, b, split)
     texts = [(x, y) for x, y in loaded if x and y]
-    ids = list(zip(tokenizer.encode([x for x, _ in texts]), tokenizer.encode([y for _, y in texts])))
+    ids = list(zip(tokenizer.encode([x for x, _ in texts]),
+                   tokenizer.encode([y for _, y in texts])))
     if data_config.parallel_dir:
       return (ids if src == a else [(y, x) for x, y in ids]), len(loaded) - len(texts)
     _ENCODED[key] = ids, len(loaded) - len(texts)
