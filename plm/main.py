@@ -31,7 +31,12 @@ def _embed(config, workdir):
   return embed.embed_file(config, workdir)
 
 
-JOBS = {'train': _train, 'evaluate': _evaluate, 'embed': _embed}
+def _retrieve(config, workdir):
+  from plm import retrieve  # pylint: disable=g-import-not-at-top
+  return retrieve.retrieve(config, workdir)
+
+
+JOBS = {'train': _train, 'evaluate': _evaluate, 'embed': _embed, 'retrieve': _retrieve}
 
 
 def close_matches(word, choices) -> str:
