@@ -83,6 +83,7 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
 
   c.retrieval = ml_collections.ConfigDict()  # the retrieve job (plm/retrieve.py)
   c.retrieval.translations = ()  # two Bible translations; () = those of data.languages[:2]
+  c.retrieval.center = False  # subtract each language's mean vector before the cosine
   c.retrieval.max_pairs = 0  # evaluate the first N verse pairs of the split; 0 = all
   c.retrieval.output = ''  # JSON file for the job's table; '' = {workdir}/retrieval_test.json
 

@@ -81,16 +81,18 @@ class Evaluator:
     vectors = [embed.embed_rows(self.embedder, params, rows[side], self.tokenizer.pad_id,
                                 self.config.embed.batch_size, self.langs[side])
                for side in (0, 1)]
-    m = retrieval.retrieval_metrics(*vectors)
+    m = retrieval.retrieval_metrics(*vectors, center=self.config.retrieval.center)
     a, b = self.names
     return {f'{a}->{b}': m['a_to_b'], f'{b}->{a}': m['b_to_a'],
             'setting': dict(split=split, layer=self.config.embed.layer,
-                            pooling=self.config.embed.pooling, dropped=dropped)}
+                            pooling=self.config.embed.pooling,
+                            center=self.config.retrieval.center, dropped=dropped)}
 
 
 def format_table(table: dict) -> str:
   s = table['setting']
-  rows = [f"retrieval ({s['split']} split, layer {s['layer']}, {s['pooling']} pooling; dropped "
+  rows = [f"retrieval ({s['split']} split, layer {s['layer']}, {s['pooling']} pooling"
+          f"{', centered' if s['center'] else ''}; dropped "
           f"{s['dropped']['repeated']} pairs with repeated text, {s['dropped']['too_long']} "
           'longer than model.max_len):',
           '| direction | P@1 | mean rank | median rank | pairs |', '|---|---|---|---|---|']

@@ -36,6 +36,18 @@ def test_reference_implementation_on_random_vectors():
   assert m['a_to_b']['p_at_1'] > 0.6
 
 
+def test_centering_removes_a_language_offset():
+  rng = np.random.RandomState(1)
+  a = rng.randn(20, 6)
+  b = a + 0.05 * rng.randn(20, 6)
+  a_shifted, b_shifted = a + 50.0, b - 50.0  # what one language's embedding adds to all
+  assert retrieval.retrieval_metrics(a, b)['a_to_b']['p_at_1'] == 1.0
+  assert retrieval.retrieval_metrics(a_shifted, b_shifted)['a_to_b']['p_at_1'] < 0.5
+  centered = retrieval.retrieval_metrics(a_shifted, b_shifted, center=True)
+  assert centered == retrieval.retrieval_metrics(a - a.mean(0), b - b.mean(0))
+  assert centered['a_to_b']['p_at_1'] == centered['b_to_a']['p_at_1'] == 1.0
+
+
 def test_ties_count_against_the_gold_whatever_the_order():
   # Collapsed embeddings: every candidate ties, so nothing is retrieved.
   same = np.ones((5, 4))

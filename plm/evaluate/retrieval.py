@@ -34,11 +34,18 @@ def summarize(ranks: np.ndarray) -> dict:
               median_rank=float(np.median(ranks)), pairs=int(len(ranks)))
 
 
-def retrieval_metrics(a: np.ndarray, b: np.ndarray) -> dict:
-  """P@1, mean and median rank in both directions: {'a_to_b': ..., 'b_to_a': ...}."""
+def retrieval_metrics(a: np.ndarray, b: np.ndarray, center: bool = False) -> dict:
+  """P@1, mean and median rank in both directions: {'a_to_b': ..., 'b_to_a': ...}.
+
+  center=True subtracts each side's mean vector first: it removes what all
+  sentences of one language share (Libovický et al., 2020, "On the Language
+  Neutrality of Pre-trained Multilingual Representations").
+  """
   if len(a) != len(b) or not len(a):
     raise ValueError(f'retrieval needs the same number (> 0) of sentences on both sides; got '
                      f'{len(a)} and {len(b)}')
+  if center:
+    a, b = (np.asarray(x, np.float64) - np.mean(x, axis=0, dtype=np.float64) for x in (a, b))
   sims = cosine_similarities(a, b)
   return dict(a_to_b=summarize(gold_ranks(sims)), b_to_a=summarize(gold_ranks(sims.T)))
 
