@@ -132,3 +132,37 @@ def test_errors_name_the_fix(trained, tmp_path):
   textdir = _with(config, data={'languages': ('de', 'fr')})
   with pytest.raises(ValueError, match='set retrieval.translations to two of'):
     retrieve.translations(textdir)
+
+
+
+SAVE_ON_8_DEVICES = """
+import sys
+import jax, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from plm import checkpoint
+mesh = jax.make_mesh((4, 2), ('data', 'model'))
+w = np.arange(32, dtype=np.float32).reshape(4, 8)
+state = dict(params=dict(w=jax.device_put(w, NamedSharding(mesh, P('data', 'model')))),
+             opt_state=dict(m=jax.device_put(w * 2, NamedSharding(mesh, P(None, 'model')))),
+             step=np.int32(7))
+mngr = checkpoint.manager(sys.argv[1])
+checkpoint.save(mngr, 7, state, dict(vocab='v'))
+checkpoint.wait(mngr, 7)
+"""
+
+
+def test_params_saved_on_8_devices_restore_on_one(tmp_path):
+  """The embed and retrieve jobs read a checkpoint a sharded run wrote (another topology)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from plm import checkpoint  # pylint: disable=g-import-not-at-top
+  proc = subprocess.run([sys.executable, '-c', SAVE_ON_8_DEVICES, str(tmp_path)], cwd=REPO,
+                        capture_output=True, text=True, timeout=120, check=False,
+                        env=dict(os.environ, JAX_PLATFORMS='cpu',
+                                 XLA_FLAGS='--xla_force_host_platform_device_count=8'))
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = dict(w=jax.ShapeDtypeStruct((4, 8), np.float32))
+  params, meta = checkpoint.restore_params(str(tmp_path / 'checkpoints'), abstract,
+                                           dict(w=device))
+  np.testing.assert_array_equal(params['w'], np.arange(32).reshape(4, 8))
+  assert params['w'].sharding == device and meta == dict(vocab='v')
