@@ -117,16 +117,16 @@ def make_embedder(model, config, pad_id: int):
 
 def embed_rows(embedder, params, rows, pad_id: int, batch_size: int, lang: int = 0
                ) -> np.ndarray:
-  """Vectors [len(rows), H] of token rows, batched at one padded shape (one compile)."""
+  """Vectors [len(rows) > 0, H] of token rows, batched at one padded shape (one compile)."""
   out = []
-  width = max([len(r) for r in rows], default=1)
+  width = max(len(r) for r in rows)
   for start in range(0, len(rows), batch_size):
     chunk = rows[start:start + batch_size]
     tokens = np.full((batch_size, width), pad_id, np.int32)
     for i, row in enumerate(chunk):
       tokens[i, :len(row)] = row
     out.append(np.asarray(embedder(params, tokens, lang))[:len(chunk)])
-  return np.concatenate(out) if out else None
+  return np.concatenate(out)
 
 
 def embed_file(config, workdir: str) -> np.ndarray:
@@ -140,10 +140,9 @@ def embed_file(config, workdir: str) -> np.ndarray:
   lines = read_lines(ec.input)
   rows = encode_lines(tokenizer, lines, config.model.max_len, ec.input)
   lang = languages.index(ec.language) if ec.language in languages else 0
-  vectors = embed_rows(make_embedder(model, config, tokenizer.pad_id), params, rows,
-                       tokenizer.pad_id, ec.batch_size, lang)
-  if vectors is None:
-    vectors = np.zeros((0, model.encoder.hidden), np.float32)
+  vectors = (embed_rows(make_embedder(model, config, tokenizer.pad_id), params, rows,
+                        tokenizer.pad_id, ec.batch_size, lang)
+             if rows else np.zeros((0, model.encoder.hidden), np.float32))
   os.makedirs(os.path.dirname(os.path.abspath(ec.output)), exist_ok=True)
   np.save(ec.output, vectors)
   print(f'embedded {len(lines)} lines of {ec.input} into {ec.output} '

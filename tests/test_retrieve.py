@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from plm import embed, retrieve, train
+from plm import embed, masks, retrieve, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,7 +90,6 @@ def test_layer_choice_and_language_ids(trained, tmp_path):
     tokens[i, :len(r)] = r
   valid = tokens != tokenizer.pad_id
   positions = np.broadcast_to(np.arange(width), tokens.shape)
-  from plm import masks  # pylint: disable=g-import-not-at-top
   states = model.apply({'params': params}, tokens, positions, masks.padding_mask(valid),
                        langs=np.ones_like(tokens),
                        method=lambda m, *a, **k: m.encoder(*a, all_layers=True, **k))
