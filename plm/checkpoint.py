@@ -111,6 +111,9 @@ def restore_params(directory: str, abstract_params, shardings):
                             'the checkpoints/ directory of a finished run')
   abstract = {'params': _abstract(abstract_params, shardings)}
   restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.PyTreeRestore(item=abstract, partial_restore=True),
+      # restore_args: the requested shardings, not those saved (another topology's devices).
+      state=ocp.args.PyTreeRestore(item=abstract, partial_restore=True,
+                                   restore_args=ocp.checkpoint_utils.construct_restore_args(
+                                       abstract)),
       meta=ocp.args.JsonRestore()))
   return restored['state']['params'], restored['meta']

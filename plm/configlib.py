@@ -12,7 +12,7 @@ from plm.partitioning import DEFAULT_RULES
 
 def base(languages=('en',)) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.job = 'train'  # train | evaluate | embed | vocab
+  c.job = 'train'  # train | evaluate | embed | vocab | retrieve (plm/main.py JOBS)
   c.seed = 0  # parameters, masking, dropout and data order all derive from it
   c.init_from = ''  # another run's checkpoints/ dir to start from (params only)
 
@@ -76,14 +76,22 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.train.eval_batch_size = 64
   c.train.checkpoint_every = 100
   c.train.keep_checkpoints = 3
+  c.train.retrieval_every = 0  # Bible verse retrieval P@1 on validation every N steps; 0 = off
   c.train.nonfinite = 'stop'  # on a NaN/inf loss: 'stop' naming the step, or 'skip' the update
 
   c.embed = ml_collections.ConfigDict()  # the embed job (plm/embed.py)
   c.embed.input = ''  # UTF-8 text, one sentence per line
   c.embed.output = ''  # .npy file: float32 [lines, hidden], in input order
   c.embed.language = languages[0]  # language of the input (for language embeddings)
-  c.embed.pooling = 'mean'  # mean | max | first (the bos position) over the last layer
+  c.embed.pooling = 'mean'  # mean | max | first (the bos position) over embed.layer
+  c.embed.layer = -1  # hidden states to pool: -1 = last, 0 = embeddings, k = block k's output
   c.embed.batch_size = 64
+
+  c.retrieval = ml_collections.ConfigDict()  # the retrieve job (plm/retrieve.py)
+  c.retrieval.translations = ()  # two Bible translations; () = those of data.languages[:2]
+  c.retrieval.center = False  # subtract each language's mean vector before the cosine
+  c.retrieval.max_pairs = 0  # evaluate the first N verse pairs of the split; 0 = all
+  c.retrieval.output = ''  # JSON file for the job's table; '' = {workdir}/retrieval_test.json
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))  # -1 = all devices
   c.rules = DEFAULT_RULES  # logical axis -> mesh axis (plm/partitioning.py)

@@ -4,8 +4,9 @@
       --config.embed.input=sentences.txt --config.embed.output=vectors.npy --workdir=runs/xlm
 
 Reads UTF-8 text, one sentence per line, and writes a float32 array
-[lines, hidden] in the same order: the encoder's last layer pooled over the
-sentence's tokens (`embed.pooling`: mean, max, or first = the bos position).
+[lines, hidden] in the same order: one encoder layer (`embed.layer`: -1 = the
+last, 0 = the embeddings, k = the output of block k) pooled over the sentence's
+tokens (`embed.pooling`: mean, max, or first = the bos position).
 """
 import os
 
@@ -57,11 +58,18 @@ def pool(hidden, valid, how: str):
   return hidden[:, 0]
 
 
-def embed_file(config, workdir: str) -> np.ndarray:
-  """Runs the job; returns (and writes to embed.output) the vectors."""
+def check_options(config, num_layers: int) -> None:
+  """embed.pooling and embed.layer name something the model has."""
   ec = config.embed
   if ec.pooling not in POOLINGS:
     raise ValueError(f'embed.pooling={ec.pooling!r}: use one of {POOLINGS}')
+  if not -(num_layers + 1) <= ec.layer <= num_layers:
+    raise ValueError(f'embed.layer={ec.layer} but the model has {num_layers} blocks; use 0 '
+                     f'(embeddings) to {num_layers}, or -1 (last) to -{num_layers + 1}')
+
+
+def load_run(config, workdir: str):
+  """(tokenizer, model, params) of the newest checkpoint in `workdir`, on one device."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(ckpt_dir) or not any(d.isdigit() for d in os.listdir(ckpt_dir)):
@@ -72,50 +80,71 @@ def embed_file(config, workdir: str) -> np.ndarray:
     raise FileNotFoundError(f'no vocabulary at {vocab}; point --workdir at a trained run or set '
                             'data.vocab_path')
   tokenizer = tokenizer_lib.Tokenizer.load(vocab)
-  languages = tuple(config.data.languages)
-  if config.model.num_languages and ec.language not in languages:
-    raise ValueError(f'embed.language={ec.language!r} is not in data.languages {languages}; '
-                     'name the language of the input file')
   model = models.build(config.model, tokenizer.vocab_size)
-  lines = read_lines(ec.input)
-  rows = encode_lines(tokenizer, lines, config.model.max_len, ec.input)
-
-  def inputs(tokens):
-    valid = tokens != tokenizer.pad_id
-    kw = dict(tokens=tokens, positions=jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape),
-              mask=masks.padding_mask(valid))
-    if config.model.num_languages:
-      kw['langs'] = jnp.full_like(tokens, languages.index(ec.language))
-    return kw, valid
-
+  check_options(config, model.encoder.layers)
   dummy = jnp.zeros((1, 8), jnp.int32).at[:, 0].set(tokenizer.bos_id)
-  abstract = jax.eval_shape(
-      lambda: nn.unbox(model.init(jax.random.PRNGKey(0), **inputs(dummy)[0])['params']))
+  kw = dict(langs=dummy * 0) if config.model.num_languages else {}
+  abstract = jax.eval_shape(lambda: nn.unbox(model.init(
+      jax.random.PRNGKey(0), dummy, jnp.zeros_like(dummy), masks.padding_mask(dummy > 0),
+      **kw)['params']))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   params, meta = checkpoint.restore_params(
       ckpt_dir, abstract, jax.tree_util.tree_map(lambda _: device, abstract))
   train.check_meta(meta, dict(vocab=tokenizer.fingerprint, model=config.model.to_dict()))
+  return tokenizer, model, params
 
-  @jax.jit
-  def embed_batch(params, tokens):
-    kw, valid = inputs(tokens)
-    hidden = model.apply({'params': params}, **kw,
-                         method=lambda m, **a: m.encoder(a.pop('tokens'), a.pop('positions'),
-                                                         a.pop('mask'), **a))
-    return pool(hidden, valid, ec.pooling)
 
+def make_embedder(model, config, pad_id: int):
+  """A jitted (params, tokens [B, L], lang) -> [B, H] float32 vectors.
+
+  `lang` (a language id) is used only by models with language embeddings; the
+  layer and pooling are `embed.layer` and `embed.pooling`.
+  """
+  ec, with_langs = config.embed, bool(config.model.num_languages)
+  check_options(config, model.encoder.layers)
+
+  def encode(m, tokens, lang):
+    valid = tokens != pad_id
+    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+    langs = jnp.full_like(tokens, lang) if with_langs else None
+    states = m.encoder(tokens, positions, masks.padding_mask(valid), langs=langs,
+                       all_layers=True)
+    return pool(states[ec.layer], valid, ec.pooling).astype(jnp.float32)
+
+  return jax.jit(lambda params, tokens, lang: model.apply(
+      {'params': params}, tokens, lang, method=encode))
+
+
+def embed_rows(embedder, params, rows, pad_id: int, batch_size: int, lang: int = 0
+               ) -> np.ndarray:
+  """Vectors [len(rows) > 0, H] of token rows, batched at one padded shape (one compile)."""
   out = []
-  width = max([len(r) for r in rows], default=1)
-  for start in range(0, len(rows), ec.batch_size):
-    chunk = rows[start:start + ec.batch_size]
-    tokens = np.full((ec.batch_size, width), tokenizer.pad_id, np.int32)  # one shape: one compile
+  width = max(len(r) for r in rows)
+  for start in range(0, len(rows), batch_size):
+    chunk = rows[start:start + batch_size]
+    tokens = np.full((batch_size, width), pad_id, np.int32)
     for i, row in enumerate(chunk):
       tokens[i, :len(row)] = row
-    out.append(np.asarray(embed_batch(params, tokens))[:len(chunk)])
-  vectors = (np.concatenate(out) if out else
-             np.zeros((0, model.encoder.hidden), np.float32)).astype(np.float32)
+    out.append(np.asarray(embedder(params, tokens, lang))[:len(chunk)])
+  return np.concatenate(out)
+
+
+def embed_file(config, workdir: str) -> np.ndarray:
+  """Runs the job; returns (and writes to embed.output) the vectors."""
+  ec = config.embed
+  languages = tuple(config.data.languages)
+  if config.model.num_languages and ec.language not in languages:
+    raise ValueError(f'embed.language={ec.language!r} is not in data.languages {languages}; '
+                     'name the language of the input file')
+  tokenizer, model, params = load_run(config, workdir)
+  lines = read_lines(ec.input)
+  rows = encode_lines(tokenizer, lines, config.model.max_len, ec.input)
+  lang = languages.index(ec.language) if ec.language in languages else 0
+  vectors = (embed_rows(make_embedder(model, config, tokenizer.pad_id), params, rows,
+                        tokenizer.pad_id, ec.batch_size, lang)
+             if rows else np.zeros((0, model.encoder.hidden), np.float32))
   os.makedirs(os.path.dirname(os.path.abspath(ec.output)), exist_ok=True)
   np.save(ec.output, vectors)
   print(f'embedded {len(lines)} lines of {ec.input} into {ec.output} '
-        f'({vectors.shape[1]} dims, {ec.pooling} pooling)', flush=True)
+        f'({vectors.shape[1]} dims, {ec.pooling} pooling of layer {ec.layer})', flush=True)
   return vectors

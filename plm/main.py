@@ -4,6 +4,7 @@ r"""plm's command line: parse flags, pick the job, run it.
   python -m plm.main --config=configs/xlm.py:tiny --config.train.steps=100 --workdir=/tmp/x
 """
 import difflib
+import importlib
 import sys
 
 from absl import app
@@ -16,27 +17,14 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. con
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries, vocab.')
 
 
-def _train(config, workdir):
-  from plm import train  # pylint: disable=g-import-not-at-top  # keeps --help fast
-  return train.train_and_evaluate(config, workdir)
-
-
-def _evaluate(config, workdir):
-  from plm import train  # pylint: disable=g-import-not-at-top
-  return train.evaluate_checkpoint(config, workdir)
-
-
-def _embed(config, workdir):
-  from plm import embed  # pylint: disable=g-import-not-at-top
-  return embed.embed_file(config, workdir)
-
-
-def _vocab(config, workdir):
-  from plm import vocab  # pylint: disable=g-import-not-at-top
-  return vocab.build_vocab(config, workdir)
-
-
-JOBS = {'train': _train, 'evaluate': _evaluate, 'embed': _embed, 'vocab': _vocab}
+# job -> (module, function); imported when the job runs, which keeps --help fast.
+JOBS = {
+    'train': ('plm.train', 'train_and_evaluate'),
+    'evaluate': ('plm.train', 'evaluate_checkpoint'),
+    'embed': ('plm.embed', 'embed_file'),
+    'vocab': ('plm.vocab', 'build_vocab'),
+    'retrieve': ('plm.retrieve', 'retrieve'),
+}
 
 
 def close_matches(word, choices) -> str:
@@ -56,7 +44,8 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:  # orbax and TFDS are chatty at INFO
     logging.set_verbosity(logging.WARNING)
   logging.info('config:\n%s', config)
-  JOBS[config.job](config, _WORKDIR.value)
+  module, function = JOBS[config.job]
+  getattr(importlib.import_module(module), function)(config, _WORKDIR.value)
 
 
 def parse_flags(argv):

@@ -262,6 +262,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   s = setup(config, workdir)
   eval_sets = heldout_sets(config, s.tokenizer, 'validation')
   eval_rng = jax.random.PRNGKey(config.seed + 2)  # the same masks at every evaluation
+  retrieval = None
+  if tc.retrieval_every:  # Bible verse retrieval (plm/retrieve.py); imported here: it imports us
+    from plm import retrieve  # pylint: disable=g-import-not-at-top
+    retrieval = retrieve.Evaluator(config, s.tokenizer, models.build(config.model,
+                                                                     s.tokenizer.vocab_size))
 
   # ----- Restore -----
   mngr = checkpoint.manager(workdir, max_to_keep=tc.keep_checkpoints)
@@ -296,6 +301,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
           table = evaluate(s.eval_step, state['params'], eval_sets, tc.eval_batch_size,
                            eval_rng, s.put)
           progress.log_eval(step, 'validation', table)
+        if retrieval and step % tc.retrieval_every == 0 and step < tc.steps:
+          retrieve.log(retrieval(state['params'], 'validation'), step, writer)
         if step % tc.checkpoint_every == 0:
           checkpoint.save(mngr, step, state, dict(s.meta, data_step=step))
       progress.flush(step)
@@ -315,6 +322,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
                      tc.eval_batch_size, eval_rng, s.put)
   progress.log_eval(step, 'test', table)
   print(f'\nHeld-out results (test split, step {step}):\n{format_table(table)}', flush=True)
+  if retrieval:
+    with jax.set_mesh(s.mesh):
+      table['retrieval'] = retrieval(state['params'], 'test')
+    retrieve.log(table['retrieval'], step, writer)
   if writer:
     writer.close()
   return table

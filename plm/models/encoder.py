@@ -48,11 +48,14 @@ class Encoder(nn.Module):
     self.final_ln = None if self.post_ln else layer_norm(self.ln_eps, 'final_ln')
 
   def __call__(self, tokens, positions, mask, *, token_types=None, langs=None, tasks=None,
-               deterministic: bool = True, decode: bool = False):
+               deterministic: bool = True, decode: bool = False, all_layers: bool = False):
     """Hidden states [B, L, H]; `decode` reads and writes the 'cache' collection.
 
     With decode=True, `model.init` on a full-length [B, max_len] input shapes the
     KV cache; later calls feed the next positions (see plm/decode.py).
+    With all_layers=True, a tuple of layers + 1 arrays instead: [0] the
+    embeddings (after their LayerNorm), [k] the output of block k; the last is
+    the usual output (pre-LN's final LayerNorm applied to it only).
     """
     if tokens.shape[-1] > self.max_len:
       raise ValueError(f'sequence length {tokens.shape[-1]} exceeds model.max_len={self.max_len}; '
@@ -62,9 +65,13 @@ class Encoder(nn.Module):
       x = self.embed_ln(x)
     x = self.embed_dropout(x, deterministic=deterministic).astype(self.dtype)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+    states = [x]
     for block in self.blocks:
       x = block(x, mask, None, None, deterministic, decode)
-    return x if self.final_ln is None else self.final_ln(x)
+      states.append(x)
+    if self.final_ln is not None:
+      states[-1] = self.final_ln(x)
+    return tuple(states) if all_layers else states[-1]
 
 
 class EncoderLM(nn.Module):
