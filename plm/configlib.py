@@ -40,7 +40,9 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.model.num_languages = 0  # XLM language embeddings, one per data.languages entry; 0 = none
   c.model.positions = 'learned'  # learned | sinusoidal
   c.model.post_ln = True  # BERT/XLM post-LN; False = pre-LN
-  c.model.remat = False  # recompute activations in backward (saves memory)
+  c.model.dtype = 'float32'  # compute dtype: float32 | bfloat16 (params, optimizer, loss stay fp32)
+  c.model.remat = 'none'  # recompute activations in backward: none | full | dots_saveable | ...
+  c.model.attention = 'einsum'  # einsum (ours) | xla | cudnn (jax.nn.dot_product_attention)
 
   c.objective = ml_collections.ConfigDict()
   c.objective.name = 'mlm'  # plm.objectives.NAMES

@@ -342,7 +342,9 @@ def check_meta(saved: dict, current: dict) -> None:
     raise ValueError(f"the checkpoint was trained with vocabulary {saved.get('vocab')} but "
                      f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
                      'original vocabulary or start in a new --workdir')
-  if saved.get('model') != current['model']:
+  # dtype / remat / attention change how a model computes, not its parameters.
+  model = lambda m: {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS}
+  if model(saved.get('model')) != model(current['model']):
     raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
                      'config it was trained with or start in a new --workdir')
   if 'data' in current and saved.get('data') != current['data']:
