@@ -81,6 +81,12 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.embed.pooling = 'mean'  # mean | max | first (the bos position) over the last layer
   c.embed.batch_size = 64
 
+  c.distributed = ml_collections.ConfigDict()  # multi-process runs (plm/distributed.py)
+  c.distributed.coordinator_address = ''  # host:port of process 0; '' = $JAX_COORDINATOR_ADDRESS
+  c.distributed.num_processes = 0  # 0 = $JAX_NUM_PROCESSES (unset: a single-process run)
+  c.distributed.process_id = -1  # this process, 0..num_processes-1; -1 = $JAX_PROCESS_ID
+  c.distributed.auto = False  # True: let jax detect a TPU pod / SLURM / Open MPI cluster
+
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))  # -1 = all devices
   c.rules = DEFAULT_RULES  # logical axis -> mesh axis (plm/partitioning.py)
   return c

@@ -51,6 +51,8 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:  # orbax and TFDS are chatty at INFO
     logging.set_verbosity(logging.WARNING)
   logging.info('config:\n%s', config)
+  from plm import distributed  # pylint: disable=g-import-not-at-top
+  distributed.initialize(config.get('distributed'))  # before any JAX work; no-op for one process
   JOBS[config.job](config, _WORKDIR.value)
 
 
