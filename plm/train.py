@@ -173,6 +173,9 @@ def setup(config, workdir: str, devices=None) -> Setup:
   if tc.batch_size % (dp * tc.accum_steps):
     raise ValueError(f'train.batch_size={tc.batch_size} must be divisible by the data-parallel '
                      f'size {dp} times train.accum_steps={tc.accum_steps}')
+  if tc.eval_batch_size % dp:
+    raise ValueError(f'train.eval_batch_size={tc.eval_batch_size} must be divisible by the '
+                     f'data-parallel size {dp} (mesh data x fsdp)')
   if tc.nonfinite not in ('stop', 'skip'):
     raise ValueError(f"train.nonfinite={tc.nonfinite!r}: use 'stop' or 'skip'")
   if config.data.seq_len > config.model.max_len:
@@ -210,7 +213,9 @@ def setup(config, workdir: str, devices=None) -> Setup:
   # ----- Shard: abstract shapes first, then init directly into the shards -----
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     rng = jax.random.PRNGKey(config.seed)
-    state_sharding = partitioning.logical_shardings(mesh, rules, jax.eval_shape(init, rng))
+    boxed_state = jax.eval_shape(init, rng)
+    partitioning.check_logical_axes(rules, boxed_state)
+    state_sharding = partitioning.logical_shardings(mesh, rules, boxed_state)
     unboxed_init = lambda r: nn.unbox(init(r))
     abstract_state = jax.eval_shape(unboxed_init, rng)
     train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps,
