@@ -46,7 +46,9 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.model.num_languages = 0  # XLM language embeddings, one per data.languages entry; 0 = none
   c.model.positions = 'learned'  # learned | sinusoidal
   c.model.post_ln = True  # BERT/XLM post-LN; False = pre-LN
-  c.model.remat = False  # recompute activations in backward (saves memory)
+  c.model.dtype = 'float32'  # compute dtype: float32 | bfloat16 (params, optimizer, loss stay fp32)
+  c.model.remat = 'none'  # recompute activations in backward: none | full | dots_saveable | ...
+  c.model.attention = 'einsum'  # einsum (ours) | xla | cudnn (jax.nn.dot_product_attention)
 
   c.objective = ml_collections.ConfigDict()
   c.objective.name = 'mlm'  # plm.objectives.NAMES
@@ -92,6 +94,12 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.retrieval.center = False  # subtract each language's mean vector before the cosine
   c.retrieval.max_pairs = 0  # evaluate the first N verse pairs of the split; 0 = all
   c.retrieval.output = ''  # JSON file for the job's table; '' = {workdir}/retrieval_test.json
+
+  c.distributed = ml_collections.ConfigDict()  # multi-process runs (plm/distributed.py)
+  c.distributed.coordinator_address = ''  # host:port of process 0; '' = $JAX_COORDINATOR_ADDRESS
+  c.distributed.num_processes = 0  # 0 = $JAX_NUM_PROCESSES (unset: a single-process run)
+  c.distributed.process_id = -1  # this process, 0..num_processes-1; -1 = $JAX_PROCESS_ID
+  c.distributed.auto = False  # True: let jax detect a TPU pod / SLURM / Open MPI cluster
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))  # -1 = all devices
   c.rules = DEFAULT_RULES  # logical axis -> mesh axis (plm/partitioning.py)

@@ -44,6 +44,8 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:  # orbax and TFDS are chatty at INFO
     logging.set_verbosity(logging.WARNING)
   logging.info('config:\n%s', config)
+  from plm import distributed  # pylint: disable=g-import-not-at-top
+  distributed.initialize(config.get('distributed'))  # before any JAX work; no-op for one process
   module, function = JOBS[config.job]
   getattr(importlib.import_module(module), function)(config, _WORKDIR.value)
 

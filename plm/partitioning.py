@@ -62,6 +62,26 @@ def check_rules(rules) -> tuple:
   return rules
 
 
+def check_logical_axes(rules, abstract_tree) -> None:
+  """Every logical axis of the model has a rule, and every rule names a known axis.
+
+  Flax replicates an axis that no rule names, so a typo ('emebd') would
+  silently turn fsdp or tensor parallelism off; this makes it an error.
+  """
+  used = set()
+  for spec in jax.tree_util.tree_leaves(nn.get_partition_spec(abstract_tree),
+                                        is_leaf=lambda x: isinstance(x, PartitionSpec)):
+    used.update(name for name in spec if isinstance(name, str))
+  named = {logical for logical, _ in rules}
+  known = used | {logical for logical, _ in DEFAULT_RULES}
+  if used - named:
+    raise ValueError(f'config.rules has no rule for the logical axes {sorted(used - named)}; add '
+                     "e.g. ('embed', None) to replicate one (see plm/partitioning.py)")
+  if named - known:
+    raise ValueError(f'config.rules names unknown logical axes {sorted(named - known)}; the '
+                     f'model has {sorted(known)}')
+
+
 def logical_shardings(mesh: Mesh, rules, abstract_tree):
   """NamedShardings for a tree of (boxed) abstract values with logical axes."""
   specs = nn.get_partition_spec(abstract_tree)

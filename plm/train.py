@@ -174,6 +174,9 @@ def setup(config, workdir: str, devices=None) -> Setup:
   if tc.batch_size % (dp * tc.accum_steps):
     raise ValueError(f'train.batch_size={tc.batch_size} must be divisible by the data-parallel '
                      f'size {dp} times train.accum_steps={tc.accum_steps}')
+  if tc.eval_batch_size % dp:
+    raise ValueError(f'train.eval_batch_size={tc.eval_batch_size} must be divisible by the '
+                     f'data-parallel size {dp} (mesh data x fsdp)')
   if tc.nonfinite not in ('stop', 'skip'):
     raise ValueError(f"train.nonfinite={tc.nonfinite!r}: use 'stop' or 'skip'")
   if config.data.seq_len > config.model.max_len:
@@ -212,7 +215,9 @@ def setup(config, workdir: str, devices=None) -> Setup:
   # ----- Shard: abstract shapes first, then init directly into the shards -----
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     rng = jax.random.PRNGKey(config.seed)
-    state_sharding = partitioning.logical_shardings(mesh, rules, jax.eval_shape(init, rng))
+    boxed_state = jax.eval_shape(init, rng)
+    partitioning.check_logical_axes(rules, boxed_state)
+    state_sharding = partitioning.logical_shardings(mesh, rules, boxed_state)
     unboxed_init = lambda r: nn.unbox(init(r))
     abstract_state = jax.eval_shape(unboxed_init, rng)
     train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps,
@@ -357,7 +362,9 @@ def check_meta(saved: dict, current: dict) -> None:
     raise ValueError(f"the checkpoint was trained with vocabulary {saved.get('vocab')} but "
                      f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
                      'original vocabulary or start in a new --workdir')
-  if saved.get('model') != current['model']:
+  # dtype / remat / attention change how a model computes, not its parameters.
+  model = lambda m: {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS}
+  if model(saved.get('model')) != model(current['model']):
     raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
                      'config it was trained with or start in a new --workdir')
   if 'data' in current and saved.get('data') != current['data']:

@@ -1,14 +1,21 @@
-r"""MLM train-step throughput: plm's EncoderLM vs transformers' FlaxBertForMaskedLM.
+r"""MLM train-step throughput: plm's EncoderLM vs transformers' FlaxBertForMaskedLM
+and PyTorch eager BertForMaskedLM, with model FLOPs utilisation (MFU).
 
-Both models get the same shape, the same batch, the same masked positions and
-the same optimizer (plm.train.make_optimizer: AdamW + global-norm clipping),
-fp32, dropout 0.1. Each step is jitted with the train state donated; timing
-rounds alternate between the two (blocks of --block steps) so background load
-hits both equally, and the median block is reported.
+All get the same shape, the same batch, the same masked positions and AdamW
+with global-norm clipping (plm.train.make_optimizer for the JAX two, torch.optim
+.AdamW + clip_grad_norm_ for PyTorch), fp32, dropout 0.1. JAX steps are jitted
+with the train state donated; PyTorch runs eagerly (no torch.compile), as most
+users run it. Timing rounds alternate between the implementations (blocks of
+--block steps) so background load hits all alike, and the median block is
+reported. MFU is each implementation's model FLOPs per step (counted below,
+its own head included) over its step time, against the peak fp32 matmul rate
+of this machine measured in the same run (the best of a JAX and a PyTorch
+--peak_n square matmul).
 
   python experiments/benchmarks/train_throughput.py
   python experiments/benchmarks/train_throughput.py --size=base --batch=8 --steps=4 \
       --warmup=1 --block=2  # ~3 min on 2 cores
+  python experiments/benchmarks/train_throughput.py --no_torch  # without PyTorch installed
 
 The HF model computes logits at every position ([B, L, V]); plm's gathers the
 `num_predictions` masked slots per row first (BERT's max_predictions_per_seq).
@@ -25,6 +32,7 @@ import time
 # The repo root, so `plm` and `configs` import without installing.
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import flax
@@ -35,6 +43,7 @@ import numpy as np
 import optax
 import transformers
 
+import mfu
 from configs import xlm
 from plm import models, partitioning, train
 from plm.models import sizes
@@ -55,6 +64,10 @@ def parse_args(argv=None):
   p.add_argument('--seq_len', type=int, default=128)
   p.add_argument('--size', default='mini', choices=('mini', 'small', 'base'))
   p.add_argument('--num_predictions', type=int, default=20, help="plm's slots per row")
+  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                 help="plm's compute dtype (model.dtype); the peers stay fp32")
+  p.add_argument('--no_torch', action='store_true', help='skip PyTorch (pip install .[bench])')
+  p.add_argument('--peak_n', type=int, default=2048, help='square matmul size for the peak')
   return p.parse_args(argv)
 
 
@@ -72,6 +85,7 @@ def make_config(args):
   c.optim.total_steps = 10_000
   c.optim.weight_decay = 0.01
   c.optim.b1, c.optim.b2 = 0.9, 0.999
+  c.model.dtype = args.dtype
   return c
 
 
@@ -171,6 +185,12 @@ class Runner:
     self.block_ms = []  # per-step ms of each timed block
     self.metrics = None
 
+  def param_count(self):
+    return sum(x.size for x in jax.tree_util.tree_leaves(self.state['params']))
+
+  def loss(self):
+    return self.metrics['loss']
+
   def run(self, n):
     for _ in range(n):
       self.state, self.metrics = self.step(self.state, self.batch)
@@ -192,7 +212,7 @@ def main(argv=None):
         f'jax {jax.__version__} ({jax.default_backend()}, {dev.device_kind}), '
         f'flax {flax.__version__}, transformers {transformers.__version__}')
   print(f'shape: size={args.size} {shape} vocab={VOCAB} batch={args.batch} '
-        f'seq_len={args.seq_len} fp32, dropout 0.1; plm predicts {args.num_predictions} '
+        f'seq_len={args.seq_len} plm {args.dtype} (peers fp32), dropout 0.1; plm predicts {args.num_predictions} '
         'slots/row, HF all positions')
 
   batch = make_batch(args)
@@ -207,10 +227,15 @@ def main(argv=None):
   hf_batch = hf_inputs(objective, batch)
   hf_step, hf_state = setup_hf(c, tx, hf_batch)
   runners.append(Runner('HF Flax', hf_step, hf_state, hf_batch))
+  if not args.no_torch:
+    import torch_bert  # pylint: disable=g-import-not-at-top  # torch only when asked for
+    runners.append(torch_bert.TorchRunner(shape, VOCAB, c.optim, hf_batch))
+  peak = mfu.peak_matmul_flops(args.peak_n, with_torch=not args.no_torch)
+  print(f'peak fp32 matmul ({args.peak_n}^3, best of JAX and PyTorch): '
+        f'{peak / 1e9:,.1f} GFLOP/s', flush=True)
 
   for r in runners:
-    count = sum(x.size for x in jax.tree_util.tree_leaves(r.state['params']))
-    print(f'{r.name}: {count / 1e6:.2f}M params, compile {r.compile_s:.1f} s')
+    print(f'{r.name}: {r.param_count() / 1e6:.2f}M params, compile {r.compile_s:.1f} s')
     r.run(args.warmup)
 
   # Alternate blocks so load changes during the run hit both models alike.
@@ -221,27 +246,30 @@ def main(argv=None):
       r.timed(n)
     done += n
     print(f'  block {len(runners[0].block_ms)}: ' +
-          ', '.join(f'{r.name} {r.block_ms[-1]:.0f} ms/step' for r in runners) +
-          f', ratio {runners[1].block_ms[-1] / runners[0].block_ms[-1]:.2f}x', flush=True)
+          ', '.join(f'{r.name} {r.block_ms[-1]:.0f} ms/step' for r in runners), flush=True)
 
   tokens = args.batch * args.seq_len
+  head_rows = {'plm': args.batch * args.num_predictions}  # the peers: every position
   rows = []
   for r in runners:
-    loss = float(r.metrics['loss'])
+    loss = float(r.loss())
     if not np.isfinite(loss):
       raise FloatingPointError(f'{r.name}: non-finite loss {loss}')
     ms = statistics.median(r.block_ms)
-    rows.append((r.name, ms, tokens / (ms / 1e3)))
-  base_tps = rows[-1][2]  # HF Flax
+    flops = mfu.train_flops(shape, VOCAB, args.batch, args.seq_len,
+                            head_rows.get(r.name, tokens))
+    rows.append((r.name, ms, tokens / (ms / 1e3), flops, flops / (ms / 1e3) / peak))
+  base_tps = rows[1][2]  # HF Flax
   print(f'\nmedian over {len(runners[0].block_ms)} blocks of <= {args.block} steps '
         f'({args.steps} timed steps each, {args.warmup} warm-up)')
   ratios = [h / p for p, h in zip(runners[0].block_ms, runners[1].block_ms)]
-  print(f'plm/HF per block: {min(ratios):.2f}x .. {max(ratios):.2f}x; '
-        f'load now {os.getloadavg()[0]:.2f}\n')
-  print('| implementation | step ms | tokens/s | ratio |')
-  print('|---|---|---|---|')
-  for name, ms, tps in rows:
-    print(f'| {name} | {ms:.1f} | {tps:,.0f} | {tps / base_tps:.2f}x |')
+  print(f'plm/HF Flax per block: {min(ratios):.2f}x .. {max(ratios):.2f}x; '
+        f'load now {os.getloadavg()[0]:.2f}; peak {peak / 1e9:,.1f} GFLOP/s\n')
+  print('| implementation | step ms | tokens/s | vs HF Flax | GFLOP/step | MFU |')
+  print('|---|---|---|---|---|---|')
+  for name, ms, tps, flops, util in rows:
+    print(f'| {name} | {ms:.1f} | {tps:,.0f} | {tps / base_tps:.2f}x | {flops / 1e9:,.1f} | '
+          f'{util:.1%} |')
 
 
 if __name__ == '__main__':

@@ -13,6 +13,16 @@ from plm.nn.embeddings import Embeddings
 from plm.nn.heads import MlmHead
 from plm.nn.transformer import TransformerBlock, layer_norm
 
+# model.remat: what the backward pass keeps of each block's forward pass
+# (jax.checkpoint_policies); the rest is recomputed.
+REMAT_POLICIES = {
+    'none': None,  # no remat: keep every activation (fastest, most memory)
+    'full': jax.checkpoint_policies.nothing_saveable,  # recompute the whole block
+    'dots_saveable': jax.checkpoint_policies.dots_saveable,  # keep every matmul output
+    # keep the weight matmuls, recompute attention's batched QK^T and PV
+    'dots_with_no_batch_dims_saveable': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
 
 class Encoder(nn.Module):
   """Embeddings + a stack of Transformer blocks; returns hidden states [B, L, H]."""
@@ -31,8 +41,9 @@ class Encoder(nn.Module):
   positions: str = 'learned'  # 'learned' or 'sinusoidal'
   post_ln: bool = True  # BERT/XLM post-LN; False = pre-LN with a final LayerNorm
   ln_eps: float = 1e-12
-  remat: bool = False  # recompute block activations in the backward pass
-  dtype: Any = jnp.float32  # compute dtype
+  remat: str = 'none'  # a REMAT_POLICIES key (True / False mean 'full' / 'none')
+  dtype: Any = jnp.float32  # compute dtype; params, LayerNorm statistics and logits stay float32
+  attention: str = 'einsum'  # einsum | xla | cudnn (plm/nn/attention.py)
 
   def setup(self):
     self.embeddings = Embeddings(self.vocab_size, self.hidden, self.max_len, self.num_segments,
@@ -40,11 +51,15 @@ class Encoder(nn.Module):
     self.embed_ln = layer_norm(self.ln_eps, 'embed_ln') if self.post_ln else None
     self.embed_dropout = nn.Dropout(self.dropout)
     # Positional indices with self = 0: deterministic (5) and decode (6) are Python bools.
-    block = (nn.remat(TransformerBlock, static_argnums=(5, 6)) if self.remat
-             else TransformerBlock)
+    remat = {True: 'full', False: 'none'}.get(self.remat, self.remat)
+    if remat not in REMAT_POLICIES:
+      raise ValueError(f'model.remat={self.remat!r} is unknown; use one of {list(REMAT_POLICIES)}')
+    block = TransformerBlock if remat == 'none' else nn.remat(
+        TransformerBlock, static_argnums=(5, 6), policy=REMAT_POLICIES[remat])
     self.blocks = [block(self.heads, self.hidden // self.heads, self.ff, self.activation,
                          self.dropout, self.attention_dropout, self.post_ln, self.ln_eps,
-                         dtype=self.dtype, name=f'layer_{i}') for i in range(self.layers)]
+                         dtype=self.dtype, attention=self.attention, name=f'layer_{i}')
+                   for i in range(self.layers)]
     self.final_ln = None if self.post_ln else layer_norm(self.ln_eps, 'final_ln')
 
   def __call__(self, tokens, positions, mask, *, token_types=None, langs=None, tasks=None,

@@ -36,17 +36,27 @@ class HeadsDense(nn.Module):
     return jnp.einsum(equation, x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
 
 
+IMPLEMENTATIONS = ('einsum', 'xla', 'cudnn')
+
+
 class MultiHeadAttention(nn.Module):
   """Scaled dot-product attention; the mask is an input, never built here.
 
   The mask is bool `[batch, 1, q_len, kv_len]` from plm/masks.py (True = may
   attend). A query row with no allowed key gets uniform weights instead of NaN;
   such rows are padding and carry zero loss weight.
+
+  `implementation` 'einsum' is plm's own softmax(QK^T)V (with attention
+  dropout); 'xla' and 'cudnn' call `jax.nn.dot_product_attention` with the same
+  mask ('cudnn' is fused flash attention on NVIDIA GPUs, bf16/fp16 only). The
+  fused kernels have no attention dropout, so training with them needs
+  dropout_rate=0 (evaluation does not).
   """
   num_heads: int
   head_dim: int
   dropout_rate: float = 0.0  # dropout on attention probabilities
   dtype: Any = jnp.float32  # compute dtype; params stay float32
+  implementation: str = 'einsum'  # one of IMPLEMENTATIONS
 
   @nn.compact
   def __call__(self, x_q: Array, x_kv: Array, mask: Array | None, *,
@@ -58,15 +68,29 @@ class MultiHeadAttention(nn.Module):
     q, k, v = proj('query', x_q), proj('key', x_kv), proj('value', x_kv)
     if decode:
       k, v, mask = self._update_cache(k, v, mask)
-    q = q / jnp.sqrt(self.head_dim).astype(self.dtype)
-    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)
-    if mask is not None:
-      logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
-    out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+    if self.implementation == 'einsum':
+      q = q / jnp.sqrt(self.head_dim).astype(self.dtype)
+      logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)
+      if mask is not None:
+        logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+      probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+      probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
+      out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+    else:
+      out = self._fused(q, k, v, mask, deterministic)
     return HeadsDense((features,), 'bhk,hkd->bd', ('heads', 'kv', 'embed'), self.dtype,
                       name='out')(out)
+
+  def _fused(self, q: Array, k: Array, v: Array, mask: Array | None,
+             deterministic: bool) -> Array:
+    if self.implementation not in IMPLEMENTATIONS:
+      raise ValueError(f'model.attention={self.implementation!r} is unknown; use one of '
+                       f'{IMPLEMENTATIONS}')
+    if self.dropout_rate and not deterministic:
+      raise ValueError(f'model.attention={self.implementation!r} has no attention dropout; set '
+                       f'model.attention_dropout=0 (it is {self.dropout_rate}) or use '
+                       "model.attention='einsum'")
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=self.implementation)
 
   def _update_cache(self, k: Array, v: Array, mask: Array | None):
     """Writes this step's keys/values at `cache_index`; attends to the prefix.

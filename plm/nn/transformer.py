@@ -53,6 +53,7 @@ class TransformerBlock(nn.Module):
   ln_eps: float = 1e-12  # BERT's LayerNorm epsilon
   cross_attention: bool = False  # decoder blocks attend to an encoder output
   dtype: Any = jnp.float32
+  attention: str = 'einsum'  # MultiHeadAttention.implementation: einsum | xla | cudnn
 
   @nn.compact
   # Positional arguments, so nn.remat can mark `deterministic` static (self = 0).
@@ -67,7 +68,8 @@ class TransformerBlock(nn.Module):
       return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
     attn = lambda name: MultiHeadAttention(
-        self.num_heads, self.head_dim, self.attention_dropout_rate, self.dtype, name=name)
+        self.num_heads, self.head_dim, self.attention_dropout_rate, self.dtype, self.attention,
+        name=name)
     x = sublayer(x, lambda h: attn('self_attention')(
         h, h, mask, deterministic=deterministic, decode=decode), 'self_attention')
     if self.cross_attention:

@@ -1,0 +1,53 @@
+"""PyTorch eager BertForMaskedLM's train step, timed like train_throughput.Runner."""
+import os
+import time
+
+import numpy as np
+import torch
+import transformers
+
+
+class TorchRunner:
+  """transformers' BertForMaskedLM + torch.optim.AdamW + global-norm clipping, eager, fp32."""
+  name = 'PyTorch eager'
+
+  def __init__(self, shape: dict, vocab: int, optim, hf_batch: dict):
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=vocab, hidden_size=shape['hidden'], num_hidden_layers=shape['layers'],
+        num_attention_heads=shape['heads'], intermediate_size=shape['ff'], hidden_act='gelu',
+        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=512,
+        type_vocab_size=2, layer_norm_eps=1e-12)
+    t0 = time.perf_counter()
+    self.model = transformers.BertForMaskedLM(config).train()
+    params = list(self.model.parameters())
+    # Weight decay on matrices only, as plm.train.make_optimizer; a constant lr (speed only).
+    self.opt = torch.optim.AdamW(
+        [{'params': [p for p in params if p.ndim > 1], 'weight_decay': optim.weight_decay},
+         {'params': [p for p in params if p.ndim <= 1], 'weight_decay': 0.0}],
+        lr=optim.lr, betas=(optim.b1, optim.b2), eps=optim.eps)
+    self.grad_clip = optim.grad_clip
+    self.batch = {k: torch.from_numpy(np.asarray(v).astype(np.int64)) for k, v in hf_batch.items()}
+    self.compile_s = time.perf_counter() - t0  # model construction; eager has no compile
+    self.block_ms, self._loss = [], None
+
+  def param_count(self) -> int:
+    return sum(p.numel() for p in self.model.parameters())  # the tied decoder counted once
+
+  def loss(self) -> float:
+    return float(self._loss)
+
+  def run(self, n: int) -> None:
+    for _ in range(n):
+      out = self.model(**self.batch)  # labels -100 off the masked positions: HF's MLM loss
+      out.loss.backward()
+      torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+      self.opt.step()
+      self.opt.zero_grad(set_to_none=True)
+      self._loss = out.loss.detach()
+
+  def timed(self, n: int) -> None:
+    t0 = time.perf_counter()
+    self.run(n)
+    self.block_ms.append((time.perf_counter() - t0) * 1e3 / n)

@@ -1,0 +1,30 @@
+"""Logical-axis rules: a rule table that misses or misspells an axis is an error."""
+import jax
+import jax.numpy as jnp
+import pytest
+
+from plm import partitioning
+from plm.models.encoder import Encoder, EncoderLM
+
+
+@pytest.fixture(scope='module')
+def boxed_params():
+  model = EncoderLM(Encoder(vocab_size=40, layers=1, hidden=16, heads=2, ff=32, max_len=8))
+  ids = jnp.zeros((2, 8), jnp.int32)
+  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids, ids, None))
+
+
+def test_default_rules_cover_the_model(boxed_params):
+  partitioning.check_logical_axes(partitioning.DEFAULT_RULES, boxed_params)
+
+
+def test_missing_rule_is_named(boxed_params):
+  rules = tuple(r for r in partitioning.DEFAULT_RULES if r[0] != 'mlp')
+  with pytest.raises(ValueError, match=r"no rule for the logical axes \['mlp'\]; add"):
+    partitioning.check_logical_axes(rules, boxed_params)
+
+
+def test_misspelt_rule_is_named(boxed_params):
+  rules = partitioning.DEFAULT_RULES + (('emebd', 'fsdp'),)
+  with pytest.raises(ValueError, match=r"unknown logical axes \['emebd'\]; the model has"):
+    partitioning.check_logical_axes(rules, boxed_params)
