@@ -31,7 +31,15 @@ def _embed(config, workdir):
   return embed.embed_file(config, workdir)
 
 
-JOBS = {'train': _train, 'evaluate': _evaluate, 'embed': _embed}
+def _finetune(job):
+  def run(config, workdir):
+    from plm.finetune import run as finetune  # pylint: disable=g-import-not-at-top
+    return finetune.run_job(config, workdir, job)
+  return run
+
+
+JOBS = {'train': _train, 'evaluate': _evaluate, 'embed': _embed,
+        'classify': _finetune('classify'), 'generate': _finetune('generate')}
 
 
 def close_matches(word, choices) -> str:
