@@ -22,6 +22,7 @@ setuptools.setup(
         'sentencepiece>=0.2',
         'tensorboardX>=2.6',  # TensorBoard event files without TensorFlow
         'numpy',
+        'sacrebleu>=2',  # BLEU of the generate job
     ],
     extras_require={
         # transformers' Flax BERT is the reference implementation in tests; it needs no torch.

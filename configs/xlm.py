@@ -4,6 +4,10 @@ r"""XLM (Lample & Conneau, 2019): MLM (or CLM) over a shared BPE vocabulary.
   python -m plm.main --config=configs/xlm.py:tiny --workdir=/tmp/xlm_tiny
   python -m plm.main --config=configs/xlm.py --config.data.tlm_share=0.5 --workdir=runs/xlm_tlm
   python -m plm.main --config=configs/xlm.py --config.job=vocab --workdir=runs/xlm
+  # zero-shot cross-lingual transfer: genre labels in English only, tested in en and es
+  python -m plm.main --config=configs/xlm.py:tiny --config.job=classify \
+      --config.init_from=/tmp/xlm_tiny/checkpoints \
+      --config.data.vocab_path=/tmp/xlm_tiny/vocab/spm.model --workdir=/tmp/xlm_zeroshot
 
 The default trains BERT-Mini-sized XLM on the shipped English (KJV) and Spanish
 (Reina-Valera 1909) Bibles on 2 CPU cores in about 17 minutes and prints a

@@ -12,7 +12,7 @@ from plm.partitioning import DEFAULT_RULES
 
 def base(languages=('en',)) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.job = 'train'  # train | evaluate | embed | vocab | retrieve (plm/main.py JOBS)
+  c.job = 'train'  # train | evaluate | embed | vocab | retrieve | classify | generate (plm/main.py)
   c.seed = 0  # parameters, masking, dropout and data order all derive from it
   c.init_from = ''  # another run's checkpoints/ dir to start from (params only)
 
@@ -101,6 +101,27 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.distributed.process_id = -1  # this process, 0..num_processes-1; -1 = $JAX_PROCESS_ID
   c.distributed.auto = False  # True: let jax detect a TPU pod / SLURM / Open MPI cluster
 
+  c.finetune = ml_collections.ConfigDict()  # the classify and generate jobs (plm/finetune/)
+  c.finetune.seq_len = 128  # tokens per row (<= model.max_len); longer examples are an error
+  c.finetune.skip_long = False  # True: leave out longer examples instead (count printed, saved)
+  c.finetune.steps = 300  # fine-tuning optimizer steps
+  c.finetune.batch_size = 32  # rows per step
+  c.finetune.lr = 3e-4  # peak learning rate (optim.* gives the rest of AdamW)
+  c.finetune.warmup_steps = 30
+  c.finetune.eval_every = 0  # validation period in steps; 0 = none
+  c.finetune.train_language = languages[0]  # classify: the labelled language it trains on
+  c.finetune.test_languages = tuple(languages)  # classify: accuracy on each one's test split
+  c.finetune.source = 'en_kjv'  # generate: source translation (plm/data/bible.py)
+  c.finetune.target = 'en_web'  # generate: target translation
+  c.finetune.target_mask_rate = 0.7  # generate: share of target tokens masked (UNILM: 0.7)
+  c.finetune.beam_size = 5  # generate: beam width at test time (1 = greedy)
+  c.finetune.length_penalty = 1.0  # generate: GNMT alpha; scores are log p / ((5 + len) / 6)^alpha
+  c.finetune.no_repeat_ngram = 3  # generate: block repeated n-grams of this size; 0 = off
+  c.finetune.max_target_len = 96  # generate: most tokens decoded per verse (within seq_len)
+  c.finetune.max_test_examples = 0  # generate: decode the first N test pairs only; 0 = all
+  c.finetune.decode_batch_size = 32  # generate: sources per beam search
+  c.finetune.decode_cache = True  # generate: KV-cached steps (False: recompute, the reference)
+
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))  # -1 = all devices
   c.rules = DEFAULT_RULES  # logical axis -> mesh axis (plm/partitioning.py)
   return c
@@ -120,4 +141,10 @@ def shrink_for_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.train.steps = 400
   c.train.batch_size = 32
   c.train.eval_every = 200
+  c.finetune.seq_len = 64  # 14% of KJV verses and 70% of KJV/WEB pairs are longer: left out
+  c.finetune.skip_long = True
+  c.finetune.steps = 150
+  c.finetune.lr = 3e-3  # a 2-layer head learns genres in ~100 steps only at this rate
+  c.finetune.max_target_len = 40
+  c.finetune.max_test_examples = 64
   return c

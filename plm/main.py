@@ -24,6 +24,8 @@ JOBS = {
     'embed': ('plm.embed', 'embed_file'),
     'vocab': ('plm.vocab', 'build_vocab'),
     'retrieve': ('plm.retrieve', 'retrieve'),
+    'classify': ('plm.finetune.run', 'classify'),
+    'generate': ('plm.finetune.run', 'generate'),
 }
 
 

@@ -1,0 +1,115 @@
+r"""UNILM issue #5 (6): one pre-trained checkpoint fine-tuned to understanding and generation,
+and unified vs bidirectional-only vs no pre-training on both.
+
+  python experiments/unilm/run.py --runs=runs/unilm_exp            # everything, then the table
+  python experiments/unilm/run.py --runs=runs/unilm_exp --seeds=0  # one seed
+
+Every step is one `python -m plm.main` command (printed before it runs); a step whose
+results already exist is skipped, so a rerun resumes. Writes results.md (the table and the
+commands) under --runs and prints it.
+"""
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+# Shared by every run: BERT-Tiny (2 layers, hidden 128), 128-token rows, 8,000-piece vocabulary.
+MODEL = ['--config=configs/unilm.py', '--config.model.size=tiny', '--config.model.max_len=128',
+         '--config.data.seq_len=128']
+PRETRAIN = ['--config.train.steps=300', '--config.train.eval_every=1000']
+PRETRAININGS = {  # name -> objective overrides (the same budget for both)
+    'unified': [],  # UNILM's mix: 1/3 bidirectional, 1/6 l2r, 1/6 r2l, 1/3 seq2seq
+    'bidirectional': ['--config.objective.unilm_mix=(1.0,0.0,0.0,0.0)'],  # BERT-style MLM only
+}
+FINETUNE = ['--config.finetune.seq_len=128', '--config.finetune.skip_long=True',
+            '--config.finetune.steps=200', '--config.finetune.lr=1e-3',
+            '--config.finetune.max_test_examples=100', '--config.finetune.decode_batch_size=50']
+JOBS = ('classify', 'generate')
+
+
+def run(cmd, log):
+  print('$ ' + ' '.join(shlex.quote(c) for c in cmd), flush=True)
+  t0 = time.time()
+  with open(log, 'w') as f:
+    code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+  if code:
+    sys.exit(f'failed (exit {code}); see {log}')
+  print(f'  done in {(time.time() - t0) / 60:.1f} min; log {log}', flush=True)
+  return time.time() - t0
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--runs', default='runs/unilm_exp')
+  parser.add_argument('--seeds', default='0,1')
+  parser.add_argument('--inits', default='unified,bidirectional,none',
+                      help='a subset runs only those fine-tunings (to run parts in parallel)')
+  args = parser.parse_args()
+  selected = args.inits.split(',')
+  runs = os.path.abspath(args.runs)
+  os.makedirs(runs, exist_ok=True)
+  py = [sys.executable, '-m', 'plm.main']
+  vocab = os.path.join(runs, 'pre_unified', 'vocab', 'spm.model')
+  commands, minutes = [], {}
+  for name, extra in PRETRAININGS.items():
+    if name not in selected and not (name == 'unified' and not os.path.exists(vocab)):
+      continue
+    workdir = os.path.join(runs, f'pre_{name}')
+    cmd = py + MODEL + PRETRAIN + extra + [f'--workdir={workdir}']
+    if name != 'unified':  # the unified run trains the vocabulary all runs share
+      cmd.append(f'--config.data.vocab_path={vocab}')
+    commands.append(cmd)
+    if not os.path.exists(os.path.join(workdir, 'checkpoints', '300')):
+      minutes[f'pre_{name}'] = run(cmd, workdir + '.log') / 60
+  inits = {'unified': 'pre_unified', 'bidirectional': 'pre_bidirectional', 'none': None}
+  for seed in [int(s) for s in args.seeds.split(',')]:
+    for job in JOBS:
+      for init, pre in inits.items():
+        if init not in selected:
+          continue
+        workdir = os.path.join(runs, f'{job}_{init}_seed{seed}')
+        init_from = os.path.join(runs, pre, 'checkpoints') if pre else ''
+        cmd = py + MODEL + FINETUNE + [f'--config.job={job}', f'--config.seed={seed}',
+                                       f'--config.init_from={init_from}',
+                                       f'--config.data.vocab_path={vocab}', f'--workdir={workdir}']
+        commands.append(cmd)
+        if not os.path.exists(os.path.join(workdir, 'results.json')):
+          minutes[os.path.basename(workdir)] = run(cmd, workdir + '.log') / 60
+  table = results_table(runs)
+  text = table + '\n\nCommands (in order):\n\n```sh\n' + '\n'.join(
+      ' '.join(shlex.quote(c) for c in cmd).replace(sys.executable, 'python') for cmd in commands
+  ) + '\n```\n'
+  with open(os.path.join(runs, 'results.md'), 'w') as f:
+    f.write(text)
+  print(text)
+
+
+def results_table(runs: str) -> str:
+  rows = ['| pre-training | seed | genre accuracy (en test) | masked-target acc. (KJV->WEB test) '
+          '| BLEU (beam 5, 100 test verses) | copy-source BLEU |', '|---|---|---|---|---|---|']
+  for init in ('unified', 'bidirectional', 'none'):
+    for seed in range(10):
+      got = {}
+      for job in JOBS:
+        path = os.path.join(runs, f'{job}_{init}_seed{seed}', 'results.json')
+        if os.path.exists(path):
+          with open(path) as f:
+            got[job] = json.load(f)
+      if not got:
+        continue
+      c = got.get('classify', {}).get('test', {}).get('en', {})
+      g = got.get('generate', {})
+      gt = next(iter(g.get('test', {}).values()), {})
+      d = g.get('decode', {})
+      fmt = lambda x, spec: format(x, spec) if x is not None else '-'
+      rows.append(f"| {init} | {seed} | {fmt(c.get('accuracy'), '.3f')} | "
+                  f"{fmt(gt.get('accuracy'), '.3f')} | {fmt(d.get('bleu'), '.2f')} | "
+                  f"{fmt(d.get('copy_bleu'), '.2f')} |")
+  return '\n'.join(rows)
+
+
+if __name__ == '__main__':
+  main()

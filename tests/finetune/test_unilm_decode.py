@@ -1,0 +1,123 @@
+"""UNILM seq2seq decoding (plm/finetune/unilm_decode.py) against the training layout."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from plm import decode, masks
+from plm.finetune import unilm_decode
+from plm.models.encoder import Encoder, EncoderLM
+
+V, L, B = 37, 20, 3
+PAD, EOS, BOS, MASK = 0, 1, 2, 3
+SOURCES = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15, 16, 17, 18]]
+WIDTH = 9  # longest source + bos + eos
+
+
+def _model():
+  return EncoderLM(Encoder(vocab_size=V, layers=2, hidden=32, heads=4, ff=64, dropout=0.0,
+                           attention_dropout=0.0, max_len=L, num_segments=2))
+
+
+@pytest.fixture(scope='module')
+def params():
+  """Large random params, so the next token depends on the whole context."""
+  dummy = jnp.zeros((1, L), jnp.int32)
+  shapes = jax.eval_shape(lambda: nn.unbox(_model().init(jax.random.PRNGKey(0), dummy, dummy,
+                                                         None, token_types=dummy))['params'])
+  rng = np.random.RandomState(0)
+  def draw(path, x):
+    noise = 0.3 * rng.standard_normal(x.shape).astype(np.float32)
+    return noise + 1 if jax.tree_util.keystr(path).endswith("'scale']") else noise
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def _prompt():
+  return unilm_decode.left_pad(SOURCES, WIDTH, bos_id=BOS, eos_id=EOS, pad_id=PAD)
+
+
+def _teacher_forced(params, cached, feed):
+  """Logits [B, T, V] of the step function fed `feed` [B, T] after the prefill."""
+  make = unilm_decode.cached_step_fn if cached else unilm_decode.uncached_step_fn
+  step, state = make(_model(), params, mask_id=MASK, batch_size=B, max_len=L)
+  prompt, valid = _prompt()
+  state, first, pos = unilm_decode.prefill(_model(), params, state, jnp.asarray(prompt), valid)
+  tokens = jnp.concatenate([first[:, None], feed[:, :-1]], 1)
+  out = []
+  for i in range(feed.shape[1]):
+    logits, state = step(state, tokens[:, i], pos + i)
+    out.append(logits)
+  return jnp.stack(out, 1)
+
+
+def _reference(params, feed):
+  """The same logits from the training layout: `[bos] src [eos] y1..yi [MASK]`, right-padded,
+  seq2seq_mask, one full forward per row and step (no decoding code involved)."""
+  out = np.zeros(feed.shape + (V,), np.float32)
+  for b, src in enumerate(SOURCES):
+    for i in range(feed.shape[1]):
+      row = [BOS] + src + [EOS] + list(np.asarray(feed[b, :i])) + [MASK]
+      n_src = len(src) + 2
+      tokens = np.full((1, L), PAD, np.int32)
+      tokens[0, :len(row)] = row
+      types = np.zeros((1, L), np.int32)
+      types[0, n_src:len(row)] = 1
+      valid = np.arange(L)[None] < len(row)
+      logits = _model().apply({'params': params}, tokens, np.where(valid, np.arange(L), 0),
+                              masks.seq2seq_mask(types, valid), token_types=types,
+                              predict_positions=np.array([[len(row) - 1]]))
+      out[b, i] = np.asarray(logits[0, 0])
+  return out
+
+
+@pytest.mark.parametrize('cached', [False, True])
+def test_step_matches_training_layout(params, cached):
+  feed = jnp.asarray(np.random.RandomState(1).randint(4, V, (B, 5)), jnp.int32)
+  got = jax.jit(_teacher_forced, static_argnums=1)(params, cached, feed)
+  np.testing.assert_allclose(np.asarray(got), _reference(params, feed), atol=2e-4, rtol=1e-4)
+
+
+def _search(params, cached, beam, steps=L - WIDTH, greedy=False, ngram=0):
+  make = unilm_decode.cached_step_fn if cached else unilm_decode.uncached_step_fn
+  step, state = make(_model(), params, mask_id=MASK, batch_size=B, max_len=L)
+  prompt, valid = _prompt()
+  state, first, pos = unilm_decode.prefill(_model(), params, state, jnp.asarray(prompt), valid)
+  if greedy:
+    return decode.greedy(step, state, first, max_len=steps, eos_id=EOS, start_position=pos,
+                         no_repeat_ngram=ngram)
+  return decode.beam_search(step, state, first, beam_size=beam, max_len=steps, eos_id=EOS,
+                            length_penalty=0.6, no_repeat_ngram=ngram, start_position=pos)[0]
+
+
+def test_cached_beam_search_equals_uncached(params):
+  search = jax.jit(lambda p, cached: _search(p, cached, 5, ngram=2), static_argnums=1)
+  cached, uncached = np.asarray(search(params, True)), np.asarray(search(params, False))
+  np.testing.assert_array_equal(cached, uncached)
+  # The comparison covers many steps, not an immediate eos.
+  assert max(len(unilm_decode.strip(r, EOS)) for r in cached.reshape(-1, cached.shape[-1])) >= 5
+
+
+def test_beam_one_is_greedy(params):
+  beam = jax.jit(_search, static_argnums=(1, 2))(params, True, 1)
+  greedy = jax.jit(lambda p: _search(p, True, 1, greedy=True))(params)
+  np.testing.assert_array_equal(np.asarray(beam[:, 0]), np.asarray(greedy))
+
+
+def test_make_decoder_blocks_repeated_ngrams(params):
+  run = unilm_decode.make_decoder(_model(), mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=B,
+                                  prompt_width=WIDTH, max_len=L, beam_size=2, length_penalty=1.0,
+                                  no_repeat_ngram=2)
+  for row in np.asarray(run(params, *_prompt())):
+    out = unilm_decode.strip(row, EOS)
+    bigrams = list(zip(out, out[1:]))
+    assert len(bigrams) == len(set(bigrams)), out
+
+
+def test_source_wider_than_prompt_is_an_error():
+  with pytest.raises(ValueError, match='prompt width'):
+    unilm_decode.left_pad([[5] * 10], 8, bos_id=BOS, eos_id=EOS, pad_id=PAD)
+  with pytest.raises(ValueError, match='raise finetune.seq_len'):
+    unilm_decode.make_decoder(_model(), mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=B,
+                              prompt_width=L, max_len=L, beam_size=2, length_penalty=1.0,
+                              no_repeat_ngram=0)
