@@ -1,0 +1,113 @@
+r"""XLM issue #4 (6): MLM alone vs MLM+TLM, same vocabulary, budget and seeds, judged by
+cross-lingual retrieval (P@1) and zero-shot cross-lingual genre classification.
+
+  python experiments/xlm/run.py --runs=runs/xlm_exp             # everything, then the table
+  python experiments/xlm/run.py --runs=runs/xlm_exp --seeds=0   # one seed
+
+Every step is one `python -m plm.main` command (printed before it runs); a step whose
+output exists is skipped, so a rerun resumes. Writes results.md under --runs and prints it.
+"""
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+
+STEPS = 1000
+# BERT-Tiny (2 layers, hidden 128) XLM on en + es, 128-token rows, 8,000-piece joint BPE.
+MODEL = ['--config=configs/xlm.py', '--config.model.size=tiny', '--config.data.seq_len=128']
+PRETRAIN = [f'--config.train.steps={STEPS}', '--config.train.eval_every=100000']
+OBJECTIVES = {'MLM': '0', 'MLM+TLM': '0.5'}  # name -> data.tlm_share
+RETRIEVAL = {'mean': [], 'mean, centred': ['--config.retrieval.center=True']}
+CLASSIFY = ['--config.job=classify', '--config.finetune.skip_long=True',
+            "--config.finetune.train_language=en", "--config.finetune.test_languages=('en','es')"]
+
+
+def step(cmd: list[str], done: str, log: str, commands: list[str]):
+  """Runs `cmd` (logging to `log`) unless `done` exists; records the command."""
+  text = ' '.join(shlex.quote(c) for c in cmd).replace(sys.executable, 'python')
+  commands.append(text)
+  if os.path.exists(done):
+    return
+  print('$ ' + text, flush=True)
+  with open(log, 'w') as f:
+    if subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT):
+      sys.exit(f'failed; see {log}')
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--runs', default='runs/xlm_exp')
+  parser.add_argument('--seeds', default='0,1')
+  args = parser.parse_args()
+  runs = os.path.abspath(args.runs)
+  os.makedirs(runs, exist_ok=True)
+  py = [sys.executable, '-m', 'plm.main']
+  commands = []
+  vocab = os.path.join(runs, 'vocab', 'vocab', 'spm.model')
+  step(py + MODEL + ['--config.job=vocab', f'--workdir={runs}/vocab'], vocab,
+       f'{runs}/vocab.log', commands)
+  shared = [f'--config.data.vocab_path={vocab}']
+  for seed in [int(s) for s in args.seeds.split(',')]:
+    for name, share in OBJECTIVES.items():
+      work = f'{runs}/tlm{share}_seed{seed}'
+      run = py + MODEL + shared + [f'--config.seed={seed}']
+      step(run + PRETRAIN + [f'--config.data.tlm_share={share}', f'--workdir={work}'],
+           f'{work}/checkpoints/{STEPS}', f'{work}.log', commands)
+      for i, extra in enumerate(RETRIEVAL.values()):
+        out = f'{work}/retrieval{i}.json'
+        step(run + ['--config.job=retrieve', f'--config.retrieval.output={out}', *extra,
+                    f'--workdir={work}'], out, f'{work}.retrieve{i}.log', commands)
+      step(run + CLASSIFY + [f'--config.init_from={work}/checkpoints',
+                             f'--workdir={work}_classify'],
+           f'{work}_classify/results.json', f'{work}_classify.log', commands)
+    work = f'{runs}/scratch_seed{seed}_classify'  # no pre-training: what zero-shot owes to it
+    step(py + MODEL + shared + [f'--config.seed={seed}'] + CLASSIFY + [f'--workdir={work}'],
+         f'{work}/results.json', f'{work}.log', commands)
+  text = results_table(runs, [int(s) for s in args.seeds.split(',')])
+  text += '\n\nCommands (in order):\n\n```sh\n' + '\n'.join(commands) + '\n```\n'
+  with open(os.path.join(runs, 'results.md'), 'w') as f:
+    f.write(text)
+  print(text)
+
+
+def load(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def results_table(runs: str, seeds: list[int]) -> str:
+  """Per-seed rows, then mean and spread (max - min) per objective."""
+  head = ['| pre-training | seed | ' + ' | '.join(
+      f'P@1 en->es ({r}) | P@1 es->en ({r})' for r in RETRIEVAL) +
+      ' | genre acc. en (train language) | genre acc. es (zero-shot) |']
+  head.append('|' + '---|' * (head[0].count('|') - 1))
+  rows, summary = [], []
+  names = dict(OBJECTIVES, none=None)
+  for name, share in names.items():
+    per_seed = []
+    for seed in seeds:
+      work = f'{runs}/tlm{share}_seed{seed}' if share else f'{runs}/scratch_seed{seed}'
+      values = []
+      for i in range(len(RETRIEVAL)):
+        r = load(f'{work}/retrieval{i}.json') if share else None
+        values += [m['p_at_1'] for k, m in r.items() if k != 'setting'] if r else [None, None]
+      c = load(f'{work}_classify/results.json')['test']
+      values += [c['en']['accuracy'], c['es']['accuracy']]
+      per_seed.append(values)
+      rows.append(f'| {name} | {seed} | ' + ' | '.join(_fmt(v) for v in values) + ' |')
+    columns = list(zip(*per_seed))
+    summary.append(f'| **{name}** | mean (spread) | ' + ' | '.join(
+        '-' if None in col else f'**{statistics.mean(col):.3f}** ({max(col) - min(col):.3f})'
+        for col in columns) + ' |')
+  return '\n'.join(head + rows + summary)
+
+
+def _fmt(v):
+  return '-' if v is None else f'{v:.3f}'
+
+
+if __name__ == '__main__':
+  main()
