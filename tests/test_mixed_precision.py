@@ -17,6 +17,7 @@ def train_losses(config, workdir):
       batch = s.train_ds.batch(step, config.train.batch_size, seed=config.seed)
       state, metrics = s.train_step(state, s.put(batch))
       losses.append(metrics['loss'])
+  assert s.train_step._cache_size() == 1  # pylint: disable=protected-access  # compiled once
   return np.asarray(jax.device_get(losses)), state
 
 
