@@ -79,9 +79,12 @@ def load(path: str) -> dict:
 
 
 def results_table(runs: str, seeds: list[int]) -> str:
-  """Per-seed rows, then mean and spread (max - min) per objective."""
+  """Per-seed rows, then mean and spread (max - min) per objective.
+
+  Mean rank averages both directions over the held-out pairs (chance: (pairs + 1) / 2).
+  """
   head = ['| pre-training | seed | ' + ' | '.join(
-      f'P@1 en->es ({r}) | P@1 es->en ({r})' for r in RETRIEVAL) +
+      f'P@1 en->es ({r}) | P@1 es->en ({r}) | mean rank ({r})' for r in RETRIEVAL) +
       ' | genre acc. en (train language) | genre acc. es (zero-shot) |']
   head.append('|' + '---|' * (head[0].count('|') - 1))
   rows, summary = [], []
@@ -93,20 +96,22 @@ def results_table(runs: str, seeds: list[int]) -> str:
       values = []
       for i in range(len(RETRIEVAL)):
         r = load(f'{work}/retrieval{i}.json') if share else None
-        values += [m['p_at_1'] for k, m in r.items() if k != 'setting'] if r else [None, None]
+        ways = [m for k, m in r.items() if k != 'setting'] if r else []
+        values += ([ways[0]['p_at_1'], ways[1]['p_at_1'],
+                    (ways[0]['mean_rank'] + ways[1]['mean_rank']) / 2] if r else [None] * 3)
       c = load(f'{work}_classify/results.json')['test']
       values += [c['en']['accuracy'], c['es']['accuracy']]
       per_seed.append(values)
       rows.append(f'| {name} | {seed} | ' + ' | '.join(_fmt(v) for v in values) + ' |')
     columns = list(zip(*per_seed))
     summary.append(f'| **{name}** | mean (spread) | ' + ' | '.join(
-        '-' if None in col else f'**{statistics.mean(col):.3f}** ({max(col) - min(col):.3f})'
+        '-' if None in col else f'**{_fmt(statistics.mean(col))}** ({_fmt(max(col) - min(col))})'
         for col in columns) + ' |')
   return '\n'.join(head + rows + summary)
 
 
 def _fmt(v):
-  return '-' if v is None else f'{v:.3f}'
+  return '-' if v is None else f'{v:.1f}' if v > 1 else f'{v:.3f}'
 
 
 if __name__ == '__main__':
