@@ -101,14 +101,20 @@ def set_aside(mngr: ocp.CheckpointManager, step: int, e: Exception) -> None:
   mngr.reload()
 
 
-def restore_params(directory: str, abstract_params, shardings):
-  """Parameters of the newest step under `directory` (for config.init_from)."""
+def restore_params(directory: str, abstract_params, shardings, check=None):
+  """Parameters of the newest step under `directory` (for config.init_from).
+
+  `check(meta)` runs on the saved meta before any array is read, so a checkpoint of
+  another vocabulary or model is refused by name, not by a shape mismatch.
+  """
   mngr = ocp.CheckpointManager(os.path.abspath(os.path.expanduser(directory)),
                                item_names=('state', 'meta'))
   step = mngr.latest_step()
   if step is None:
     raise FileNotFoundError(f'config.init_from={directory!r} holds no checkpoint; point it at '
                             'the checkpoints/ directory of a finished run')
+  if check:
+    check(mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta'])
   abstract = {'params': _abstract(abstract_params, shardings)}
   restored = mngr.restore(step, args=ocp.args.Composite(
       # restore_args: the requested shardings, not those saved (another topology's devices).

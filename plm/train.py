@@ -243,13 +243,18 @@ def restore_or_init(config, s: Setup, mngr):
   with jax.set_mesh(s.mesh):
     state = s.init(jax.random.PRNGKey(config.seed))
   if config.init_from:
-    state['params'], saved_meta = checkpoint.restore_params(
-        config.init_from, s.abstract_state['params'], s.state_sharding['params'])
-    if saved_meta.get('vocab') != s.meta['vocab']:
-      raise ValueError(f'config.init_from={config.init_from!r} was trained with vocabulary '
-                       f"{saved_meta.get('vocab')}, this run uses {s.meta['vocab']}; set "
-                       'data.vocab_path to the vocabulary of that run')
+    state['params'], _ = checkpoint.restore_params(
+        config.init_from, s.abstract_state['params'], s.state_sharding['params'],
+        check=lambda saved: check_init_from(config, saved, s.meta))
   return state
+
+
+def check_init_from(config, saved: dict, current: dict) -> None:
+  """config.init_from must hold a run of this run's vocabulary."""
+  if saved.get('vocab') != current['vocab']:
+    raise ValueError(f'config.init_from={config.init_from!r} was trained with vocabulary '
+                     f"{saved.get('vocab')}, this run uses {current['vocab']}; set "
+                     'data.vocab_path to the vocabulary of that run (its vocab/spm.model)')
 
 
 def heldout_sets(config, tokenizer, split):

@@ -153,17 +153,15 @@ def restore_or_init(config, run: Run, mngr):
   with jax.set_mesh(s.mesh):
     state = s.init(jax.random.PRNGKey(config.seed))
   if config.init_from:
-    lm_params, saved = checkpoint.restore_params(config.init_from, run.lm_abstract,
-                                                 run.lm_sharding)
-    if saved.get('vocab') != s.meta['vocab']:
-      raise ValueError(f'config.init_from={config.init_from!r} was trained with vocabulary '
-                       f"{saved.get('vocab')}, this run uses {s.meta['vocab']}; set "
-                       'data.vocab_path to the vocabulary of that run (its vocab/spm.model)')
-    differ = [k for k in SHAPE_FIELDS if saved.get('model', {}).get(k) != config.model.get(k)]
-    if differ:
-      raise ValueError(f'config.init_from={config.init_from!r} holds another model shape ('
-                       + ', '.join(f"model.{k}={saved['model'].get(k)!r}" for k in differ)
-                       + '); use the config the pre-trained run used')
+    def check(saved):
+      train.check_init_from(config, saved, s.meta)
+      differ = [k for k in SHAPE_FIELDS if saved.get('model', {}).get(k) != config.model.get(k)]
+      if differ:
+        raise ValueError(f'config.init_from={config.init_from!r} holds another model shape ('
+                         + ', '.join(f"model.{k}={saved['model'].get(k)!r}" for k in differ)
+                         + '); use the config the pre-trained run used')
+    lm_params, _ = checkpoint.restore_params(config.init_from, run.lm_abstract, run.lm_sharding,
+                                             check=check)
     state['params'] = run.task.graft(state['params'], lm_params)
   return state
 
