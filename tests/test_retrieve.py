@@ -35,7 +35,7 @@ def _check_table(table, pairs):
   for d in directions:
     m = table[d]
     assert 0.0 <= m['p_at_1'] <= 1.0 and m['pairs'] == pairs
-    assert 1.0 <= m['median_rank'] <= pairs and 1.0 <= m['mean_rank'] <= pairs
+    assert pairs >= m['median_rank'] >= 1.0 and pairs >= m['mean_rank'] >= 1.0
 
 
 def test_training_reports_retrieval_on_test(trained):
