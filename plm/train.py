@@ -97,10 +97,13 @@ def make_steps(model, objective, tx, accum_steps: int, unigram_logp: np.ndarray,
       g, sums = grad_fn(state['params'], mb, jax.random.fold_in(k_drop, i))
       return jax.tree_util.tree_map(jnp.add, carry, (g, sums)), None
 
-    zero = lambda tree: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
     first = jax.tree_util.tree_map(lambda x: x[0], micro)
-    carry = zero(jax.eval_shape(grad_fn, state['params'], first, k_drop))
-    (grads, sums), _ = jax.lax.scan(accumulate, carry, (jnp.arange(accum_steps), micro))
+    if accum_steps == 1:  # no loop: XLA:CPU copies every parameter into a while body
+      grads, sums = grad_fn(state['params'], first, jax.random.fold_in(k_drop, 0))
+    else:
+      zero = lambda tree: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
+      carry = zero(jax.eval_shape(grad_fn, state['params'], first, k_drop))
+      (grads, sums), _ = jax.lax.scan(accumulate, carry, (jnp.arange(accum_steps), micro))
     denom = jnp.maximum(sums['weight'], 1.0)
     grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])

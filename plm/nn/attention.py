@@ -1,4 +1,5 @@
 """Multi-head attention over an explicit mask, with an optional KV cache."""
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -17,23 +18,29 @@ def dense_init(std: float = 0.02):
 class HeadsDense(nn.Module):
   """A dense layer to or from [heads, head_dim], kernel kept 3-D.
 
-  (nn.DenseGeneral initialises a flattened 2-D kernel, which breaks 3-D logical
-  axis names under a mesh.) `equation` uses b for all leading dims.
+  The kernel is 3-D ([embed, heads, kv] in, [heads, kv, embed] out) so logical
+  axis names can shard heads; nn.DenseGeneral initialises a flattened 2-D
+  kernel, which breaks 3-D names under a mesh. The product itself runs as one
+  2-D matmul over the flattened (heads, kv) dims: with the 3-D einsum, XLA:CPU
+  transposed every kernel and ran the weight gradients ~20x slower (profiled at
+  BERT-Base, experiments/benchmarks/README.md).
   """
-  features: tuple  # output feature dims
-  equation: str  # e.g. 'bd,dhk->bhk'
+  features: tuple  # output feature dims: (heads, kv) into heads, (embed,) out of them
   axes: tuple  # logical names of the kernel's 3 dims
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    n_in = 3 - len(self.features)
+    n_in = 3 - len(self.features)  # input dims contracted: 1 (embed) or 2 (heads, kv)
     kernel_shape = x.shape[x.ndim - n_in:] + tuple(self.features)
     kernel = self.param('kernel', P(dense_init(), self.axes), kernel_shape, jnp.float32)
     bias = self.param('bias', P(nn.initializers.zeros, self.axes[n_in:]), self.features,
                       jnp.float32)
-    equation = self.equation.replace('b', '...')
-    return jnp.einsum(equation, x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+    lead = x.shape[:x.ndim - n_in]
+    flat_in = math.prod(kernel_shape[:n_in])
+    y = x.reshape(lead + (flat_in,)).astype(self.dtype) @ kernel.reshape(
+        flat_in, -1).astype(self.dtype)
+    return y.reshape(lead + tuple(self.features)) + bias.astype(self.dtype)
 
 
 IMPLEMENTATIONS = ('einsum', 'xla', 'cudnn')
@@ -64,7 +71,7 @@ class MultiHeadAttention(nn.Module):
     features = x_q.shape[-1]
     shape = (self.num_heads, self.head_dim)
     def proj(name, x):
-      return HeadsDense(shape, 'bd,dhk->bhk', ('embed', 'heads', 'kv'), self.dtype, name=name)(x)
+      return HeadsDense(shape, ('embed', 'heads', 'kv'), self.dtype, name=name)(x)
     q, k, v = proj('query', x_q), proj('key', x_kv), proj('value', x_kv)
     if decode:
       k, v, mask = self._update_cache(k, v, mask)
@@ -78,7 +85,7 @@ class MultiHeadAttention(nn.Module):
       out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
     else:
       out = self._fused(q, k, v, mask, deterministic)
-    return HeadsDense((features,), 'bhk,hkd->bd', ('heads', 'kv', 'embed'), self.dtype,
+    return HeadsDense((features,), ('heads', 'kv', 'embed'), self.dtype,
                       name='out')(out)
 
   def _fused(self, q: Array, k: Array, v: Array, mask: Array | None,
