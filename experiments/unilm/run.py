@@ -19,13 +19,12 @@ import time
 # Shared by every run: BERT-Tiny (2 layers, hidden 128), 128-token rows, 8,000-piece vocabulary.
 MODEL = ['--config=configs/unilm.py', '--config.model.size=tiny', '--config.model.max_len=128',
          '--config.data.seq_len=128']
-PRETRAIN = ['--config.train.steps=300', '--config.train.eval_every=1000']
 PRETRAININGS = {  # name -> objective overrides (the same budget for both)
     'unified': [],  # UNILM's mix: 1/3 bidirectional, 1/6 l2r, 1/6 r2l, 1/3 seq2seq
     'bidirectional': ['--config.objective.unilm_mix=(1.0,0.0,0.0,0.0)'],  # BERT-style MLM only
 }
 FINETUNE = ['--config.finetune.seq_len=128', '--config.finetune.skip_long=True',
-            '--config.finetune.steps=200', '--config.finetune.lr=1e-3',
+            '--config.finetune.lr=1e-3',
             '--config.finetune.max_test_examples=100', '--config.finetune.decode_batch_size=50']
 JOBS = ('classify', 'generate')
 
@@ -45,6 +44,9 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--runs', default='runs/unilm_exp')
   parser.add_argument('--seeds', default='0,1')
+  parser.add_argument('--pretrain_steps', type=int, default=1200)
+  parser.add_argument('--classify_steps', type=int, default=200)
+  parser.add_argument('--generate_steps', type=int, default=400)
   parser.add_argument('--inits', default='unified,bidirectional,none',
                       help='a subset runs only those fine-tunings (to run parts in parallel)')
   args = parser.parse_args()
@@ -58,11 +60,12 @@ def main():
     if name not in selected and not (name == 'unified' and not os.path.exists(vocab)):
       continue
     workdir = os.path.join(runs, f'pre_{name}')
-    cmd = py + MODEL + PRETRAIN + extra + [f'--workdir={workdir}']
+    cmd = py + MODEL + extra + [f'--config.train.steps={args.pretrain_steps}',
+                                '--config.train.eval_every=100000', f'--workdir={workdir}']
     if name != 'unified':  # the unified run trains the vocabulary all runs share
       cmd.append(f'--config.data.vocab_path={vocab}')
     commands.append(cmd)
-    if not os.path.exists(os.path.join(workdir, 'checkpoints', '300')):
+    if not os.path.exists(os.path.join(workdir, 'checkpoints', str(args.pretrain_steps))):
       minutes[f'pre_{name}'] = run(cmd, workdir + '.log') / 60
   inits = {'unified': 'pre_unified', 'bidirectional': 'pre_bidirectional', 'none': None}
   for seed in [int(s) for s in args.seeds.split(',')]:
@@ -72,7 +75,9 @@ def main():
           continue
         workdir = os.path.join(runs, f'{job}_{init}_seed{seed}')
         init_from = os.path.join(runs, pre, 'checkpoints') if pre else ''
+        steps = args.classify_steps if job == 'classify' else args.generate_steps
         cmd = py + MODEL + FINETUNE + [f'--config.job={job}', f'--config.seed={seed}',
+                                       f'--config.finetune.steps={steps}',
                                        f'--config.init_from={init_from}',
                                        f'--config.data.vocab_path={vocab}', f'--workdir={workdir}']
         commands.append(cmd)
