@@ -73,6 +73,9 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.train.steps = steps  # optimizer steps (shared reference with optim.total_steps)
   c.train.batch_size = 32  # global rows per step
   c.train.accum_steps = 1  # micro-batches per step (gradient accumulation)
+  # > 0: logits and loss this many positions at a time, recomputed in the backward pass,
+  # so [batch, positions, vocab] logits never exist at once (large vocabularies, CLM)
+  c.train.loss_chunk = 0
   c.train.log_every = 50
   c.train.eval_every = 200  # held-out (validation) evaluation period
   c.train.eval_batch_size = 64

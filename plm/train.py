@@ -18,7 +18,7 @@ from tensorboardX import SummaryWriter
 from plm import checkpoint, models, objectives, partitioning
 from plm.data import mixing, pipeline, sampling
 from plm.data import tokenizer as tokenizer_lib
-from plm.objectives.losses import weighted_cross_entropy
+from plm.objectives.losses import chunked_cross_entropy, weighted_cross_entropy
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -65,19 +65,29 @@ def load_tokenizer(config, workdir: str):
 
 
 def make_steps(model, objective, tx, accum_steps: int, unigram_logp: np.ndarray,
-               skip_nonfinite: bool = False):
+               skip_nonfinite: bool = False, loss_chunk: int = 0):
   """Returns the pure (unjitted) train and eval step functions.
 
   The objective runs once on the whole batch, so accumulating A micro-batches
-  is the same update as one A-times larger batch (dropout aside).
+  is the same update as one A-times larger batch (dropout aside). loss_chunk > 0
+  computes the logits and loss that many positions at a time (train.loss_chunk).
   """
   logp = jnp.asarray(unigram_logp)
+  if loss_chunk and not hasattr(model, 'hidden'):
+    raise ValueError(f'train.loss_chunk={loss_chunk} needs a language model (hidden + logits); '
+                     f'{type(model).__name__} has no vocabulary head: set train.loss_chunk=0')
 
   def loss_sums(params, example, k_drop, deterministic):
     inputs, targets, weights = example
-    logits = model.apply({'params': params}, **inputs, deterministic=deterministic,
-                         rngs={'dropout': k_drop})
-    sums = weighted_cross_entropy(logits, targets, weights)
+    variables, rngs = {'params': params}, {'dropout': k_drop}
+    if loss_chunk:
+      hidden = model.apply(variables, **inputs, deterministic=deterministic, rngs=rngs,
+                           method='hidden')
+      sums = chunked_cross_entropy(lambda h: model.apply(variables, h, method='logits'),
+                                   hidden, targets, weights, loss_chunk)
+    else:
+      logits = model.apply(variables, **inputs, deterministic=deterministic, rngs=rngs)
+      sums = weighted_cross_entropy(logits, targets, weights)
     # The baseline a model must beat: the training unigram distribution.
     sums['unigram_correct'] = jnp.sum((targets == jnp.argmax(logp)) * weights)
     sums['unigram_loss'] = -jnp.sum(logp[targets] * weights)
@@ -225,7 +235,8 @@ def setup(config, workdir: str, devices=None) -> Setup:
     abstract_state = jax.eval_shape(unboxed_init, rng)
     train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps,
                                        unigram_logp(counts, tokenizer),
-                                       skip_nonfinite=tc.nonfinite == 'skip')
+                                       skip_nonfinite=tc.nonfinite == 'skip',
+                                       loss_chunk=tc.loss_chunk)
     train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
                          out_shardings=(state_sharding, partitioning.replicated(mesh)),
                          donate_argnums=0)

@@ -27,6 +27,9 @@ FINETUNE = ['--config.finetune.seq_len=128', '--config.finetune.skip_long=True',
             '--config.finetune.lr=1e-3',
             '--config.finetune.max_test_examples=100', '--config.finetune.decode_batch_size=50']
 JOBS = ('classify', 'generate')
+# Each pre-trained checkpoint evaluated on held-out text under one mask at a time.
+EVAL_MASKS = {'bidirectional': '(1.0,0.0,0.0,0.0)', 'left-to-right': '(0.0,1.0,0.0,0.0)',
+              'right-to-left': '(0.0,0.0,1.0,0.0)', 'seq2seq': '(0.0,0.0,0.0,1.0)'}
 
 
 def run(cmd, log):
@@ -67,8 +70,15 @@ def main():
     commands.append(cmd)
     if not os.path.exists(os.path.join(workdir, 'checkpoints', str(args.pretrain_steps))):
       minutes[f'pre_{name}'] = run(cmd, workdir + '.log') / 60
+    for mask, mix in EVAL_MASKS.items():  # the pre-trained LM under each of UNILM's masks
+      cmd = py + MODEL + ['--config.job=evaluate', f'--config.objective.unilm_mix={mix}',
+                          f'--config.data.vocab_path={vocab}', f'--workdir={workdir}']
+      commands.append(cmd)
+      log = os.path.join(runs, f'evalmask_{name}_{mask}.log')
+      if heldout_accuracy(log) is None:
+        minutes[os.path.basename(log)[:-4]] = run(cmd, log) / 60
   inits = {'unified': 'pre_unified', 'bidirectional': 'pre_bidirectional', 'none': None}
-  for seed in [int(s) for s in args.seeds.split(',')]:
+  for seed in [int(s) for s in args.seeds.split(',') if s]:
     for job in JOBS:
       for init, pre in inits.items():
         if init not in selected:
@@ -83,13 +93,32 @@ def main():
         commands.append(cmd)
         if not os.path.exists(os.path.join(workdir, 'results.json')):
           minutes[os.path.basename(workdir)] = run(cmd, workdir + '.log') / 60
-  table = results_table(runs)
+  table = mask_table(runs) + '\n\n' + results_table(runs)
   text = table + '\n\nCommands (in order):\n\n```sh\n' + '\n'.join(
       ' '.join(shlex.quote(c) for c in cmd).replace(sys.executable, 'python') for cmd in commands
   ) + '\n```\n'
   with open(os.path.join(runs, 'results.md'), 'w') as f:
     f.write(text)
   print(text)
+
+
+def heldout_accuracy(log: str):
+  """Masked-token accuracy and its unigram baseline from an evaluate job's log, or None."""
+  if not os.path.exists(log):
+    return None
+  with open(log) as f:
+    rows = [line.split('|') for line in f if line.startswith('| en |')]
+  return (float(rows[-1][4]), float(rows[-1][6])) if rows else None
+
+
+def mask_table(runs: str) -> str:
+  rows = ['| pre-training | ' + ' | '.join(EVAL_MASKS) + ' |', '|---' * (len(EVAL_MASKS) + 1) + '|']
+  for name in PRETRAININGS:
+    got = [heldout_accuracy(os.path.join(runs, f'evalmask_{name}_{m}.log')) for m in EVAL_MASKS]
+    rows.append(f'| {name} | ' + ' | '.join(f'{g[0]:.3f}' if g else '-' for g in got) + ' |')
+  unigram = [heldout_accuracy(os.path.join(runs, f'evalmask_unified_{m}.log')) for m in EVAL_MASKS]
+  rows.append('| unigram | ' + ' | '.join(f'{g[1]:.3f}' if g else '-' for g in unigram) + ' |')
+  return '\n'.join(rows)
 
 
 def results_table(runs: str) -> str:

@@ -94,16 +94,27 @@ class EncoderLM(nn.Module):
 
   Predicting only at the gathered positions (BERT's max_predictions_per_seq)
   avoids a [B, L, V] logits tensor for MLM, where only ~15% of positions count.
+  `hidden` and `logits` are the two halves of `__call__`, so a loss can run the
+  head over chunks of positions (plm/objectives/losses.py).
   """
   encoder: Encoder
 
-  @nn.compact
-  def __call__(self, tokens, positions, mask, *, predict_positions=None, token_types=None,
-               langs=None, tasks=None, deterministic: bool = True, decode: bool = False):
+  def setup(self):
+    self.mlm_head = MlmHead(self.encoder.vocab_size, self.encoder.activation,
+                            self.encoder.ln_eps, self.encoder.dtype)
+
+  def __call__(self, tokens, positions, mask, **kwargs):
+    return self.logits(self.hidden(tokens, positions, mask, **kwargs))
+
+  def hidden(self, tokens, positions, mask, *, predict_positions=None, token_types=None,
+             langs=None, tasks=None, deterministic: bool = True, decode: bool = False):
+    """The encoder's states [B, L, H], or [B, P, H] at `predict_positions`."""
     x = self.encoder(tokens, positions, mask, token_types=token_types, langs=langs,
                      tasks=tasks, deterministic=deterministic, decode=decode)
     if predict_positions is not None:
       x = jnp.take_along_axis(x, predict_positions[..., None], axis=1)
-    head = MlmHead(self.encoder.vocab_size, self.encoder.activation, self.encoder.ln_eps,
-                   self.encoder.dtype, name='mlm_head')
-    return head(x, self.encoder.embeddings.attend)
+    return x
+
+  def logits(self, x):
+    """Vocabulary logits (float32) of hidden states [..., H]."""
+    return self.mlm_head(x, self.encoder.embeddings.attend)

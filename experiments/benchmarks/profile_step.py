@@ -1,0 +1,106 @@
+r"""Where a train step's time goes: plm's MLM step against transformers' FlaxBertForMaskedLM.
+
+Builds both steps exactly as train_throughput.py does (same shape, batch, masked
+positions and optimizer), records `--steps` steps of each with `jax.profiler`, and
+sums the time of every executed XLA op per part of the model, split into matmuls
+(`dot_general`) and everything else. Ops are attributed by the `op_name` metadata
+XLA keeps from the JAX program, so both models' parts line up by name.
+
+  python experiments/benchmarks/profile_step.py --size=base --batch=8 --steps=2  # ~4 min on 2 cores
+
+Written for the XLA:CPU runtime (one trace event per executed op). This is how the
+3-D attention kernels' slow weight gradients were found (benchmarks/README.md).
+"""
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import flax.linen as nn
+import jax
+
+import train_throughput as tt
+from plm import partitioning, train
+from plm.objectives import mlm
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+# (part, pattern on op_name); the first match wins. Forward ops sit under jvp(...),
+# backward ones under transpose(jvp(...)); the rest is the loss and the optimizer.
+PARTS = (
+    ('dropout (masks, apply)', r'[Dd]ropout'),
+    ('attention', r'attention'),
+    ('feed-forward', r'/mlp/|/mlp_ln/|intermediate|layer/\d+/output/'),
+    ('LM head', r'mlm_head|cls/predictions'),
+    ('embeddings', r'[Ee]mbed'),
+    ('encoder, other', r'jvp\('),
+    ('loss, optimizer, metrics', r''),
+)
+SKIP = ('$', 'Thunk', 'Slinky', 'Pjit', 'Common')  # Python frames and runtime wrappers
+
+
+def op_names(hlo_text: str) -> dict:
+  """HLO instruction name -> the JAX op_name it came from."""
+  names = {}
+  for line in hlo_text.splitlines():
+    m = re.match(r'\s*(?:ROOT )?%?([\w.-]+) = .*?op_name="([^"]*)"', line)
+    if m:
+      names[m.group(1)] = m.group(2)
+  return names
+
+
+def profile(runner, steps: int, workdir: str) -> collections.Counter:
+  """ms per step for each (part, matmul or other) of one runner's compiled step."""
+  runner.run(1)  # warm
+  with jax.profiler.trace(workdir):
+    runner.run(steps)
+  trace = glob.glob(os.path.join(workdir, 'plugins', 'profile', '*', '*.trace.json.gz'))
+  if not trace:
+    raise FileNotFoundError(f'jax.profiler wrote no *.trace.json.gz under {workdir}')
+  with gzip.open(trace[0]) as f:
+    events = json.load(f)['traceEvents']
+  names = op_names(runner.step.as_text())
+  parts = collections.Counter()
+  for e in events:
+    if e.get('ph') != 'X' or e['name'].startswith(SKIP):
+      continue
+    op = names.get(e['name'], '')
+    part = next(p for p, pattern in PARTS if re.search(pattern, op))
+    kind = 'matmul' if 'dot_general' in op or e['name'].startswith('dot') else 'other'
+    parts[part, kind] += e['dur'] / 1e3 / steps  # us -> ms per step
+  return parts
+
+
+def main(argv=None):
+  args = tt.parse_args(argv)
+  c = tt.make_config(args)
+  batch = tt.make_batch(args)
+  objective = mlm.make(mask_id=tt.MASK_ID, vocab_size=tt.VOCAB, special_ids=tt.SPECIAL_IDS,
+                       num_predictions=args.num_predictions, rate=c.objective.mask_rate)
+  tx = train.make_optimizer(c.optim)
+  with jax.set_mesh(partitioning.make_mesh({'data': -1})), \
+       nn.logical_axis_rules(partitioning.DEFAULT_RULES):
+    runners = [tt.Runner('plm', *tt.setup_plm(c, objective, tx, batch), batch)]
+  hf_batch = tt.hf_inputs(objective, batch)
+  runners.append(tt.Runner('HF Flax', *tt.setup_hf(c, tx, hf_batch), hf_batch))
+  print(f'size={args.size} batch={args.batch} seq_len={args.seq_len}, {args.steps} profiled '
+        f'steps each; load {os.getloadavg()[0]:.2f}; jax {jax.__version__}')
+  with tempfile.TemporaryDirectory() as tmp:
+    got = [profile(r, args.steps, os.path.join(tmp, str(i))) for i, r in enumerate(runners)]
+  print('\n| part | plm matmul ms | plm other ms | HF matmul ms | HF other ms |')
+  print('|---|---|---|---|---|')
+  for part, _ in PARTS:
+    cells = [f'{g[part, kind]:,.0f}' for g in got for kind in ('matmul', 'other')]
+    print(f'| {part} | ' + ' | '.join(cells) + ' |')
+  totals = [sum(g.values()) for g in got]
+  print(f'| **all ops** | {totals[0]:,.0f} | | {totals[1]:,.0f} | |')
+
+
+if __name__ == '__main__':
+  main()
