@@ -8,6 +8,8 @@ allocated.
 
   python experiments/benchmarks/memory_layouts.py
   python experiments/benchmarks/memory_layouts.py --size=mini --layouts=data8,fsdp8,data2_fsdp2_model2
+  # CLM (logits at every position) with and without the chunked loss (train.loss_chunk):
+  python experiments/benchmarks/memory_layouts.py --objective=clm --layouts=data8 --loss_chunks=0,16
 """
 import argparse
 import os
@@ -42,10 +44,12 @@ def main(argv=None):
   p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   p.add_argument('--remat', default='none')
   p.add_argument('--layouts', default='data8,fsdp8')
+  p.add_argument('--objective', default='mlm', choices=('mlm', 'clm'))
+  p.add_argument('--loss_chunks', default='0', help='train.loss_chunk values (0 = whole logits)')
   args = p.parse_args(argv)
   print(f'jax {jax.__version__}, {len(jax.devices())} {jax.default_backend()} devices; '
         f'size={args.size} batch={args.batch} seq_len={args.seq_len} dtype={args.dtype} '
-        f'remat={args.remat}', flush=True)
+        f'remat={args.remat} objective={args.objective}', flush=True)
   c = sharded_step.bert_config(args.size)
   c.model.dtype, c.model.remat = args.dtype, args.remat
   batch = sharded_step.random_batch(args.batch, args.seq_len)
@@ -53,17 +57,20 @@ def main(argv=None):
   for name in args.layouts.split(','):
     if name not in LAYOUTS:
       raise SystemExit(f'--layouts: {name!r} is unknown; use some of {", ".join(LAYOUTS)}')
-    mesh = partitioning.make_mesh(LAYOUTS[name])
-    t0 = time.perf_counter()
-    compiled = sharded_step.ShardedStep(c, mesh, batch).lower().compile()
-    m = compiled.memory_analysis()
-    mib = lambda b: b / 2**20
-    rows.append((name, mib(m.argument_size_in_bytes), mib(m.output_size_in_bytes),
-                 mib(m.temp_size_in_bytes), mib(m.argument_size_in_bytes + m.temp_size_in_bytes
-                                                + m.output_size_in_bytes
-                                                - m.alias_size_in_bytes),
-                 time.perf_counter() - t0))
-    print(f'  {name}: compiled in {rows[-1][-1]:.1f} s', flush=True)
+    for chunk in (int(x) for x in args.loss_chunks.split(',')):
+      c.objective.name, c.train.loss_chunk = args.objective, chunk
+      label = name + (f', loss_chunk={chunk}' if chunk else '')
+      t0 = time.perf_counter()
+      compiled = sharded_step.ShardedStep(c, partitioning.make_mesh(LAYOUTS[name]),
+                                          batch).lower().compile()
+      m = compiled.memory_analysis()
+      mib = lambda b: b / 2**20
+      rows.append((label, mib(m.argument_size_in_bytes), mib(m.output_size_in_bytes),
+                   mib(m.temp_size_in_bytes), mib(m.argument_size_in_bytes + m.temp_size_in_bytes
+                                                  + m.output_size_in_bytes
+                                                  - m.alias_size_in_bytes),
+                   time.perf_counter() - t0))
+      print(f'  {label}: compiled in {rows[-1][-1]:.1f} s', flush=True)
   print('\nper device, MiB (outputs alias the donated state, counted once in "total")\n')
   print('| layout | arguments | outputs | temporaries | total | compile s |')
   print('|---|---|---|---|---|---|')

@@ -1,4 +1,4 @@
-"""plm's MLM train step on a mesh, built without a corpus (random BERT-vocabulary batches).
+"""plm's MLM (or CLM) train step on a mesh, built without a corpus (random BERT-vocabulary batches).
 
 Shared by the layout benchmarks (memory_layouts.py, device_scaling.py): the
 same sharded init and jitted, donating step as plm.train.setup, for any model
@@ -18,7 +18,7 @@ import numpy as np
 
 from configs import xlm
 from plm import models, partitioning, train
-from plm.objectives import mlm
+from plm.objectives import clm, mlm
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 VOCAB = 30522  # BERT's uncased WordPiece vocabulary
@@ -54,8 +54,9 @@ class ShardedStep:
   def __init__(self, c, mesh, batch: dict):
     self.mesh, self.rules = mesh, partitioning.check_rules(c.rules)
     model = models.build(c.model, VOCAB)
-    objective = mlm.make(mask_id=MASK_ID, vocab_size=VOCAB, special_ids=SPECIAL_IDS,
-                         num_predictions=c.objective.num_predictions, rate=c.objective.mask_rate)
+    objective = clm.make() if c.objective.name == 'clm' else mlm.make(
+        mask_id=MASK_ID, vocab_size=VOCAB, special_ids=SPECIAL_IDS,
+        num_predictions=c.objective.num_predictions, rate=c.objective.mask_rate)
     tx = train.make_optimizer(c.optim)
     example = jax.tree_util.tree_map(jnp.asarray, batch)
 
@@ -73,7 +74,8 @@ class ShardedStep:
       unboxed = lambda r: nn.unbox(init(r))
       self.abstract_state = jax.eval_shape(unboxed, rng)
       step, _ = train.make_steps(model, objective, tx, 1,
-                                 np.full(VOCAB, -np.log(VOCAB), np.float32))
+                                 np.full(VOCAB, -np.log(VOCAB), np.float32),
+                                 loss_chunk=c.train.loss_chunk)
       self.step = jax.jit(step, in_shardings=(self.state_sharding, self.batch_sharding),
                           out_shardings=(self.state_sharding, partitioning.replicated(mesh)),
                           donate_argnums=0)
