@@ -17,9 +17,13 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.init_from = ''  # another run's checkpoints/ dir to start from (params only)
 
   c.data = ml_collections.ConfigDict()
-  c.data.corpus = 'bible'  # 'bible' (shipped) or 'textdir' (data.text_dir/<lang>.<split>.txt)
+  # 'bible' (shipped), 'textdir' (data.text_dir/<lang>.<split>.txt) or 'tfds_text' (every file
+  # under data.text_dir/<lang>/, e.g. a WikiExtractor dump, built by TFDS into data.tfds_dir
+  # and split by document hash: plm/data/builders/monolingual.py)
+  c.data.corpus = 'bible'
   c.data.languages = tuple(languages)  # language codes; order gives the language ids
-  c.data.text_dir = ''  # for corpus='textdir'
+  c.data.text_dir = ''  # for corpus='textdir' or 'tfds_text'
+  c.data.held_out_permille = 10  # tfds_text: documents per 1000 in each of validation and test
   c.data.tfds_dir = '~/tensorflow_datasets'  # where TFDS builds the corpus (array_record)
   c.data.vocab_path = ''  # sentencepiece model; '' = train one into {workdir}/vocab
   c.data.vocab_size = 8000  # BPE pieces shared by all languages

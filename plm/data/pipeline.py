@@ -20,7 +20,7 @@ from plm.data import packing
 from plm.data import tokenizer as tokenizer_lib
 
 LANGUAGE_TRANSLATIONS = {'en': 'en_kjv', 'es': 'es_rv1909'}
-CORPORA = ('bible', 'textdir')
+CORPORA = ('bible', 'textdir', 'tfds_text')
 SPLITS = bible.SPLITS
 KEYS = ('tokens', 'segment_ids', 'positions', 'langs')
 
@@ -163,13 +163,20 @@ def load_texts(data_config: ml_collections.ConfigDict, split: str, *,
       raise ValueError(
           f'Unknown language code(s) {unknown} for the bible corpus; known: '
           f'{sorted(LANGUAGE_TRANSLATIONS)}. Fix `data.languages` in the '
-          'config, or use corpus=textdir for other languages.')
+          'config, or use corpus=textdir or tfds_text for other languages.')
     data_dir = os.path.expanduser(data_config.tfds_dir)
     texts = {l: bible.load_documents(LANGUAGE_TRANSLATIONS[l], split, data_dir)
              for l in languages}
   elif data_config.corpus == 'textdir':
     text_dir = os.path.expanduser(data_config.text_dir)
     texts = {l: read_text_file(os.path.join(text_dir, f'{l}.{split}.txt'))
+             for l in languages}
+  elif data_config.corpus == 'tfds_text':  # built once into data.tfds_dir (array_record)
+    from plm.data.builders import monolingual  # pylint: disable=g-import-not-at-top
+    data_dir = os.path.expanduser(data_config.tfds_dir)
+    texts = {l: monolingual.load_documents(
+        monolingual.config(os.path.expanduser(data_config.text_dir), l,
+                           data_config.held_out_permille), split, data_dir)
              for l in languages}
   else:
     raise ValueError(

@@ -147,3 +147,26 @@ def test_xnli_errors_name_file_and_line(tmp_path):
   with pytest.raises(FileNotFoundError, match=r"no XNLI file for 'de' .*expected \['train-de.tsv',"
                      r" 'dev-de.tsv', 'test-de.tsv'\] \(found: \['test-fr.tsv'\]\)"):
     xnli.config(src, 'de')
+
+
+def test_tfds_text_corpus_feeds_the_pipeline(tmp_path):
+  """data.corpus='tfds_text': the pipeline reads the builder's splits, per language."""
+  from configs import xlm  # pylint: disable=g-import-not-at-top
+  from plm.data import pipeline  # pylint: disable=g-import-not-at-top
+  src = str(tmp_path / 'wiki')
+  docs = {lang: [[f'{lang} hati {i}.', f'{lang} mstari {i}.'] for i in range(30)]
+          for lang in ('sw', 'yo')}
+  for lang, lang_docs in docs.items():
+    _write(f'{src}/{lang}/a.txt', '\n\n'.join('\n'.join(d) for d in lang_docs) + '\n')
+  c = xlm.get_config('tiny').data
+  c.corpus, c.text_dir, c.tfds_dir = 'tfds_text', src, str(tmp_path / 'tfds')
+  c.languages, c.held_out_permille = ('sw', 'yo'), 300
+  for split in monolingual.SPLITS:
+    texts = pipeline.load_texts(c, split)
+    assert list(texts) == ['sw', 'yo']
+    for lang, lang_docs in docs.items():
+      want = [d for d in lang_docs if monolingual.split_of('\n'.join(d), 300) == split]
+      assert want and texts[lang] == want
+  c.languages = ('sw', 'zu')
+  with pytest.raises(FileNotFoundError, match="no directory .*zu for language 'zu'"):
+    pipeline.load_texts(c, 'train')
