@@ -23,12 +23,9 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import flax.linen as nn
 import jax
 
 import train_throughput as tt
-from plm import partitioning, train
-from plm.objectives import mlm
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # (part, pattern on op_name); the first match wins. Forward ops sit under jvp(...),
@@ -79,16 +76,7 @@ def profile(runner, steps: int, workdir: str) -> collections.Counter:
 
 def main(argv=None):
   args = tt.parse_args(argv)
-  c = tt.make_config(args)
-  batch = tt.make_batch(args)
-  objective = mlm.make(mask_id=tt.MASK_ID, vocab_size=tt.VOCAB, special_ids=tt.SPECIAL_IDS,
-                       num_predictions=args.num_predictions, rate=c.objective.mask_rate)
-  tx = train.make_optimizer(c.optim)
-  with jax.set_mesh(partitioning.make_mesh({'data': -1})), \
-       nn.logical_axis_rules(partitioning.DEFAULT_RULES):
-    runners = [tt.Runner('plm', *tt.setup_plm(c, objective, tx, batch), batch)]
-  hf_batch = tt.hf_inputs(objective, batch)
-  runners.append(tt.Runner('HF Flax', *tt.setup_hf(c, tx, hf_batch), hf_batch))
+  runners, _ = tt.jax_runners(args, tt.make_config(args))
   print(f'size={args.size} batch={args.batch} seq_len={args.seq_len}, {args.steps} profiled '
         f'steps each; load {os.getloadavg()[0]:.2f}; jax {jax.__version__}')
   with tempfile.TemporaryDirectory() as tmp:

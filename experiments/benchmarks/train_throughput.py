@@ -202,6 +202,21 @@ class Runner:
     self.block_ms.append((time.perf_counter() - t0) * 1e3 / n)
 
 
+def jax_runners(args, c):
+  """([plm, HF Flax] compiled Runners on the same batch and optimizer, HF's batch)."""
+  batch = make_batch(args)
+  objective = mlm.make(mask_id=MASK_ID, vocab_size=VOCAB, special_ids=SPECIAL_IDS,
+                       num_predictions=args.num_predictions, rate=c.objective.mask_rate)
+  tx = train.make_optimizer(c.optim)  # the same optimizer for both
+  # A 1-device mesh + rules, as plm.train runs the model (logical constraints resolve).
+  mesh = partitioning.make_mesh({'data': -1})
+  with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.DEFAULT_RULES):
+    runners = [Runner('plm', *setup_plm(c, objective, tx, batch), batch)]
+  hf_batch = hf_inputs(objective, batch)
+  runners.append(Runner('HF Flax', *setup_hf(c, tx, hf_batch), hf_batch))
+  return runners, hf_batch
+
+
 def main(argv=None):
   args = parse_args(argv)
   c = make_config(args)
@@ -215,18 +230,7 @@ def main(argv=None):
         f'seq_len={args.seq_len} plm {args.dtype} (peers fp32), dropout 0.1; plm predicts {args.num_predictions} '
         'slots/row, HF all positions')
 
-  batch = make_batch(args)
-  objective = mlm.make(mask_id=MASK_ID, vocab_size=VOCAB, special_ids=SPECIAL_IDS,
-                       num_predictions=args.num_predictions, rate=c.objective.mask_rate)
-  tx = train.make_optimizer(c.optim)  # the same optimizer for both
-  # A 1-device mesh + rules, as plm.train runs the model (logical constraints resolve).
-  mesh = partitioning.make_mesh({'data': -1})
-  with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.DEFAULT_RULES):
-    plm_step, plm_state = setup_plm(c, objective, tx, batch)
-    runners = [Runner('plm', plm_step, plm_state, batch)]
-  hf_batch = hf_inputs(objective, batch)
-  hf_step, hf_state = setup_hf(c, tx, hf_batch)
-  runners.append(Runner('HF Flax', hf_step, hf_state, hf_batch))
+  runners, hf_batch = jax_runners(args, c)
   if not args.no_torch:
     import torch_bert  # pylint: disable=g-import-not-at-top  # torch only when asked for
     runners.append(torch_bert.TorchRunner(shape, VOCAB, c.optim, hf_batch))

@@ -22,8 +22,8 @@ class HeadsDense(nn.Module):
   axis names can shard heads; nn.DenseGeneral initialises a flattened 2-D
   kernel, which breaks 3-D names under a mesh. The product itself runs as one
   2-D matmul over the flattened (heads, kv) dims: with the 3-D einsum, XLA:CPU
-  transposed every kernel and ran the weight gradients ~20x slower (profiled at
-  BERT-Base, experiments/benchmarks/README.md).
+  transposed every kernel and ran the weight gradients several times slower
+  (profiled at BERT-Base, experiments/benchmarks/README.md).
   """
   features: tuple  # output feature dims: (heads, kv) into heads, (embed,) out of them
   axes: tuple  # logical names of the kernel's 3 dims
