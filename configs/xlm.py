@@ -22,7 +22,7 @@ from plm import configlib
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = configlib.base(languages=('en', 'es'))
   c.model.num_segments = 0  # XLM has no sentence A/B embedding
-  c.model.num_languages = 2  # XLM's language embeddings: one per data.languages entry
+  c.model.num_languages = -1  # XLM's language embeddings: one per data.languages entry
   c.data.tlm_pairs = ('en-es',)  # TLM on aligned verses (en->es and es->en)
   c.data.tlm_share = 0.0  # MLM alone; 0.5 = XLM's MLM+TLM (half the rows are TLM pairs)
   c.objective.name = 'mlm'  # mlm | clm (objective.mlm_smoothing=0.5 is XLM's sampling)

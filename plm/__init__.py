@@ -1,1 +1,10 @@
 """plm: BERT-family pretrained language models on one JAX/Flax backbone."""
+
+
+def load(workdir: str, config=None):
+  """(config, tokenizer, model, params, step) of the trained run in `workdir`.
+
+  Imported on use, so `import plm` stays light. See plm/run.py.
+  """
+  from plm import run  # pylint: disable=g-import-not-at-top
+  return run.load(workdir, config)

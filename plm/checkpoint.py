@@ -101,25 +101,47 @@ def set_aside(mngr: ocp.CheckpointManager, step: int, e: Exception) -> None:
   mngr.reload()
 
 
-def restore_params(directory: str, abstract_params, shardings, check=None):
-  """Parameters of the newest step under `directory` (for config.init_from).
+def _reader(directory: str) -> ocp.CheckpointManager:
+  """A manager that can read a checkpoint's metadata (shapes) without restoring arrays."""
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  registry.add('state', ocp.args.StandardRestore, ocp.StandardCheckpointHandler)
+  registry.add('meta', ocp.args.JsonRestore, ocp.JsonCheckpointHandler)
+  return ocp.CheckpointManager(os.path.abspath(os.path.expanduser(directory)),
+                               handler_registry=registry)
 
-  `check(meta)` runs on the saved meta before any array is read, so a checkpoint of
-  another vocabulary or model is refused by name, not by a shape mismatch.
+
+def saved_params(directory: str, check=None):
+  """(step, {name: ShapeDtypeStruct} tree of the saved params, meta) of the newest step.
+
+  `check(meta)` runs on the saved meta before anything else is read, so a
+  checkpoint of another vocabulary or model is refused by name.
   """
-  mngr = ocp.CheckpointManager(os.path.abspath(os.path.expanduser(directory)),
-                               item_names=('state', 'meta'))
+  mngr = _reader(directory)
   step = mngr.latest_step()
   if step is None:
-    raise FileNotFoundError(f'config.init_from={directory!r} holds no checkpoint; point it at '
-                            'the checkpoints/ directory of a finished run')
+    raise FileNotFoundError(f'{directory!r} holds no checkpoint; point config.init_from (or '
+                            '--workdir) at the checkpoints/ directory of a finished run')
+  meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
   if check:
-    check(mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta'])
+    check(meta)
+  tree = dict(mngr.item_metadata(step)['state'])['params']
+  shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), dict(tree))
+  return step, shapes, meta
+
+
+def restore_params(directory: str, abstract_params, shardings, check=None):
+  """Parameters of the newest step under `directory`: the subtrees `abstract_params` names.
+
+  `abstract_params` may be part of the saved tree (a pre-trained encoder without
+  its LM head); `check(meta)` runs on the saved meta before any array is read.
+  """
+  step, _, meta = saved_params(directory, check)
   abstract = {'params': _abstract(abstract_params, shardings)}
+  mngr = ocp.CheckpointManager(os.path.abspath(os.path.expanduser(directory)),
+                               item_names=('state', 'meta'))
   restored = mngr.restore(step, args=ocp.args.Composite(
       # restore_args: the requested shardings, not those saved (another topology's devices).
       state=ocp.args.PyTreeRestore(item=abstract, partial_restore=True,
                                    restore_args=ocp.checkpoint_utils.construct_restore_args(
-                                       abstract)),
-      meta=ocp.args.JsonRestore()))
-  return restored['state']['params'], restored['meta']
+                                       abstract))))
+  return restored['state']['params'], meta

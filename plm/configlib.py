@@ -7,12 +7,13 @@ the `:tiny` variant used by tests and quick checks.
 import ml_collections
 from ml_collections import config_dict
 
+from plm import models
 from plm.partitioning import DEFAULT_RULES
 
 
 def base(languages=('en',)) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.job = 'train'  # train | evaluate | embed | vocab | retrieve | classify | generate (plm/main.py)
+  c.job = 'train'  # python -m plm.main --help lists the jobs (plm/main.py)
   c.seed = 0  # parameters, masking, dropout and data order all derive from it
   c.init_from = ''  # another run's checkpoints/ dir to start from (params only)
 
@@ -35,24 +36,7 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.data.tlm_pairs = ()  # TLM language pairs, e.g. ('en-es',); each used in both directions
   c.data.parallel_dir = ''  # '' = the Bible's aligned verses; else <a>-<b>.<split>.<lang> files
 
-  c.model = ml_collections.ConfigDict()
-  c.model.name = 'encoder_lm'  # plm.models.NAMES
-  c.model.size = 'mini'  # plm/models/sizes.py: test, tiny, mini, small, medium, base, large, xlm
-  c.model.layers = config_dict.placeholder(int)  # overrides the size table when set
-  c.model.hidden = config_dict.placeholder(int)
-  c.model.heads = config_dict.placeholder(int)
-  c.model.ff = config_dict.placeholder(int)
-  c.model.activation = 'gelu'  # gelu (erf, as BERT/XLM), gelu_tanh, relu
-  c.model.dropout = 0.1
-  c.model.attention_dropout = 0.1
-  c.model.max_len = 256  # longest sequence the position table holds
-  c.model.num_segments = 2  # BERT token types (sentence A/B, source/target); 0 = none
-  c.model.num_languages = 0  # XLM language embeddings, one per data.languages entry; 0 = none
-  c.model.positions = 'learned'  # learned | sinusoidal
-  c.model.post_ln = True  # BERT/XLM post-LN; False = pre-LN
-  c.model.dtype = 'float32'  # compute dtype: float32 | bfloat16 (params, optimizer, loss stay fp32)
-  c.model.remat = 'none'  # recompute activations in backward: none | full | dots_saveable | ...
-  c.model.attention = 'einsum'  # einsum (ours) | xla | cudnn (jax.nn.dot_product_attention)
+  c.model = models.config('encoder_lm')  # the model's own fields: plm/models/encoder.py
 
   c.objective = ml_collections.ConfigDict()
   c.objective.name = 'mlm'  # plm.objectives.NAMES
@@ -61,6 +45,9 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.objective.mlm_smoothing = 0.0  # mlm: XLM's frequency smoothing exponent (0.5 in the paper)
   c.objective.unilm_mix = (1 / 3, 1 / 6, 1 / 6, 1 / 3)  # unilm: bidir, l2r, r2l, seq2seq shares
   c.objective.ngram_prob = 0.2  # unilm: a masked unit is a bigram or trigram, else 1 token
+  # weight of each head's mean loss in the step's loss, e.g. {'mlm': 1.0, 'nsp': 0.5};
+  # a head not named weighs 1, a name that is not a head of the objective is an error
+  c.objective.loss_weights = ml_collections.ConfigDict()
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-3  # peak learning rate

@@ -1,7 +1,20 @@
-r"""plm's command line: parse flags, pick the job, run it.
+r"""plm's command line: parse flags, pick the job (config.job), run it.
 
   python -m plm.main --config=configs/xlm.py --workdir=runs/xlm
   python -m plm.main --config=configs/xlm.py:tiny --config.train.steps=100 --workdir=/tmp/x
+
+Jobs (--config.job=...):
+  train      pre-train by objective.name (default), then the held-out test table
+  evaluate   the test table of the newest checkpoint in --workdir
+  embed      one vector per line of embed.input, written to embed.output (.npy)
+  retrieve   cross-lingual retrieval P@1 of held-out Bible verses
+  vocab      build the sentencepiece vocabulary and print its fingerprint
+  classify   fine-tune (init_from) to verse genres; zero-shot across languages
+  generate   UNILM seq2seq fine-tuning and beam search, BLEU
+
+Every run writes {workdir}/config.json; train, evaluate and the fine-tuning
+jobs write {workdir}/results.json. A user error (bad path, config or data) ends
+as one line on stderr; --verbosity=1 shows the traceback behind it.
 """
 import difflib
 import importlib
@@ -19,14 +32,17 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summ
 
 # job -> (module, function); imported when the job runs, which keeps --help fast.
 JOBS = {
-    'train': ('plm.train', 'train_and_evaluate'),
-    'evaluate': ('plm.train', 'evaluate_checkpoint'),
-    'embed': ('plm.embed', 'embed_file'),
-    'vocab': ('plm.vocab', 'build_vocab'),
-    'retrieve': ('plm.retrieve', 'retrieve'),
-    'classify': ('plm.finetune.run', 'classify'),
-    'generate': ('plm.finetune.run', 'generate'),
+    'train': ('plm.jobs.pretrain', 'train_job'),
+    'evaluate': ('plm.jobs.pretrain', 'evaluate_job'),
+    'embed': ('plm.jobs.embed', 'embed_file'),
+    'vocab': ('plm.jobs.vocab', 'build_vocab'),
+    'retrieve': ('plm.jobs.retrieve', 'retrieve'),
+    'classify': ('plm.jobs.classify', 'classify_job'),
+    'generate': ('plm.jobs.generate', 'generate_job'),
 }
+# What a user can cause (a bad path, config value or file): one line, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
+               FloatingPointError, OSError)
 
 
 def close_matches(word, choices) -> str:
@@ -38,6 +54,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
   config = _CONFIG.value
+  if config is None:
+    sys.exit('error: --config is required, e.g. --config=configs/xlm.py (or configs/xlm.py:tiny);'
+             ' python -m plm.main --help lists the jobs')
   if config.job not in JOBS:
     sys.exit(f"error: config.job='{config.job}' is unknown.{close_matches(config.job, JOBS)} "
              f'Jobs: {", ".join(JOBS)}')
@@ -46,10 +65,15 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:  # orbax and TFDS are chatty at INFO
     logging.set_verbosity(logging.WARNING)
   logging.info('config:\n%s', config)
-  from plm import distributed  # pylint: disable=g-import-not-at-top
-  distributed.initialize(config.get('distributed'))  # before any JAX work; no-op for one process
   module, function = JOBS[config.job]
-  getattr(importlib.import_module(module), function)(config, _WORKDIR.value)
+  try:
+    from plm import distributed  # pylint: disable=g-import-not-at-top
+    distributed.initialize(config.get('distributed'))  # before any JAX work; no-op for 1 process
+    getattr(importlib.import_module(module), function)(config, _WORKDIR.value)
+  except USER_ERRORS as e:
+    if flags.FLAGS['verbosity'].present:
+      raise
+    sys.exit(f'error: {e}\n(rerun with --verbosity=1 for the traceback)')
 
 
 def parse_flags(argv):

@@ -1,28 +1,42 @@
-"""The one training loop: mesh, input, model + optimizer, sharded init, step,
-restore, evaluation, loop. Read top to bottom."""
+"""The one training loop, for pre-training and fine-tuning alike: mesh, input,
+model + optimizer, sharded init, step, restore, evaluation, loop. Read top to bottom.
+
+A job hands the loop a `Task` (rows, held-out sets, objective, model) built by
+the layers below; the loop knows nothing of any model family.
+"""
 import functools
 import os
 import signal
-import time
 from typing import Any, Callable, NamedTuple
 
 from absl import logging
 import flax.linen as nn
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
-import numpy as np
+import ml_collections
 import optax
 from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 
-from plm import checkpoint, models, objectives, partitioning
-from plm.data import mixing, pipeline, sampling
-from plm.data import tokenizer as tokenizer_lib
-from plm.objectives.losses import chunked_cross_entropy, weighted_cross_entropy
+from plm import checkpoint, partitioning, progress, run
+from plm.objectives.base import ModelFn, Objective, loss_weights
+
+NonFiniteLossError = progress.NonFiniteLossError
+# Parameters AdamW does not decay (BERT's recipe): biases, LayerNorm and embedding-LN scales.
+NO_DECAY = ('bias', 'scale')
 
 
-class NonFiniteLossError(FloatingPointError):
-  pass
+class Task(NamedTuple):
+  """What the loop trains and evaluates; built by a job."""
+  name: str  # 'pretrain', 'classify', 'generate', ...: saved in the checkpoint meta
+  model: nn.Module
+  model_config: ml_collections.ConfigDict  # what the params are (checkpoint meta, config.json)
+  objective: Objective
+  train_rows: Any  # plm.data.rows.Rows or MixedDataset: batch(step, size, seed=...)
+  heldout: Callable  # split -> {set name: Rows}
+  evaluators: tuple = ()  # (name, every, (params, split) -> table, log(table, step, writer))
+  report: Callable | None = None  # (params, test table) -> extra results
 
 
 def make_optimizer(c) -> optax.GradientTransformation:
@@ -34,151 +48,111 @@ def make_optimizer(c) -> optax.GradientTransformation:
     raise ValueError(f'optim.schedule={c.schedule!r}: use one of {sorted(decays)}')
   lr = optax.join_schedules([optax.linear_schedule(0.0, c.lr, c.warmup_steps),
                              decays[c.schedule]()], [c.warmup_steps])
-  # No weight decay on biases and LayerNorm parameters (BERT's recipe).
-  decay_mask = lambda p: jax.tree_util.tree_map(lambda x: x.ndim > 1, p)
   return optax.chain(optax.clip_by_global_norm(c.grad_clip),
                      optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay,
                                  mask=decay_mask))
 
 
-def unigram_logp(counts: np.ndarray, tokenizer) -> np.ndarray:
-  """Add-one smoothed log-probabilities of the training tokens; specials excluded."""
-  counts = counts.astype(np.float64) + 1.0
-  counts[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.mask_id]] = 1e-9
-  return np.log(counts / counts.sum()).astype(np.float32)
+def decay_mask(params):
+  """True where AdamW decays: by parameter name, not rank (q/k/v biases are 2-D)."""
+  flat = flax.traverse_util.flatten_dict(params)
+  return flax.traverse_util.unflatten_dict({k: k[-1] not in NO_DECAY for k in flat})
 
 
-def vocab_path(config, workdir: str) -> str:
-  """data.vocab_path, or the run's own vocabulary in {workdir}/vocab."""
-  return os.path.expanduser(config.data.vocab_path or os.path.join(workdir, 'vocab', 'spm.model'))
-
-
-def load_tokenizer(config, workdir: str):
-  """The configured vocabulary, trained on the training split if it is missing."""
-  path = vocab_path(config, workdir)
-  def texts():  # XLM's joint BPE: sentences sampled q ∝ p^vocab_alpha per language
-    yield from sampling.vocab_sentences(pipeline.load_texts(config.data, 'train'),
-                                        config.data.vocab_alpha)
-  tokenizer = tokenizer_lib.load_or_train(path, texts(), config.data.vocab_size)
-  tokenizer_lib.check_fingerprint(tokenizer, config.data.vocab_fingerprint)
-  return tokenizer
-
-
-def make_steps(model, objective, tx, accum_steps: int, unigram_logp: np.ndarray,
-               skip_nonfinite: bool = False, loss_chunk: int = 0):
+def make_steps(model, objective: Objective, tx, accum_steps: int, weights: dict,
+               skip_nonfinite: bool = False):
   """Returns the pure (unjitted) train and eval step functions.
 
-  The objective runs once on the whole batch, so accumulating A micro-batches
-  is the same update as one A-times larger batch (dropout aside). loss_chunk > 0
-  computes the logits and loss that many positions at a time (train.loss_chunk).
+  The objective runs once on the whole batch; each head's loss sum is divided by
+  its weight over the whole batch, so accumulating A micro-batches is the same
+  update as one A-times larger batch (dropout aside).
   """
-  logp = jnp.asarray(unigram_logp)
-  if loss_chunk and not hasattr(model, 'hidden'):
-    raise ValueError(f'train.loss_chunk={loss_chunk} needs a language model (hidden + logits); '
-                     f'{type(model).__name__} has no vocabulary head: set train.loss_chunk=0')
+  heads = objective.heads
 
-  def loss_sums(params, example, k_drop, deterministic):
-    inputs, targets, weights = example
-    variables, rngs = {'params': params}, {'dropout': k_drop}
-    if loss_chunk:
-      hidden = model.apply(variables, **inputs, deterministic=deterministic, rngs=rngs,
-                           method='hidden')
-      sums = chunked_cross_entropy(lambda h: model.apply(variables, h, method='logits'),
-                                   hidden, targets, weights, loss_chunk)
-    else:
-      logits = model.apply(variables, **inputs, deterministic=deterministic, rngs=rngs)
-      sums = weighted_cross_entropy(logits, targets, weights)
-    # The baseline a model must beat: the training unigram distribution.
-    sums['unigram_correct'] = jnp.sum((targets == jnp.argmax(logp)) * weights)
-    sums['unigram_loss'] = -jnp.sum(logp[targets] * weights)
-    return sums['loss'], sums
+  def total_loss(params, extras, example, denoms, k_drop, deterministic):
+    inputs, targets = example
+    fn = ModelFn(model, {'params': params}, {'dropout': k_drop}, deterministic)
+    sums = objective.loss(fn, inputs, targets, extras)
+    return sum(weights[h] * sums[f'{h}/loss'] / denoms[h] for h in heads), sums
 
-  def train_step(state, batch):
+  def train_step(state, extras, batch):
     k_obj, k_drop = jax.random.split(jax.random.fold_in(state['rng'], state['step']))
-    example = objective(k_obj, batch)
-    # Micro-batches [A, B/A, ...]; gradients of summed losses are added, then
-    # divided by the total weight: the exact token mean of the whole batch.
-    micro = jax.tree_util.tree_map(
-        lambda x: x.reshape((accum_steps, -1) + x.shape[1:]), example)
-    grad_fn = jax.grad(functools.partial(loss_sums, deterministic=False), has_aux=True)
-
-    def accumulate(carry, xs):
-      i, mb = xs
-      g, sums = grad_fn(state['params'], mb, jax.random.fold_in(k_drop, i))
-      return jax.tree_util.tree_map(jnp.add, carry, (g, sums)), None
-
-    first = jax.tree_util.tree_map(lambda x: x[0], micro)
+    example = objective.prepare(k_obj, batch, extras)
+    denoms = {h: jnp.maximum(jnp.sum(example[1][h]['weights']), 1.0) for h in heads}
+    grad_fn = jax.grad(functools.partial(total_loss, deterministic=False), has_aux=True)
     if accum_steps == 1:  # no loop: XLA:CPU copies every parameter into a while body
-      grads, sums = grad_fn(state['params'], first, jax.random.fold_in(k_drop, 0))
-    else:
+      grads, sums = grad_fn(state['params'], extras, example, denoms, k_drop)
+    else:  # micro-batches [A, B/A, ...]: gradients of the fixed-denominator losses add up
+      micro = jax.tree_util.tree_map(lambda x: x.reshape((accum_steps, -1) + x.shape[1:]),
+                                     example)
+      first = jax.tree_util.tree_map(lambda x: x[0], micro)
       zero = lambda tree: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
-      carry = zero(jax.eval_shape(grad_fn, state['params'], first, k_drop))
+      carry = zero(jax.eval_shape(grad_fn, state['params'], extras, first, denoms, k_drop))
+
+      def accumulate(carry, xs):
+        i, mb = xs
+        out = grad_fn(state['params'], extras, mb, denoms, jax.random.fold_in(k_drop, i))
+        return jax.tree_util.tree_map(jnp.add, carry, out), None
+
       (grads, sums), _ = jax.lax.scan(accumulate, carry, (jnp.arange(accum_steps), micro))
-    denom = jnp.maximum(sums['weight'], 1.0)
-    grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     new_state = dict(params=optax.apply_updates(state['params'], updates),
                      opt_state=opt_state, step=state['step'] + 1, rng=state['rng'])
+    loss = sum(weights[h] * sums[f'{h}/loss'] / denoms[h] for h in heads)
     grad_norm = optax.global_norm(grads)
-    finite = jnp.isfinite(sums['loss']) & jnp.isfinite(grad_norm)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     if skip_nonfinite:  # keep the old params and optimizer state; count the skip
       keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
       new_state.update(params=keep(new_state['params'], state['params']),
                        opt_state=keep(opt_state, state['opt_state']))
-    metrics = dict(loss=sums['loss'] / denom, accuracy=sums['correct'] / denom,
-                   tokens=jnp.sum(batch['segment_ids'] > 0).astype(jnp.float32),
-                   grad_norm=grad_norm, skipped=1.0 - finite.astype(jnp.float32))
+    tokens = (jnp.sum(batch['segment_ids'] > 0) if 'segment_ids' in batch
+              else batch['stream'].shape[0])
+    metrics = dict(loss=loss, tokens=jnp.asarray(tokens, jnp.float32), grad_norm=grad_norm,
+                   skipped=1.0 - finite.astype(jnp.float32))
+    for h in heads:
+      metrics[f'{h}/loss'] = sums[f'{h}/loss'] / denoms[h]
+      if f'{h}/correct' in sums:
+        metrics[f'{h}/accuracy'] = sums[f'{h}/correct'] / denoms[h]
+    if f'{heads[0]}/accuracy' in metrics:
+      metrics['accuracy'] = metrics[f'{heads[0]}/accuracy']
     return new_state, metrics
 
-  def eval_step(params, batch, rng):
-    return loss_sums(params, objective(rng, batch), rng, True)[1]
+  def eval_step(params, extras, batch, rng):
+    example = objective.prepare(rng, batch, extras)
+    return total_loss(params, extras, example, {h: 1.0 for h in heads}, rng, True)[1]
 
   return train_step, eval_step
 
 
-def evaluate(eval_step, params, datasets, batch_size, rng, put):
-  """Held-out metrics per language: loss, perplexity, accuracy, unigram baseline."""
+def evaluate(s: 'Setup', params, datasets: dict, rng) -> dict:
+  """Held-out table {set: {head: loss, perplexity, accuracy, unigram baseline}}."""
   table = {}
-  for lang, ds in datasets.items():
+  for name, ds in datasets.items():
     totals = None
-    for batch in ds.iterate_once(batch_size, process_index=jax.process_index(),
+    for batch in ds.iterate_once(s.eval_batch_size, process_index=jax.process_index(),
                                  process_count=jax.process_count()):
-      sums = jax.device_get(eval_step(params, put(batch), rng))
+      sums = jax.device_get(s.eval_step(params, s.extras, s.put(batch), rng))
       totals = sums if totals is None else {k: totals[k] + sums[k] for k in sums}
-    w = max(float(totals['weight']), 1.0)
-    table[lang] = dict(loss=float(totals['loss']) / w, ppl=float(np.exp(totals['loss'] / w)),
-                       accuracy=float(totals['correct']) / w,
-                       unigram_accuracy=float(totals['unigram_correct']) / w,
-                       unigram_loss=float(totals['unigram_loss']) / w,
-                       predictions=int(totals['weight']))
+    table[name] = progress.table_from_sums(totals)
   return table
-
-
-def format_table(table: dict) -> str:
-  rows = ['| language | loss | perplexity | accuracy | unigram loss | unigram accuracy | '
-          'predictions |', '|---|---|---|---|---|---|---|']
-  for lang, m in table.items():
-    rows.append(f"| {lang} | {m['loss']:.3f} | {m['ppl']:.1f} | {m['accuracy']:.3f} | "
-                f"{m['unigram_loss']:.3f} | {m['unigram_accuracy']:.3f} | {m['predictions']} |")
-  return '\n'.join(rows)
 
 
 class Setup(NamedTuple):
   """Everything a run builds before its first step."""
   mesh: Mesh
-  tokenizer: Any
-  train_ds: mixing.MixedDataset
-  init: Callable  # rng -> state, jitted, writes straight into shards
+  init: Callable  # (rng, extras) -> state, jitted, writes straight into shards
   abstract_state: Any
   state_sharding: Any
-  train_step: Callable  # (state, global batch) -> (state, metrics), jitted, donates state
-  eval_step: Callable  # (params, batch, rng) -> metric sums, jitted
-  put: Callable  # process-local numpy batch -> global sharded array
+  extras: Any  # frozen arrays the step reads (sharded); {} when the objective has none
+  train_step: Callable  # (state, extras, global batch) -> (state, metrics), jitted, donates state
+  eval_step: Callable  # (params, extras, batch, rng) -> metric sums, jitted
+  put: Callable  # process-local numpy batch -> global sharded arrays
   meta: dict  # what a checkpoint must match to resume
+  eval_batch_size: int
 
 
-def setup(config, workdir: str, devices=None) -> Setup:
-  """Mesh, input, model, optimizer and the sharded, jitted init and steps."""
+def setup(config, task: Task, tokenizer, devices=None) -> Setup:
+  """Mesh, optimizer, extras and the sharded, jitted init and steps of `task`."""
   tc = config.train
   # ----- Mesh -----
   mesh = partitioning.make_mesh(dict(config.mesh), devices)
@@ -192,105 +166,93 @@ def setup(config, workdir: str, devices=None) -> Setup:
                      f'data-parallel size {dp} (mesh data x fsdp)')
   if tc.nonfinite not in ('stop', 'skip'):
     raise ValueError(f"train.nonfinite={tc.nonfinite!r}: use 'stop' or 'skip'")
-  if config.data.seq_len > config.model.max_len:
-    raise ValueError(f'data.seq_len={config.data.seq_len} exceeds model.max_len='
-                     f'{config.model.max_len}; raise model.max_len or lower data.seq_len')
-  if config.model.num_languages not in (0, len(config.data.languages)):
-    raise ValueError(f'model.num_languages={config.model.num_languages} but data.languages has '
-                     f'{len(config.data.languages)}; make them equal (or 0 for no language '
-                     'embeddings)')
+  if tc.loss_chunk and not hasattr(task.model, 'hidden'):
+    raise ValueError(f'train.loss_chunk={tc.loss_chunk} needs a language model (hidden + '
+                     f'logits); {type(task.model).__name__} has no vocabulary head: set '
+                     'train.loss_chunk=0')
 
-  # ----- Input -----
-  tokenizer = load_tokenizer(config, workdir)
-  train_ds = mixing.make_train_dataset(config.data, tokenizer)  # MLM (+ TLM) rows, sampled
-  counts = train_ds.token_counts(tokenizer.vocab_size)
-  print(f'data: {len(train_ds)} training rows of {config.data.seq_len} tokens, fingerprint '
-        f'{train_ds.fingerprint}, order '
-        f'{train_ds.order_fingerprint(tc.batch_size, seed=config.seed)}; vocabulary '
-        f'{tokenizer.fingerprint} ({tokenizer.vocab_size} pieces); streams: {train_ds.summary}',
-        flush=True)
-
-  # ----- Model and optimizer -----
-  model = models.build(config.model, tokenizer.vocab_size)
-  objective = objectives.build(config.objective, tokenizer, counts)
+  # ----- Model, objective and optimizer -----
+  model, objective = task.model, task.objective
+  weights = loss_weights(objective, config.objective.get('loss_weights'))
   tx = make_optimizer(config.optim)
   batch_sharding = partitioning.batch_sharding(mesh)
   # A model without language embeddings gets no language ids (BERT, UNILM).
-  keep = lambda b: {k: v for k, v in b.items() if k != 'langs' or config.model.num_languages}
-  example = keep(train_ds.batch(0, tc.batch_size // tc.accum_steps, seed=config.seed))
+  drop = () if task.model_config.get('num_languages', 0) else ('langs',)
+  keep = lambda b: {k: v for k, v in b.items() if k not in drop}
+  example = keep(task.train_rows.batch(0, tc.batch_size // tc.accum_steps, seed=config.seed))
 
-  def init(rng):
-    inputs, _, _ = objective(rng, jax.tree_util.tree_map(jnp.asarray, example))
+  def init(rng, extras):
+    inputs, _ = objective.prepare(rng, jax.tree_util.tree_map(jnp.asarray, example), extras)
     params = model.init(rng, **inputs)['params']
     return dict(params=params, opt_state=tx.init(params), step=jnp.array(0, jnp.int32),
                 rng=jax.random.PRNGKey(config.seed + 1))
 
   # ----- Shard: abstract shapes first, then init directly into the shards -----
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    boxed_extras = objective.make_extras() if objective.make_extras else {}
+    extras_sharding = partitioning.logical_shardings(mesh, rules, boxed_extras)
+    extras = jax.device_put(nn.unbox(boxed_extras), extras_sharding)
     rng = jax.random.PRNGKey(config.seed)
-    boxed_state = jax.eval_shape(init, rng)
+    boxed_state = jax.eval_shape(init, rng, extras)
     partitioning.check_logical_axes(rules, boxed_state)
     state_sharding = partitioning.logical_shardings(mesh, rules, boxed_state)
-    unboxed_init = lambda r: nn.unbox(init(r))
-    abstract_state = jax.eval_shape(unboxed_init, rng)
-    train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps,
-                                       unigram_logp(counts, tokenizer),
-                                       skip_nonfinite=tc.nonfinite == 'skip',
-                                       loss_chunk=tc.loss_chunk)
-    train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
+    unboxed_init = lambda r, e: nn.unbox(init(r, e))
+    abstract_state = jax.eval_shape(unboxed_init, rng, extras)
+    train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps, weights,
+                                       skip_nonfinite=tc.nonfinite == 'skip')
+    train_step = jax.jit(train_step,
+                         in_shardings=(state_sharding, extras_sharding, batch_sharding),
                          out_shardings=(state_sharding, partitioning.replicated(mesh)),
                          donate_argnums=0)
     init_fn = jax.jit(unboxed_init, out_shardings=state_sharding)
-  meta = dict(vocab=tokenizer.fingerprint, data=train_ds.fingerprint,
-              vocab_size=tokenizer.vocab_size, model=config.model.to_dict())
+  meta = dict(vocab=tokenizer.fingerprint, data=task.train_rows.fingerprint,
+              vocab_size=tokenizer.vocab_size, model=task.model_config.to_dict(), task=task.name)
   put = lambda b: jax.make_array_from_process_local_data(batch_sharding, keep(b))
-  return Setup(mesh, tokenizer, train_ds, init_fn, abstract_state, state_sharding, train_step,
-               jax.jit(eval_step), put, meta)
+  return Setup(mesh, init_fn, abstract_state, state_sharding, extras, train_step,
+               jax.jit(eval_step), put, meta, tc.eval_batch_size)
 
 
 def restore_or_init(config, s: Setup, mngr):
   """The resume order of plm/checkpoint.py: workdir, then init_from, then scratch."""
   state, _ = checkpoint.restore_latest(mngr, s.abstract_state, s.state_sharding,
-                                       lambda saved: check_meta(saved, s.meta))
+                                       lambda saved: run.check_meta(saved, s.meta))
   if state is not None:
     return state
   with jax.set_mesh(s.mesh):
-    state = s.init(jax.random.PRNGKey(config.seed))
+    state = s.init(jax.random.PRNGKey(config.seed), s.extras)
   if config.init_from:
-    state['params'], _ = checkpoint.restore_params(
-        config.init_from, s.abstract_state['params'], s.state_sharding['params'],
-        check=lambda saved: check_init_from(config, saved, s.meta))
+    state['params'] = init_from(config, s, state['params'])
   return state
 
 
-def check_init_from(config, saved: dict, current: dict) -> None:
-  """config.init_from must hold a run of this run's vocabulary."""
-  if saved.get('vocab') != current['vocab']:
-    raise ValueError(f'config.init_from={config.init_from!r} was trained with vocabulary '
-                     f"{saved.get('vocab')}, this run uses {current['vocab']}; set "
-                     'data.vocab_path to the vocabulary of that run (its vocab/spm.model)')
+def init_from(config, s: Setup, params):
+  """`params` with every top-level part that config.init_from also holds (same shapes)
+  replaced by the saved one: a pre-trained encoder under a new classification head."""
+  step, saved, _ = checkpoint.saved_params(
+      config.init_from, lambda meta: run.check_init_from(config, meta, s.meta))
+  shapes = lambda tree: jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), tree)
+  fresh = jax.tree_util.tree_map(lambda x: x, s.abstract_state['params'])
+  take = [k for k in fresh if k in saved and shapes(saved[k]) == shapes(fresh[k])]
+  if not take:
+    raise ValueError(f'config.init_from={config.init_from!r} holds parameters '
+                     f'{sorted(saved)}, none of which fit this model ({sorted(fresh)}); start '
+                     'from a run of the same model family and size')
+  restored, _ = checkpoint.restore_params(config.init_from, {k: fresh[k] for k in take},
+                                          {k: s.state_sharding['params'][k] for k in take})
+  print(f'init_from: {", ".join(take)} from step {step} of {config.init_from}; '
+        f'{", ".join(k for k in fresh if k not in take) or "nothing"} freshly initialized',
+        flush=True)
+  return {**params, **restored}
 
 
-def heldout_sets(config, tokenizer, split):
-  """MLM rows per language, and TLM rows per direction ('en-es') when the run trains TLM."""
-  sets = {lang: pipeline.make_dataset(config.data, tokenizer, split, languages=(lang,))
-          for lang in config.data.languages}
-  return {**sets, **mixing.heldout_tlm_sets(config.data, tokenizer, split)}
-
-
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the test table."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  os.makedirs(workdir, exist_ok=True)
+def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
+  """Trains `task` in `workdir` (resuming if it holds a checkpoint); returns results.json."""
+  workdir = run.workdir_path(workdir)
   tc = config.train
-  s = setup(config, workdir)
-  eval_sets = heldout_sets(config, s.tokenizer, 'validation')
+  s = setup(config, task, tokenizer)
+  run.write_config(config, workdir)
   eval_rng = jax.random.PRNGKey(config.seed + 2)  # the same masks at every evaluation
-  retrieval = None
-  if tc.retrieval_every:  # Bible verse retrieval (plm/retrieve.py); imported here: it imports us
-    from plm import retrieve  # pylint: disable=g-import-not-at-top
-    retrieval = retrieve.Evaluator(config, s.tokenizer, models.build(config.model,
-                                                                     s.tokenizer.vocab_size))
+  validation = task.heldout('validation') if tc.eval_every else {}
 
   # ----- Restore -----
   mngr = checkpoint.manager(workdir, max_to_keep=tc.keep_checkpoints)
@@ -303,33 +265,33 @@ def train_and_evaluate(config, workdir: str) -> dict:
   stop = {'signal': None}
   previous = signal.signal(signal.SIGTERM, lambda sig, frame: stop.update(signal=sig))
   writer = SummaryWriter(os.path.join(workdir, 'tb')) if jax.process_index() == 0 else None
-  progress = Progress(step, tc.steps, writer, stop_on_nonfinite=tc.nonfinite == 'stop')
+  bar = progress.Progress(step, tc.steps, writer, task.objective.heads,
+                          stop_on_nonfinite=tc.nonfinite == 'stop')
   seen_compiles = 0  # a compile-count guard: the step must compile once
   try:
     with jax.set_mesh(s.mesh):
       while step < tc.steps and stop['signal'] is None:
-        local = s.train_ds.batch(step, tc.batch_size, seed=config.seed,
-                                 process_index=jax.process_index(),
-                                 process_count=jax.process_count())
-        state, metrics = s.train_step(state, s.put(local))
+        local = task.train_rows.batch(step, tc.batch_size, seed=config.seed,
+                                      process_index=jax.process_index(),
+                                      process_count=jax.process_count())
+        state, metrics = s.train_step(state, s.extras, s.put(local))
         step += 1
         compiles = s.train_step._cache_size()  # pylint: disable=protected-access
         if compiles > max(seen_compiles, 1):
           logging.warning('the train step recompiled at step %d: batch shapes or dtypes '
                           'changed; every step should reuse one executable', step)
         seen_compiles = compiles
-        progress.add(step, metrics)
+        bar.add(step, metrics)
         if step % tc.log_every == 0 or step == tc.steps:
-          progress.flush(step)
-        if step % tc.eval_every == 0 and step < tc.steps:
-          table = evaluate(s.eval_step, state['params'], eval_sets, tc.eval_batch_size,
-                           eval_rng, s.put)
-          progress.log_eval(step, 'validation', table)
-        if retrieval and step % tc.retrieval_every == 0 and step < tc.steps:
-          retrieve.log(retrieval(state['params'], 'validation'), step, writer)
+          bar.flush(step)
+        if tc.eval_every and step % tc.eval_every == 0 and step < tc.steps:
+          bar.log_eval(step, 'validation', evaluate(s, state['params'], validation, eval_rng))
+        for _, every, evaluator, log in task.evaluators:
+          if every and step % every == 0 and step < tc.steps:
+            log(evaluator(state['params'], 'validation'), step, writer)
         if step % tc.checkpoint_every == 0:
           checkpoint.save(mngr, step, state, dict(s.meta, data_step=step))
-      progress.flush(step)
+      bar.flush(step)
       if mngr.latest_step() != step:
         checkpoint.save(mngr, step, state, dict(s.meta, data_step=step))
       checkpoint.wait(mngr, step)
@@ -341,106 +303,42 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return {}
 
   # ----- Final held-out evaluation -----
-  with jax.set_mesh(s.mesh):
-    table = evaluate(s.eval_step, state['params'], heldout_sets(config, s.tokenizer, 'test'),
-                     tc.eval_batch_size, eval_rng, s.put)
-  progress.log_eval(step, 'test', table)
-  print(f'\nHeld-out results (test split, step {step}):\n{format_table(table)}', flush=True)
-  if retrieval:
-    with jax.set_mesh(s.mesh):
-      table['retrieval'] = retrieval(state['params'], 'test')
-    retrieve.log(table['retrieval'], step, writer)
+  results = test_results(config, s, task, state['params'], step, writer, bar)
   if writer:
     writer.close()
-  return table
+  run.write_results(results, workdir)
+  return results
 
 
-def evaluate_checkpoint(config, workdir: str) -> dict:
-  """The `evaluate` job: the test-split table of the newest checkpoint in `workdir`."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  s = setup(config, workdir)
+def test_results(config, s: Setup, task: Task, params, step: int, writer=None, bar=None) -> dict:
+  """The test-split table, the task's evaluators and report, printed; results.json's content."""
+  with jax.set_mesh(s.mesh):
+    table = evaluate(s, params, task.heldout('test'), jax.random.PRNGKey(config.seed + 2))
+  if bar:
+    bar.log_eval(step, 'test', table)
+  print(f'\nHeld-out results (test split, step {step}):\n{progress.format_table(table)}',
+        flush=True)
+  results = dict(job=config.job, task=task.name, seed=config.seed, step=step,
+                 init_from=config.init_from, train_rows=len(task.train_rows),
+                 train_info=getattr(task.train_rows, 'info', {}), test=table)
+  with jax.set_mesh(s.mesh):
+    for name, _, evaluator, log in task.evaluators:
+      results[name] = evaluator(params, 'test')
+      log(results[name], step, writer)
+    if task.report:
+      results.update(task.report(params, table))
+  return results
+
+
+def evaluate_checkpoint(config, workdir: str, task: Task, tokenizer) -> dict:
+  """The test-split results of the newest checkpoint in `workdir`, written to results.json."""
+  workdir = run.workdir_path(workdir)
+  s = setup(config, task, tokenizer)
   state, _ = checkpoint.restore_latest(checkpoint.manager(workdir), s.abstract_state,
-                                       s.state_sharding, lambda saved: check_meta(saved, s.meta))
+                                       s.state_sharding, lambda saved: run.check_meta(saved, s.meta))
   if state is None:
     raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints; train first '
                             '(config.job=train) or point --workdir at a trained run')
-  with jax.set_mesh(s.mesh):
-    table = evaluate(s.eval_step, state['params'], heldout_sets(config, s.tokenizer, 'test'),
-                     config.train.eval_batch_size, jax.random.PRNGKey(config.seed + 2), s.put)
-  print(f'Held-out results (test split, step {int(state["step"])}):\n{format_table(table)}',
-        flush=True)
-  return table
-
-
-def check_meta(saved: dict, current: dict) -> None:
-  """A checkpoint only serves the vocabulary and model it was trained with.
-
-  `current` without 'data' (a job that reads no corpus) skips the data check.
-  """
-  if saved.get('vocab') != current['vocab']:
-    raise ValueError(f"the checkpoint was trained with vocabulary {saved.get('vocab')} but "
-                     f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
-                     'original vocabulary or start in a new --workdir')
-  # dtype / remat / attention change how a model computes, not its parameters.
-  model = lambda m: {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS}
-  if model(saved.get('model')) != model(current['model']):
-    raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
-                     'config it was trained with or start in a new --workdir')
-  if 'data' in current and saved.get('data') != current['data']:
-    logging.warning('the training data changed since the checkpoint (fingerprint %s -> %s); '
-                    'continuing at the saved step on the new data', saved.get('data'),
-                    current['data'])
-
-
-class Progress:
-  """Queues step metrics on device, fetches them in batches, checks, logs."""
-
-  def __init__(self, step: int, total_steps: int, writer, stop_on_nonfinite: bool = True):
-    self.total, self.writer, self.pending = total_steps, writer, []
-    self.stop_on_nonfinite, self.skipped = stop_on_nonfinite, 0
-    self.start_step, self.t0 = step, time.time()
-    self.last_time = self.t0
-
-  def add(self, step: int, metrics) -> None:
-    """Queues a step's metrics; waits for the step before it.
-
-    Async dispatch would otherwise let the host run up to `log_every` steps
-    ahead of the device, and a SIGTERM would only be seen after all of them.
-    """
-    if self.pending:
-      jax.block_until_ready(self.pending[-1][1]['loss'])
-    self.pending.append((step, metrics))
-
-  def flush(self, step: int) -> None:
-    """Fetches queued metrics; a non-finite loss stops the run, naming its step."""
-    if not self.pending:
-      return
-    fetched = jax.device_get([m for _, m in self.pending])
-    for (s, _), m in zip(self.pending, fetched):
-      self.skipped += int(m['skipped'])
-      if self.stop_on_nonfinite and not np.isfinite(m['loss']):
-        raise NonFiniteLossError(
-            f'non-finite loss {m["loss"]} at step {s} (batch {s - 1} of the data order); '
-            'lower optim.lr, raise optim.warmup_steps or check the data (or set '
-            "train.nonfinite='skip'). Checkpoints before it are intact: rerun to resume")
-      if self.writer:
-        for k, v in m.items():
-          self.writer.add_scalar(f'train/{k}', float(v), s)
-    self.pending = []
-    now = time.time()
-    tokens_per_s = sum(float(m['tokens']) for m in fetched) / max(now - self.last_time, 1e-9)
-    steps_per_s = (step - self.start_step) / max(now - self.t0, 1e-9)
-    eta = (self.total - step) / max(steps_per_s, 1e-9)
-    self.last_time = now
-    last = fetched[-1]
-    print(f'step {step}/{self.total} loss {last["loss"]:.3f} acc {last["accuracy"]:.3f} '
-          f'tokens/s {tokens_per_s:,.0f} ETA {eta / 60:.1f} min'
-          + (f' skipped {self.skipped} non-finite steps' if self.skipped else ''), flush=True)
-
-  def log_eval(self, step: int, split: str, table: dict) -> None:
-    for lang, m in table.items():
-      print(f'step {step} {split} {lang}: loss {m["loss"]:.3f} accuracy {m["accuracy"]:.3f} '
-            f'(unigram {m["unigram_accuracy"]:.3f})', flush=True)
-      if self.writer:
-        for k, v in m.items():
-          self.writer.add_scalar(f'{split}_{lang}/{k}', v, step)
+  results = test_results(config, s, task, state['params'], int(state['step']))
+  run.write_results(results, workdir)
+  return results

@@ -21,16 +21,20 @@ import numpy as np
 
 from plm.data import parallel
 from plm.data import pipeline
+from plm.data import rows as rows_lib
 from plm.data import sampling
 
 
 class MixedDataset:
-  """Several PackedDatasets (streams) sampled per row; PackedDataset's batch API."""
+  """Several Rows (streams) sampled per row; Rows' batch API. Row `stream` = stream index."""
 
-  def __init__(self, streams: dict[str, pipeline.PackedDataset], weights: dict[str, float],
-               languages):
+  def __init__(self, streams: dict[str, rows_lib.Rows], weights: dict[str, float],
+               languages=()):
     self.names = tuple(streams)
-    self.streams = [streams[n] for n in self.names]
+    self.streams = [streams[n].with_stream(i) for i, n in enumerate(self.names)]
+    if len({s.keys for s in self.streams}) != 1:
+      raise ValueError(f'streams {self.names} have different keys: '
+                       f'{[s.keys for s in self.streams]}')
     self.weights = np.array([weights[n] for n in self.names], np.float64)
     if np.any(self.weights < 0) or not self.weights.sum() > 0:
       raise ValueError(f'stream weights {dict(weights)} must be >= 0 and not all 0')
@@ -63,9 +67,10 @@ class MixedDataset:
     parts = []
     for name, stream, w in zip(self.names, self.streams, self.weights):
       parts.append(f'{name} {len(stream)} rows p={w:.3f}')
-      if isinstance(stream, parallel.TlmDataset):
-        parts[-1] += (f' ({stream.pairs} pairs; left out whole: {stream.too_long} longer than '
-                      f'data.seq_len, {stream.empty} with an empty side)')
+      if 'too_long' in stream.info:  # TLM pairs
+        i = stream.info
+        parts[-1] += (f" ({i['pairs']} pairs; left out whole: {i['too_long']} longer than "
+                      f"data.seq_len, {i['empty']} with an empty side)")
     return ', '.join(parts)
 
   def order(self, step: int, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,16 +91,16 @@ class MixedDataset:
   def batch(self, step: int, batch_size: int, *, seed: int, process_index: int = 0,
             process_count: int = 1) -> dict[str, np.ndarray]:
     """This process's rows [batch_size // process_count, L] of batch `step`."""
-    per_process = pipeline._per_process(  # pylint: disable=protected-access
-        batch_size, process_index, process_count)
+    n = rows_lib.per_process(batch_size, process_index, process_count)
     stream, rows = self.order(step, batch_size, seed)
-    mine = slice(process_index * per_process, (process_index + 1) * per_process)
+    mine = slice(process_index * n, (process_index + 1) * n)
     stream, rows = stream[mine], rows[mine]
-    out = {k: np.zeros((per_process, self.seq_len), np.int32) for k in pipeline.KEYS}
+    first = self.streams[0].arrays
+    out = {k: np.zeros((n,) + v.shape[1:], np.int32) for k, v in first.items()}
     for s in np.unique(stream):
       here = stream == s
-      for k in pipeline.KEYS:
-        out[k][here] = self.streams[s].arrays[k][rows[here]]
+      for k, v in self.streams[s].arrays.items():
+        out[k][here] = v[rows[here]]
     return out
 
   def order_fingerprint(self, batch_size: int, *, seed: int, steps: int = 100) -> str:
@@ -150,7 +155,7 @@ def make_train_dataset(data_config: ml_collections.ConfigDict, tokenizer,
 
 
 def heldout_tlm_sets(data_config: ml_collections.ConfigDict, tokenizer, split: str
-                     ) -> dict[str, parallel.TlmDataset]:
+                     ) -> dict[str, rows_lib.Rows]:
   """TLM rows of `split` per direction ('en-es': ...) when the run trains TLM, else none."""
   if not data_config.tlm_share:
     return {}

@@ -56,3 +56,28 @@ def pack_documents(
     out['segment_ids'][r, span] = segment
     out['positions'][r, span] = np.arange(len(chunk))
   return out
+
+
+def pack_pair(source_ids, target_ids, *, max_len: int, bos_id: int, eos_id: int,
+              pad_id: int = 0) -> dict:
+  """One example as int32 numpy arrays of length `max_len`.
+
+  Returns tokens, token_types, valid, segment_ids (1 real, 0 pad) and
+  positions (0.. on real tokens, 0 on pad). Raises ValueError, never truncates,
+  when len(source) + len(target) + 3 > max_len.
+  """
+  source = np.asarray(source_ids, np.int32).reshape(-1)
+  target = np.asarray(target_ids, np.int32).reshape(-1)
+  n = len(source) + len(target) + 3
+  if n > max_len:
+    raise ValueError(f'source ({len(source)} tokens) + target ({len(target)} tokens) + 3 '
+                     f'special tokens = {n} > max_len={max_len}; raise finetune.seq_len '
+                     '(at most model.max_len) or drop this pair')
+  tokens = np.full(max_len, pad_id, np.int32)
+  tokens[:n] = np.concatenate([[bos_id], source, [eos_id], target, [eos_id]])
+  token_types = np.zeros(max_len, np.int32)
+  token_types[len(source) + 2:n] = 1
+  valid = (np.arange(max_len) < n).astype(np.int32)
+  positions = np.where(valid, np.arange(max_len), 0).astype(np.int32)
+  return dict(tokens=tokens, token_types=token_types, valid=valid, segment_ids=valid.copy(),
+              positions=positions)

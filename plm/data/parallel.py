@@ -27,6 +27,8 @@ import numpy as np
 
 from plm.data import bible_tasks
 from plm.data import pipeline
+from plm.data import rows as rows_lib
+from plm.data import text
 
 
 def parse_pairs(data_config: ml_collections.ConfigDict) -> list[tuple[str, str]]:
@@ -48,20 +50,6 @@ def parse_pairs(data_config: ml_collections.ConfigDict) -> list[tuple[str, str]]
   return out
 
 
-def read_lines(path: str) -> list[str]:
-  """Lines of a UTF-8 file, without line ends; a bad byte names the file and line."""
-  lines = []
-  with open(path, 'rb') as f:
-    for lineno, raw in enumerate(f, start=1):
-      try:
-        lines.append(raw.decode('utf-8-sig' if lineno == 1 else 'utf-8').strip())
-      except UnicodeDecodeError as e:
-        raise ValueError(f'{path}, line {lineno}: not valid UTF-8 ({e.reason} at byte '
-                         f'{e.start}). Re-encode the file as UTF-8, e.g. '
-                         '`iconv -f LATIN1 -t UTF-8`.') from None
-  return lines
-
-
 def read_parallel_files(parallel_dir: str, src: str, tgt: str, split: str
                         ) -> list[tuple[str, str]]:
   """(source, target) sentence pairs of `split` from the `<a>-<b>.<split>.<lang>` files."""
@@ -78,7 +66,7 @@ def read_parallel_files(parallel_dir: str, src: str, tgt: str, split: str
         f'(or {tgt}-{src}.{split}.*), UTF-8, one sentence per line, line i of one file the '
         f'translation of line i of the other (found there: {found}). Create them, or fix '
         'data.parallel_dir / data.tlm_pairs in the config.')
-  lines = {l: read_lines(p) for l, p in paths.items()}
+  lines = {l: [x.strip() for x in text.read_lines(p)] for l, p in paths.items()}
   if len(lines[src]) != len(lines[tgt]):
     raise ValueError(
         f'{paths[src]} has {len(lines[src])} lines but {paths[tgt]} has {len(lines[tgt])}: '
@@ -140,14 +128,6 @@ def pack_pairs(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], seq_len: in
   return out, skipped
 
 
-class TlmDataset(pipeline.PackedDataset):
-  """Packed TLM rows of one direction, with what was left out (never cut)."""
-
-  def __init__(self, arrays, languages, *, pairs: int, too_long: int, empty: int):
-    super().__init__(arrays, languages)
-    self.pairs, self.too_long, self.empty = pairs, too_long, empty
-
-
 def encode_pairs(data_config: ml_collections.ConfigDict, tokenizer, src: str, tgt: str,
                  split: str) -> tuple[list[tuple[list[int], list[int]]], int]:
   """Token ids of the (src, tgt) pairs with text on both sides, and how many had an empty side.
@@ -170,7 +150,7 @@ def encode_pairs(data_config: ml_collections.ConfigDict, tokenizer, src: str, tg
 
 
 def make_tlm_dataset(data_config: ml_collections.ConfigDict, tokenizer, split: str,
-                     src: str, tgt: str) -> TlmDataset:
+                     src: str, tgt: str) -> rows_lib.Rows:
   """TLM rows of the (src, tgt) direction of `split`; langs index data.languages."""
   configured = tuple(data_config.languages)
   key = (tokenizer.fingerprint, os.path.expanduser(data_config.tfds_dir), data_config.seq_len,
@@ -185,8 +165,8 @@ def make_tlm_dataset(data_config: ml_collections.ConfigDict, tokenizer, split: s
         f'No {src}-{tgt} pair of the {split} split fits in data.seq_len={data_config.seq_len} '
         f'({too_long} too long, {empty} with an empty side, of {len(ids) + empty}); raise '
         'data.seq_len or check the parallel data.')
-  dataset = TlmDataset(arrays, configured, pairs=len(ids) - too_long, too_long=too_long,
-                       empty=empty)
+  dataset = rows_lib.Rows(arrays, info=dict(pairs=len(ids) - too_long, too_long=too_long,
+                                             empty=empty))
   if not data_config.parallel_dir:
     _PACKED[key] = dataset  # read-only arrays: safe to share within a process
   return dataset

@@ -1,109 +1,26 @@
-"""Corpus -> tokens -> packed rows -> deterministic batches.
+"""Corpus -> documents -> tokens -> packed rows (plm.data.rows.Rows).
 
-Batches are a pure function of (seed, step): rows are reshuffled every epoch by
-a seed-derived permutation (grain's index shuffle) and repeated forever, so a
-run resumed at step s sees exactly the batches an uninterrupted run would have.
+Packed rows hold `tokens`, `segment_ids`, `positions` and `langs` (KEYS), each
+[N, data.seq_len] int32; their order in training is Rows' (seed, step) order.
 """
 
-from collections.abc import Iterator, Sequence
-import functools
+from collections.abc import Sequence
 import glob
-import hashlib
 import os
 
-import grain
 import ml_collections
 import numpy as np
 
 from plm.data import bible
 from plm.data import packing
+from plm.data import rows as rows_lib
+from plm.data import text
 from plm.data import tokenizer as tokenizer_lib
 
 LANGUAGE_TRANSLATIONS = {'en': 'en_kjv', 'es': 'es_rv1909'}
 CORPORA = ('bible', 'textdir', 'tfds_text')
 SPLITS = bible.SPLITS
 KEYS = ('tokens', 'segment_ids', 'positions', 'langs')
-
-
-class PackedDataset:
-  """Packed rows of several languages: int32 arrays [N, L] under KEYS."""
-
-  def __init__(self, arrays: dict[str, np.ndarray], languages: Sequence[str]):
-    self.arrays = {k: np.array(arrays[k], np.int32) for k in KEYS}  # Copies.
-    for v in self.arrays.values():
-      v.flags.writeable = False  # Keeps `fingerprint` true to the data.
-    self.languages = tuple(languages)
-
-  def __len__(self) -> int:
-    return len(self.arrays['tokens'])
-
-  @property
-  def seq_len(self) -> int:
-    return self.arrays['tokens'].shape[1]
-
-  def token_counts(self, vocab_size: int) -> np.ndarray:
-    """Unigram counts of non-pad tokens, shape [vocab_size]."""
-    tokens = self.arrays['tokens'][self.arrays['segment_ids'] > 0]
-    if tokens.size and tokens.max() >= vocab_size:
-      raise ValueError(
-          f'Token id {tokens.max()} >= vocab_size {vocab_size}: the data was '
-          'tokenized with another tokenizer; check `data.vocab_path`.')
-    return np.bincount(tokens, minlength=vocab_size)
-
-  @functools.cached_property
-  def fingerprint(self) -> str:
-    """Short stable hash of the arrays: did two runs see the same data?"""
-    h = hashlib.sha256()
-    for k in KEYS:
-      h.update(f'{k}{self.arrays[k].shape}'.encode())
-      h.update(np.ascontiguousarray(self.arrays[k]).tobytes())
-    return h.hexdigest()[:16]
-
-  def batch(self, step: int, batch_size: int, *, seed: int,
-            process_index: int = 0, process_count: int = 1
-            ) -> dict[str, np.ndarray]:
-    """This process's rows [batch_size // process_count, L] of batch `step`."""
-    per_process = _per_process(batch_size, process_index, process_count)
-    if not len(self):
-      raise ValueError('Cannot draw batches from an empty dataset.')
-    rows = self._order(batch_size, seed)[step][process_index * per_process:][:per_process]
-    return {k: v[rows] for k, v in self.arrays.items()}
-
-  def _order(self, batch_size: int, seed: int):
-    """Row indices of every global batch: reshuffled each epoch, repeated forever.
-
-    .seed() hashes `seed`, so nearby seeds give unrelated permutations.
-    """
-    return (grain.MapDataset.range(len(self)).seed(seed).shuffle().repeat()
-            .batch(batch_size))
-
-  def order_fingerprint(self, batch_size: int, *, seed: int, steps: int = 100) -> str:
-    """Short hash of the data order (the rows of the first `steps` global batches)."""
-    order = self._order(batch_size, seed)
-    rows = np.stack([np.asarray(order[step]) for step in range(steps)])
-    return hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()[:16]
-
-  def iterate_once(self, batch_size: int, *, process_index: int = 0,
-                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-    """Unshuffled batches over all rows once; the last one padded with 0s."""
-    per_process = _per_process(batch_size, process_index, process_count)
-    for start in range(0, len(self), batch_size):
-      rows = start + process_index * per_process + np.arange(per_process)
-      valid = (rows < len(self))[:, None]
-      rows = np.minimum(rows, len(self) - 1)
-      yield {k: v[rows] * valid for k, v in self.arrays.items()}
-
-
-def _per_process(batch_size: int, process_index: int,
-                 process_count: int) -> int:
-  if batch_size <= 0 or batch_size % process_count:
-    raise ValueError(
-        f'batch_size {batch_size} must be a positive multiple of the process '
-        f'count {process_count}; change `train.batch_size` in the config.')
-  if not 0 <= process_index < process_count:
-    raise ValueError(
-        f'process_index {process_index} not in [0, {process_count}).')
-  return batch_size // process_count
 
 
 def _check_split(split: str):
@@ -124,20 +41,13 @@ def read_text_file(path: str) -> list[list[str]]:
         f'fix `data.text_dir` / `data.languages` in the config (found there: '
         f'{found}).')
   docs, doc = [], []
-  with open(path, 'rb') as f:
-    for lineno, raw in enumerate(f, start=1):
-      try:
-        line = raw.decode('utf-8-sig' if lineno == 1 else 'utf-8').strip()
-      except UnicodeDecodeError as e:
-        raise ValueError(
-            f'{path}, line {lineno}: not valid UTF-8 ({e.reason} at byte '
-            f'{e.start}). Re-encode the file as UTF-8, e.g. '
-            '`iconv -f LATIN1 -t UTF-8`.') from None
-      if line:
-        doc.append(line)
-      elif doc:
-        docs.append(doc)
-        doc = []
+  for _, line in text.utf8_lines(path):
+    line = line.strip()
+    if line:
+      doc.append(line)
+    elif doc:
+      docs.append(doc)
+      doc = []
   if doc:
     docs.append(doc)
   if not docs:
@@ -204,7 +114,7 @@ def encode_documents(tokenizer: tokenizer_lib.Tokenizer,
 
 def make_dataset(data_config: ml_collections.ConfigDict,
                  tokenizer: tokenizer_lib.Tokenizer, split: str, *,
-                 languages: Sequence[str] | None = None) -> PackedDataset:
+                 languages: Sequence[str] | None = None) -> rows_lib.Rows:
   """Tokenizes and packs `split`; `langs` indexes `data_config.languages`."""
   configured = tuple(data_config.languages)
   languages = configured if languages is None else tuple(languages)
@@ -225,7 +135,7 @@ def make_dataset(data_config: ml_collections.ConfigDict,
                                configured.index(lang), 0).astype(np.int32)
     parts.append(packed)
   arrays = {k: np.concatenate([p[k] for p in parts]) for k in KEYS}
-  dataset = PackedDataset(arrays, configured)
+  dataset = rows_lib.Rows(arrays)
   if data_config.corpus == 'bible':
     _PACKED_CACHE[key] = dataset  # read-only arrays: safe to share within a process
   return dataset

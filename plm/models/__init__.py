@@ -1,39 +1,57 @@
-"""Whole architectures, picked by `config.model.name`."""
+"""Whole architectures, picked by `config.model.name`.
+
+Each model module owns its config fields (`config()`: every field with its
+default and meaning) and a `build(model_config, vocab_size)`. Adding a model is
+a new file plus one REGISTRY line. A field the chosen model does not have is an
+error naming the close match, never ignored.
+"""
+import difflib
+
 import flax.linen as nn
-import jax.numpy as jnp
+import ml_collections
 
-from plm.models import sizes
-from plm.models.encoder import Encoder, EncoderLM
-from plm.nn.attention import IMPLEMENTATIONS
+from plm.models import classifier, encoder
 
-NAMES = ('encoder_lm',)
-_ENCODER_FIELDS = ('activation', 'dropout', 'attention_dropout', 'max_len', 'num_segments',
-                   'num_languages', 'num_tasks', 'positions', 'post_ln', 'ln_eps', 'remat',
-                   'attention')
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # model.dtype: compute dtype
+# name -> module with config() and build(model_config, vocab_size)
+REGISTRY = {
+    'encoder': encoder,  # hidden states [B, L, H] (sentence vectors, features)
+    'encoder_lm': encoder,  # + the tied vocabulary head (BERT/XLM/UNILM pre-training)
+    'classifier': classifier,  # + a pooler and a classification layer (fine-tuning)
+}
+NAMES = tuple(REGISTRY)
 # How a model computes, not what it is: a checkpoint serves every setting of these.
-COMPUTE_FIELDS = ('dtype', 'remat', 'attention')
+COMPUTE_FIELDS = encoder.COMPUTE_FIELDS
+
+
+def _module(name: str):
+  if name not in REGISTRY:
+    near = difflib.get_close_matches(name, NAMES, n=1)
+    raise ValueError(f'model.name={name!r} is unknown' + (f' (did you mean {near[0]!r}?)'
+                                                          if near else '') +
+                     f'; use one of {NAMES}')
+  return REGISTRY[name]
+
+
+def config(name: str) -> ml_collections.ConfigDict:
+  """The fields of model `name` with their defaults (plm/models/<file>.py documents each)."""
+  c = _module(name).config()
+  c.name = name
+  return c
+
+
+def check_fields(model_config) -> None:
+  """Every field of `model_config` is one the named model reads."""
+  known = set(config(model_config.name))
+  if unknown := sorted(set(model_config) - known):
+    hints = []
+    for field in unknown:
+      near = difflib.get_close_matches(field, sorted(known), n=1)
+      hints.append(f'model.{field}' + (f' (did you mean model.{near[0]}?)' if near else ''))
+    raise ValueError(f"model.name={model_config.name!r} has no field {', '.join(hints)}; its "
+                     f'fields are {sorted(known)}')
 
 
 def build(model_config, vocab_size: int) -> nn.Module:
-  """The model named by `model.name`, sized by `model.size` (fields override)."""
-  shape = sizes.get(model_config.size)
-  for key in shape:
-    if model_config.get(key) is not None:
-      shape[key] = model_config[key]
-  if shape['hidden'] % shape['heads']:
-    raise ValueError(f"model.hidden={shape['hidden']} is not divisible by "
-                     f"model.heads={shape['heads']}")
-  kwargs = {k: model_config[k] for k in _ENCODER_FIELDS if k in model_config}
-  dtype = model_config.get('dtype', 'float32')
-  if dtype not in DTYPES:
-    raise ValueError(f'model.dtype={dtype!r} is unknown; use one of {list(DTYPES)} (parameters '
-                     'and optimizer state stay float32 either way)')
-  kwargs['dtype'] = DTYPES[dtype]
-  if kwargs.get('attention', 'einsum') not in IMPLEMENTATIONS:
-    raise ValueError(f"model.attention={kwargs['attention']!r} is unknown; use one of "
-                     f'{IMPLEMENTATIONS}')
-  encoder = Encoder(vocab_size=vocab_size, **shape, **kwargs)
-  if model_config.name == 'encoder_lm':
-    return EncoderLM(encoder)
-  raise ValueError(f'model.name={model_config.name!r} is unknown; use one of {NAMES}')
+  """The model named by `model.name`, built from its fields."""
+  check_fields(model_config)
+  return _module(model_config.name).build(model_config, vocab_size)

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm.models import encoder as encoder_lib
 from plm.models.encoder import Encoder
 from plm.nn.attention import dense_init
 
@@ -35,3 +36,16 @@ class EncoderClassifier(nn.Module):
                       kernel_init=P(dense_init(), ('mlp', 'classes')),
                       bias_init=P(nn.initializers.zeros, ('classes',)))(pooled)
     return logits.astype(jnp.float32)
+
+
+def config():
+  """The encoder's fields plus the number of classes (set by the fine-tuning task)."""
+  c = encoder_lib.config()
+  c.num_classes = 0  # classes of the task; the classify job sets it from its data
+  return c
+
+
+def build(mc, vocab_size: int) -> EncoderClassifier:
+  if mc.num_classes < 2:
+    raise ValueError(f'model.num_classes={mc.num_classes}: a classifier needs at least 2 classes')
+  return EncoderClassifier(encoder_lib.build_encoder(mc, vocab_size), mc.num_classes, mc.dropout)

@@ -8,7 +8,11 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_dict
 
+from plm.models import sizes
+from plm.nn.attention import IMPLEMENTATIONS
 from plm.nn.embeddings import Embeddings
 from plm.nn.heads import MlmHead
 from plm.nn.transformer import TransformerBlock, layer_norm
@@ -118,3 +122,64 @@ class EncoderLM(nn.Module):
   def logits(self, x):
     """Vocabulary logits (float32) of hidden states [..., H]."""
     return self.mlm_head(x, self.encoder.embeddings.attend)
+
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # model.dtype: compute dtype
+# How a model computes, not what it is: a checkpoint serves every setting of these.
+COMPUTE_FIELDS = ('dtype', 'remat', 'attention')
+SHAPE_FIELDS = ('size', 'layers', 'hidden', 'heads', 'ff', 'max_len', 'num_segments',
+                'num_languages', 'num_tasks', 'positions', 'post_ln')  # fix the param shapes
+
+
+def config() -> ml_collections.ConfigDict:
+  """The encoder's fields (model.*); `encoder` and `encoder_lm` share them."""
+  c = ml_collections.ConfigDict()
+  c.name = 'encoder_lm'  # plm.models.NAMES
+  c.size = 'mini'  # plm/models/sizes.py: test, tiny, mini, small, medium, base, large, xlm
+  c.layers = config_dict.placeholder(int)  # overrides the size table when set
+  c.hidden = config_dict.placeholder(int)
+  c.heads = config_dict.placeholder(int)
+  c.ff = config_dict.placeholder(int)
+  c.activation = 'gelu'  # gelu (erf, as BERT/XLM), gelu_tanh, relu
+  c.dropout = 0.1
+  c.attention_dropout = 0.1
+  c.max_len = 256  # longest sequence the position table holds
+  c.num_segments = 2  # BERT token types (sentence A/B, source/target); 0 = none
+  c.num_languages = 0  # XLM language embeddings; 0 = none, -1 = one per data.languages entry
+  c.num_tasks = 0  # ERNIE 2.0 task embeddings; 0 = none
+  c.positions = 'learned'  # learned | sinusoidal
+  c.post_ln = True  # BERT/XLM post-LN; False = pre-LN
+  c.ln_eps = 1e-12  # LayerNorm epsilon (BERT's)
+  c.dtype = 'float32'  # compute dtype: float32 | bfloat16 (params, optimizer, loss stay fp32)
+  c.remat = 'none'  # recompute activations in backward: none | full | dots_saveable | ...
+  c.attention = 'einsum'  # einsum (ours) | xla | cudnn (jax.nn.dot_product_attention)
+  return c
+
+
+def build_encoder(mc, vocab_size: int) -> Encoder:
+  """An Encoder from the model.* fields (the size table, then explicit overrides)."""
+  shape = sizes.get(mc.size)
+  for key in shape:
+    if mc.get(key) is not None:
+      shape[key] = mc[key]
+  if shape['hidden'] % shape['heads']:
+    raise ValueError(f"model.hidden={shape['hidden']} is not divisible by "
+                     f"model.heads={shape['heads']}")
+  if mc.dtype not in DTYPES:
+    raise ValueError(f'model.dtype={mc.dtype!r} is unknown; use one of {list(DTYPES)} (parameters '
+                     'and optimizer state stay float32 either way)')
+  if mc.attention not in IMPLEMENTATIONS:
+    raise ValueError(f'model.attention={mc.attention!r} is unknown; use one of {IMPLEMENTATIONS}')
+  if mc.num_languages < 0:
+    raise ValueError(f'model.num_languages={mc.num_languages} was not resolved; plm.run.resolve '
+                     'sets -1 to the number of data.languages')
+  fields = ('activation', 'dropout', 'attention_dropout', 'max_len', 'num_segments',
+            'num_languages', 'num_tasks', 'positions', 'post_ln', 'ln_eps', 'remat', 'attention')
+  return Encoder(vocab_size=vocab_size, **shape, **{k: mc[k] for k in fields},
+                 dtype=DTYPES[mc.dtype])
+
+
+def build(mc, vocab_size: int) -> nn.Module:
+  """`encoder` (hidden states) or `encoder_lm` (with the vocabulary head)."""
+  enc = build_encoder(mc, vocab_size)
+  return EncoderLM(enc) if mc.name == 'encoder_lm' else enc

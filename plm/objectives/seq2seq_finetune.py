@@ -1,6 +1,6 @@
 """UNILM fine-tuning for generation (Dong et al., 2019, section 3.2).
 
-One (source, target) pair per row, laid out by `pack_pair` as
+One (source, target) pair per row, laid out by `plm.data.packing.pack_pair` as
 
   [bos] source [eos] target [eos] pad ...
   types:  0 ... 0 0  1 ... 1  1   0 ...
@@ -22,40 +22,14 @@ rounding half up in exact integers (5 tokens at 0.7 give 4). The cap is
 UNILM's `max_pred`: size `num_predictions` >= rate * (seq_len - 2) + 1 for
 every target token to count at the full rate. Positions are uniform without
 replacement (Gumbel top-k). Everything is jnp with an explicit key, run
-inside the jitted step; `pack_pair` is host-side numpy.
+inside the jitted step.
 """
 import fractions
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from plm import masks
-
-
-def pack_pair(source_ids, target_ids, *, max_len: int, bos_id: int, eos_id: int,
-              pad_id: int = 0) -> dict:
-  """One example as int32 numpy arrays of length `max_len`.
-
-  Returns tokens, token_types, valid, segment_ids (1 real, 0 pad) and
-  positions (0.. on real tokens, 0 on pad). Raises ValueError, never truncates,
-  when len(source) + len(target) + 3 > max_len.
-  """
-  source = np.asarray(source_ids, np.int32).reshape(-1)
-  target = np.asarray(target_ids, np.int32).reshape(-1)
-  n = len(source) + len(target) + 3
-  if n > max_len:
-    raise ValueError(f'source ({len(source)} tokens) + target ({len(target)} tokens) + 3 '
-                     f'special tokens = {n} > max_len={max_len}; raise data.seq_len '
-                     '(and model.max_len) or drop this pair')
-  tokens = np.full(max_len, pad_id, np.int32)
-  tokens[:n] = np.concatenate([[bos_id], source, [eos_id], target, [eos_id]])
-  token_types = np.zeros(max_len, np.int32)
-  token_types[len(source) + 2:n] = 1
-  valid = (np.arange(max_len) < n).astype(np.int32)
-  positions = np.where(valid, np.arange(max_len), 0).astype(np.int32)
-  return dict(tokens=tokens, token_types=token_types, valid=valid, segment_ids=valid.copy(),
-              positions=positions)
 
 
 def num_masked(n, rate: float):
@@ -86,9 +60,9 @@ def make(*, mask_id: int, vocab_size: int, special_ids, num_predictions: int,
   n_mask slots, 0 on the rest (their tokens are left unchanged).
   """
   if not 0.0 < target_mask_rate <= 1.0:
-    raise ValueError(f'objective.target_mask_rate={target_mask_rate} must lie in (0, 1]')
+    raise ValueError(f'finetune.target_mask_rate={target_mask_rate} must lie in (0, 1]')
   if num_predictions < 1:
-    raise ValueError(f'objective.num_predictions={num_predictions} must be >= 1')
+    raise ValueError(f'num_predictions={num_predictions} must be >= 1 (it follows finetune.seq_len and finetune.target_mask_rate)')
   if not 0 <= mask_id < vocab_size:
     raise ValueError(f'mask_id={mask_id} is outside the vocabulary of size {vocab_size}')
   special = jnp.asarray(sorted(special_ids), jnp.int32)

@@ -1,9 +1,11 @@
 """What the user-corpus builders share: file fingerprints, UTF-8 lines, reading back."""
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 import hashlib
 import os
 
 import tensorflow_datasets as tfds
+
+from plm.data.text import utf8_lines  # pylint: disable=unused-import  # the builders read through it
 
 
 def fingerprint(paths: Sequence[str], root: str) -> str:
@@ -21,17 +23,6 @@ def check_dir(path: str, what: str) -> str:
   if not os.path.isdir(path):
     raise FileNotFoundError(f'{path} is not a directory; it must hold {what}')
   return path
-
-
-def utf8_lines(path: str) -> Iterator[tuple[int, str]]:
-  """(line number, line without its newline); a byte that is not UTF-8 is one clear error."""
-  with open(path, 'rb') as f:
-    for number, raw in enumerate(f, start=1):
-      try:
-        yield number, raw.decode('utf-8-sig' if number == 1 else 'utf-8').rstrip('\r\n')
-      except UnicodeDecodeError as e:
-        raise ValueError(f'{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start}); '
-                         're-encode the file as UTF-8, e.g. `iconv -f LATIN1 -t UTF-8`') from None
 
 
 def data_sources(builder_cls, config, data_dir: str) -> dict:

@@ -1,43 +1,8 @@
-"""Fine-tuning examples as fixed-length int32 rows, batched like pre-training rows."""
-import functools
-import hashlib
-
+"""Labelled fine-tuning examples as fixed-length int32 Rows (plm.data.rows)."""
 import numpy as np
 
-from plm.data import bible, bible_tasks, pipeline
-from plm.objectives import seq2seq_finetune
-
-
-class ExampleSet(pipeline.PackedDataset):
-  """Rows of one split under any keys (tokens, labels, token_types, ...).
-
-  Reuses PackedDataset's deterministic order (a pure function of seed and step)
-  and its padded single pass for evaluation (padding rows are all 0).
-  """
-
-  def __init__(self, arrays: dict[str, np.ndarray], skipped: int = 0):  # pylint: disable=super-init-not-called
-    self.arrays = {k: np.array(v, np.int32) for k, v in arrays.items()}
-    for v in self.arrays.values():
-      v.flags.writeable = False
-    self.languages = ()
-    self.skipped = skipped  # examples left out for length (finetune.skip_long)
-
-  @functools.cached_property
-  def fingerprint(self) -> str:
-    h = hashlib.sha256()
-    for k in sorted(self.arrays):
-      h.update(f'{k}{self.arrays[k].shape}'.encode())
-      h.update(np.ascontiguousarray(self.arrays[k]).tobytes())
-    return h.hexdigest()[:16]
-
-  def iterate_once(self, batch_size: int, *, process_index: int = 0, process_count: int = 1):
-    """Unshuffled batches over all rows once; the last one padded with all-0 rows."""
-    per_process = pipeline._per_process(batch_size, process_index, process_count)  # pylint: disable=protected-access
-    for start in range(0, len(self), batch_size):
-      rows = start + process_index * per_process + np.arange(per_process)
-      real = rows < len(self)
-      rows = np.minimum(rows, len(self) - 1)
-      yield {k: v[rows] * real.reshape((-1,) + (1,) * (v.ndim - 1)) for k, v in self.arrays.items()}
+from plm.data import bible, bible_tasks, packing, pipeline
+from plm.data.rows import Rows
 
 
 def keep_fitting(lengths, limit: int, skip_long: bool, what: str) -> list[int]:
@@ -71,7 +36,7 @@ def check_translation(name: str, field: str) -> str:
 
 
 def genre_set(tokenizer, language: str, lang_id: int, split: str, fc, data_dir: str
-              ) -> ExampleSet:
+              ) -> Rows:
   """`[bos] verse [eos] pad...` rows with their genre labels and language id."""
   texts, labels = bible_tasks.genre_examples(translation_of(language), split, data_dir)
   rows = [[tokenizer.bos_id] + ids + [tokenizer.eos_id] for ids in tokenizer.encode(texts)]
@@ -86,15 +51,15 @@ def genre_set(tokenizer, language: str, lang_id: int, split: str, fc, data_dir: 
     tokens[out, :len(rows[i])] = rows[i]
     valid[out, :len(rows[i])] = 1
   positions = np.where(valid, np.arange(width), 0)
-  return ExampleSet(dict(tokens=tokens, segment_ids=valid, positions=positions,
-                         langs=np.full((n, width), lang_id), labels=np.asarray(labels)[kept]),
-                    skipped=len(rows) - n)
+  return Rows(dict(tokens=tokens, segment_ids=valid, positions=positions,
+                   langs=np.full((n, width), lang_id), labels=np.asarray(labels)[kept]),
+              info=dict(skipped=len(rows) - n))
 
 
 def pair_set(tokenizer, split: str, fc, data_dir: str):
-  """(ExampleSet of packed pairs, [(source ids, target text)]) for finetune.source -> target.
+  """(Rows of packed pairs, [(source ids, target text)]) for finetune.source -> target.
 
-  Rows are seq2seq_finetune.pack_pair's layout `[bos] source [eos] target [eos]`.
+  Rows are packing.pack_pair's layout `[bos] source [eos] target [eos]`.
   """
   source = check_translation(fc.source, 'finetune.source')
   target = check_translation(fc.target, 'finetune.target')
@@ -108,9 +73,9 @@ def pair_set(tokenizer, split: str, fc, data_dir: str):
                       fc.skip_long, f'{source}->{target} {split} pairs')
   if not kept:
     raise ValueError(f'no {split} pair fits finetune.seq_len={fc.seq_len}')
-  packed = [seq2seq_finetune.pack_pair(src_ids[i], tgt_ids[i], max_len=fc.seq_len,
+  packed = [packing.pack_pair(src_ids[i], tgt_ids[i], max_len=fc.seq_len,
                                        bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
                                        pad_id=tokenizer.pad_id) for i in kept]
   arrays = {k: np.stack([p[k] for p in packed]) for k in packed[0]}
-  return (ExampleSet(arrays, skipped=len(pairs) - len(kept)),
+  return (Rows(arrays, info=dict(skipped=len(pairs) - len(kept))),
           [(src_ids[i], pairs[i][1]) for i in kept])

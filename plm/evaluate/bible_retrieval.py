@@ -1,20 +1,16 @@
-"""The `retrieve` job: cross-lingual retrieval of held-out Bible verses.
+"""Cross-lingual retrieval of held-out Bible verses (the `retrieve` job and
+`train.retrieval_every`).
 
-  python -m plm.main --config=configs/xlm.py --config.job=retrieve --workdir=runs/xlm
-
-Embeds the parallel verses of two translations in the test split (chapters
-never trained on) with the run's checkpoint, `embed.layer` and
-`embed.pooling`, and prints P@1 (and mean/median rank) in both directions
-(plm/evaluate/retrieval.py). `train.retrieval_every` runs the same evaluation
-on the validation split during training.
+Embeds the parallel verses of two translations of a split (test: chapters never
+trained on) with `embed.layer` and `embed.pooling`, and gives P@1 (and
+mean/median rank) in both directions (plm/evaluate/retrieval.py).
 """
-import json
 import os
 
 import numpy as np
 
-from plm import embed
 from plm.data import bible, bible_tasks, pipeline
+from plm.evaluate import embedding as embed
 from plm.evaluate import retrieval
 
 
@@ -110,17 +106,3 @@ def log(table: dict, step: int, writer=None) -> None:
     if writer and direction != 'setting':
       for k in ('p_at_1', 'mean_rank'):
         writer.add_scalar(f"retrieval_{table['setting']['split']}_{direction}/{k}", m[k], step)
-
-
-def retrieve(config, workdir: str) -> dict:
-  """The job: the test-split table of the newest checkpoint, printed and written as JSON."""
-  tokenizer, model, params = embed.load_run(config, workdir)
-  table = Evaluator(config, tokenizer, model)(params, 'test')
-  print(format_table(table), flush=True)
-  output = config.retrieval.output or os.path.join(os.path.abspath(os.path.expanduser(workdir)),
-                                                   'retrieval_test.json')
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output, 'w', encoding='utf-8') as f:
-    json.dump(table, f, indent=2)
-  print(f'wrote {output}', flush=True)
-  return table

@@ -1,0 +1,25 @@
+"""The one UTF-8 line reader every text input goes through.
+
+A missing file and a byte that is not UTF-8 are each one clear error naming the
+file (and line) and the fix. A byte-order mark on the first line is dropped.
+"""
+from collections.abc import Iterator
+import os
+
+
+def utf8_lines(path: str, what: str = 'a UTF-8 text file') -> Iterator[tuple[int, str]]:
+  """(line number, line without its newline); `what` says what the file must be."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path} does not exist; it must be {what}')
+  with open(path, 'rb') as f:
+    for number, raw in enumerate(f, start=1):
+      try:
+        yield number, raw.decode('utf-8-sig' if number == 1 else 'utf-8').rstrip('\r\n')
+      except UnicodeDecodeError as e:
+        raise ValueError(f'{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start}); '
+                         're-encode the file as UTF-8, e.g. `iconv -f LATIN1 -t UTF-8`') from None
+
+
+def read_lines(path: str, what: str = 'a UTF-8 text file') -> list[str]:
+  """Every line of `path`, without line ends, in order."""
+  return [line for _, line in utf8_lines(path, what)]

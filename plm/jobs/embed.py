@@ -1,0 +1,38 @@
+"""The `embed` job: one vector per input line from a trained run.
+
+  python -m plm.main --config=configs/xlm.py --config.job=embed \
+      --config.embed.input=sentences.txt --config.embed.output=vectors.npy --workdir=runs/xlm
+
+Reads UTF-8 text, one sentence per line, and writes a float32 array
+[lines, hidden] in the same order (plm/evaluate/embedding.py: layer, pooling).
+"""
+import os
+
+import numpy as np
+
+from plm import run
+from plm.data import text
+from plm.evaluate import embedding
+
+
+def embed_file(config, workdir: str) -> np.ndarray:
+  """Runs the job; returns (and writes to embed.output) the vectors."""
+  ec = config.embed
+  languages = tuple(config.data.languages)
+  if config.model.num_languages and ec.language not in languages:
+    raise ValueError(f'embed.language={ec.language!r} is not in data.languages {languages}; '
+                     'name the language of the input file')
+  loaded = run.load(workdir, config)
+  config, tokenizer, model = loaded.config, loaded.tokenizer, loaded.model
+  embedding.check_options(config, embedding.encoder_of(model).layers)
+  lines = text.read_lines(ec.input, 'embed.input: a UTF-8 text file with one sentence per line')
+  rows = embedding.encode_lines(tokenizer, lines, config.model.max_len, ec.input)
+  lang = languages.index(ec.language) if ec.language in languages else 0
+  vectors = (embedding.embed_rows(embedding.make_embedder(model, config, tokenizer.pad_id),
+                                  loaded.params, rows, tokenizer.pad_id, ec.batch_size, lang)
+             if rows else np.zeros((0, embedding.encoder_of(model).hidden), np.float32))
+  os.makedirs(os.path.dirname(os.path.abspath(ec.output)), exist_ok=True)
+  np.save(ec.output, vectors)
+  print(f'embedded {len(lines)} lines of {ec.input} into {ec.output} '
+        f'({vectors.shape[1]} dims, {ec.pooling} pooling of layer {ec.layer})', flush=True)
+  return vectors

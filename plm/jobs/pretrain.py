@@ -1,0 +1,50 @@
+"""The `train` and `evaluate` jobs: pre-training by `objective.name` on the configured corpus.
+
+  python -m plm.main --config=configs/xlm.py --workdir=runs/xlm
+  python -m plm.main --config=configs/xlm.py --config.job=evaluate --workdir=runs/xlm
+"""
+from plm import models, objectives, run, train
+from plm.data import mixing, pipeline
+from plm.evaluate import bible_retrieval
+
+
+def heldout_sets(config, tokenizer, split):
+  """Rows per language, and TLM rows per direction ('en-es') when the run trains TLM."""
+  sets = {lang: pipeline.make_dataset(config.data, tokenizer, split, languages=(lang,))
+          for lang in config.data.languages}
+  return {**sets, **mixing.heldout_tlm_sets(config.data, tokenizer, split)}
+
+
+def make_task(config, tokenizer) -> train.Task:
+  """Pre-training rows (MLM/CLM/UNILM, plus TLM when data.tlm_share > 0), model, objective."""
+  if config.data.seq_len > config.model.max_len:
+    raise ValueError(f'data.seq_len={config.data.seq_len} exceeds model.max_len='
+                     f'{config.model.max_len}; raise model.max_len or lower data.seq_len')
+  rows = mixing.make_train_dataset(config.data, tokenizer)  # MLM (+ TLM) rows, sampled
+  counts = rows.token_counts(tokenizer.vocab_size)
+  print(f'data: {len(rows)} training rows of {config.data.seq_len} tokens, fingerprint '
+        f'{rows.fingerprint}, order '
+        f'{rows.order_fingerprint(config.train.batch_size, seed=config.seed)}; vocabulary '
+        f'{tokenizer.fingerprint} ({tokenizer.vocab_size} pieces); streams: {rows.summary}',
+        flush=True)
+  model = models.build(config.model, tokenizer.vocab_size)
+  evaluators = ()
+  if config.train.retrieval_every:  # Bible verse retrieval P@1 on validation, and on test
+    evaluators = (('retrieval', config.train.retrieval_every,
+                   bible_retrieval.Evaluator(config, tokenizer, model), bible_retrieval.log),)
+  return train.Task('pretrain', model, config.model, objectives.build(config, tokenizer, counts),
+                    rows, lambda split: heldout_sets(config, tokenizer, split), evaluators)
+
+
+def train_job(config, workdir: str) -> dict:
+  """The `train` job: trains (resuming), then prints and writes the test results."""
+  config = run.resolve(config)
+  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer), tokenizer)
+
+
+def evaluate_job(config, workdir: str) -> dict:
+  """The `evaluate` job: the test results of the newest checkpoint in `workdir`."""
+  config = run.resolve(config)
+  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
+  return train.evaluate_checkpoint(config, workdir, make_task(config, tokenizer), tokenizer)
