@@ -191,7 +191,10 @@ def setup(config, task: Task, tokenizer, devices=None) -> Setup:
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     boxed_extras = objective.make_extras() if objective.make_extras else {}
     extras_sharding = partitioning.logical_shardings(mesh, rules, boxed_extras)
-    extras = jax.device_put(nn.unbox(boxed_extras), extras_sharding)
+    is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)
+    values = jax.tree_util.tree_map(lambda x: x.unbox(apply_constraint=False) if is_box(x) else x,
+                                    boxed_extras, is_leaf=is_box)
+    extras = jax.device_put(values, extras_sharding)
     rng = jax.random.PRNGKey(config.seed)
     boxed_state = jax.eval_shape(init, rng, extras)
     partitioning.check_logical_axes(rules, boxed_state)

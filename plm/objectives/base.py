@@ -13,7 +13,7 @@ sum by its weight over the whole batch and adds them with the config's
 `objective.loss_weights` (default 1 each). `extras` are the frozen arrays of
 the run (a teacher's params, an entity table): read, never updated, never saved.
 `make_extras` (host side, optional) builds them once per run: a tree of arrays,
-boxed with logical axes (nn.with_logical_partitioning) where they should shard.
+boxed as nn.LogicallyPartitioned(value, names) where they should shard.
 """
 from typing import Any, Callable, NamedTuple
 
