@@ -1,0 +1,82 @@
+"""The command line, in-process: --help lists the jobs; every user error is one line."""
+import os
+import subprocess
+import sys
+
+from absl import flags
+import pytest
+
+from plm import main, models
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(*args) -> str:
+  """The message main exits with (SystemExit), in this process."""
+  flags.FLAGS.unparse_flags()
+  cwd = os.getcwd()
+  os.chdir(REPO)  # config paths are relative to the repository
+  try:
+    main.parse_flags(['plm.main', *args])
+    main.main(['plm.main'])
+  except SystemExit as e:
+    return str(e.code)
+  finally:
+    os.chdir(cwd)
+    flags.FLAGS.unparse_flags()
+  raise AssertionError(f'main {args} did not exit')
+
+
+def test_help_lists_every_job():
+  out = subprocess.run([sys.executable, '-m', 'plm.main', '--help'], cwd=REPO,
+                       capture_output=True, text=True, timeout=120).stdout  # absl exits 1
+  for job in main.JOBS:
+    assert f'\n  {job} ' in out, job
+
+
+def test_missing_config_and_workdir():
+  assert run_main().startswith('error: --config is required')
+  assert run_main('--config=configs/xlm.py:tiny').startswith('error: --workdir is required')
+
+
+def cli_error(*args) -> str:
+  """stderr of a failing `python -m plm.main` (config overrides register flags once per
+  process, so these run in a subprocess)."""
+  proc = subprocess.run([sys.executable, '-m', 'plm.main', *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1, proc
+  return proc.stderr.strip()
+
+
+def test_unknown_job_and_key_name_the_fix(tmp_path):
+  message = cli_error('--config=configs/xlm.py:tiny', '--config.job=trian', f'--workdir={tmp_path}')
+  assert message.startswith("error: config.job='trian' is unknown. Did you mean train?"), message
+  message = cli_error('--config=configs/xlm.py:tiny', '--config.model.hiden=8',
+                      f'--workdir={tmp_path}')
+  assert message.startswith('error: bad config override (--config.model.hiden)'), message
+  assert 'hidden' in message and len(message.splitlines()) == 1
+
+
+def test_user_error_is_one_line_without_traceback(tmp_path):
+  message = cli_error('--config=configs/xlm.py:tiny', '--config.data.corpus=textdir',
+                      f'--config.data.text_dir={tmp_path}/none', f'--workdir={tmp_path}/run')
+  assert 'Traceback' not in message
+  first, hint = message.splitlines()[-2:]
+  assert first.startswith(f'error: Missing text file {tmp_path}/none/en.train.txt'), message
+  assert hint == '(rerun with --verbosity=1 for the traceback)'
+
+
+def test_model_fields_belong_to_the_model():
+  mc = models.config('encoder_lm')
+  with mc.unlocked():
+    mc.hiden = 64
+  with pytest.raises(ValueError, match=r'no field model.hiden \(did you mean model.hidden\?\)'):
+    models.build(mc, 100)
+  with pytest.raises(ValueError, match=r"model.name='encodr_lm' is unknown \(did you mean "
+                                       r"'encoder_lm'\?\)"):
+    models.config('encodr_lm')
+  with pytest.raises(ValueError, match='at least 2 classes'):
+    models.build(models.config('classifier'), 100)
+  encoder = models.build(models.config('encoder'), 100)
+  lm = models.build(models.config('encoder_lm'), 100)
+  assert type(encoder).__name__ == 'Encoder' and lm.encoder == encoder
