@@ -12,8 +12,8 @@ Jobs (--config.job=...):
   classify   fine-tune (init_from) to verse genres; zero-shot across languages
   generate   UNILM seq2seq fine-tuning and beam search, BLEU
 
-Every run writes {workdir}/config.json; train, evaluate and the fine-tuning
-jobs write {workdir}/results.json. A user error (bad path, config or data) ends
+Every training run writes {workdir}/config.json and {workdir}/results.json
+(train and the fine-tuning jobs); evaluate writes {workdir}/results_evaluate.json. A user error (bad path, config or data) ends
 as one line on stderr; --verbosity=1 shows the traceback behind it.
 """
 import difflib

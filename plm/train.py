@@ -334,7 +334,8 @@ def test_results(config, s: Setup, task: Task, params, step: int, writer=None, b
 
 
 def evaluate_checkpoint(config, workdir: str, task: Task, tokenizer) -> dict:
-  """The test-split results of the newest checkpoint in `workdir`, written to results.json."""
+  """The test-split results of the newest checkpoint in `workdir`, written to
+  results_evaluate.json (the training run's results.json and config.json stay as they are)."""
   workdir = run.workdir_path(workdir)
   s = setup(config, task, tokenizer)
   state, _ = checkpoint.restore_latest(checkpoint.manager(workdir), s.abstract_state,
@@ -343,5 +344,5 @@ def evaluate_checkpoint(config, workdir: str, task: Task, tokenizer) -> dict:
     raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints; train first '
                             '(config.job=train) or point --workdir at a trained run')
   results = test_results(config, s, task, state['params'], int(state['step']))
-  run.write_results(results, workdir)
+  run.write_results(results, workdir, 'results_evaluate.json')  # results.json is training's
   return results

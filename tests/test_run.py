@@ -32,6 +32,10 @@ def test_evaluate_job_reproduces_the_final_table(trained):
   config.job = 'evaluate'
   again = pretrain.evaluate_job(config, workdir)
   assert again['test'] == results['test']  # same params, same held-out masks
+  with open(f'{workdir}/results_evaluate.json') as f:
+    assert json.load(f)['test'] == results['test']
+  with open(f'{workdir}/results.json') as f:
+    assert json.load(f)['job'] == 'train'  # training's own results are kept
 
 
 def test_load_rebuilds_the_run_from_its_directory(trained):

@@ -18,7 +18,7 @@ import numpy as np
 
 from configs import xlm
 from plm import models, partitioning, train
-from plm.objectives import clm, mlm
+from plm.objectives import base, clm, mlm
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 VOCAB = 30522  # BERT's uncased WordPiece vocabulary
@@ -54,14 +54,19 @@ class ShardedStep:
   def __init__(self, c, mesh, batch: dict):
     self.mesh, self.rules = mesh, partitioning.check_rules(c.rules)
     model = models.build(c.model, VOCAB)
-    objective = clm.make() if c.objective.name == 'clm' else mlm.make(
+    fn = clm.make() if c.objective.name == 'clm' else mlm.make(
         mask_id=MASK_ID, vocab_size=VOCAB, special_ids=SPECIAL_IDS,
         num_predictions=c.objective.num_predictions, rate=c.objective.mask_rate)
+    # One head named after the objective, as plm.objectives.build makes it; a flat unigram
+    # prior (its cost, not its value) and the configured chunked loss.
+    objective = base.token_objective(
+        'clm' if c.objective.name == 'clm' else 'mlm', fn,
+        prior_logp=np.full(VOCAB, -np.log(VOCAB), np.float32), loss_chunk=c.train.loss_chunk)
     tx = train.make_optimizer(c.optim)
     example = jax.tree_util.tree_map(jnp.asarray, batch)
 
     def init(rng):
-      inputs, _, _ = objective(rng, example)
+      inputs, _ = objective.prepare(rng, example, {})
       params = model.init(rng, **inputs)['params']
       return dict(params=params, opt_state=tx.init(params), step=jnp.array(0, jnp.int32),
                   rng=jax.random.PRNGKey(1))
@@ -73,10 +78,10 @@ class ShardedStep:
                                                            jax.eval_shape(init, rng))
       unboxed = lambda r: nn.unbox(init(r))
       self.abstract_state = jax.eval_shape(unboxed, rng)
-      step, _ = train.make_steps(model, objective, tx, 1,
-                                 np.full(VOCAB, -np.log(VOCAB), np.float32),
-                                 loss_chunk=c.train.loss_chunk)
-      self.step = jax.jit(step, in_shardings=(self.state_sharding, self.batch_sharding),
+      step, _ = train.make_steps(model, objective, tx, 1, base.loss_weights(objective, None))
+      # No frozen extras (MLM / CLM): the step's `extras` argument is {}.
+      self.step = jax.jit(lambda state, batch: step(state, {}, batch),
+                          in_shardings=(self.state_sharding, self.batch_sharding),
                           out_shardings=(self.state_sharding, partitioning.replicated(mesh)),
                           donate_argnums=0)
       self.init = jax.jit(unboxed, out_shardings=self.state_sharding)

@@ -47,7 +47,7 @@ import mfu
 from configs import xlm
 from plm import models, partitioning, train
 from plm.models import sizes
-from plm.objectives import mlm
+from plm.objectives import base, mlm
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 VOCAB = 30522  # BERT's uncased WordPiece vocabulary
@@ -98,23 +98,31 @@ def make_batch(args):
               positions=np.broadcast_to(np.arange(args.seq_len, dtype=np.int32), shape).copy())
 
 
-def setup_plm(c, objective, tx, batch):
-  """(jitted train step, initial state) for plm."""
+def plm_objective(mlm_fn, loss_chunk: int = 0) -> base.Objective:
+  """plm's MLM Objective (one 'mlm' head) around `mlm_fn`, as objectives.build makes it."""
+  return base.token_objective(
+      'mlm', mlm_fn, prior_logp=np.full(VOCAB, -np.log(VOCAB), np.float32),  # its cost only
+      loss_chunk=loss_chunk)
+
+
+def setup_plm(c, mlm_fn, tx, batch):
+  """(jitted train step (state, batch), initial state) for plm."""
   model = models.build(c.model, VOCAB)
+  objective = plm_objective(mlm_fn, c.train.loss_chunk)
   rng = jax.random.PRNGKey(0)
 
   @jax.jit
   def init(rng, batch):
-    inputs, _, _ = objective(rng, batch)
+    inputs, _ = objective.prepare(rng, batch, {})
     params = nn.unbox(model.init(rng, **inputs)['params'])
     return dict(params=params, opt_state=tx.init(params), step=jnp.array(0, jnp.int32),
                 rng=jax.random.PRNGKey(1))
 
   state = init(rng, batch)
-  train_step, _ = train.make_steps(
-      model, objective, tx, accum_steps=1,
-      unigram_logp=np.full(VOCAB, -np.log(VOCAB), np.float32))  # baseline's cost, not its value
-  return jax.jit(train_step, donate_argnums=0), state
+  train_step, _ = train.make_steps(model, objective, tx, accum_steps=1,
+                                   weights=base.loss_weights(objective, None))
+  # No frozen extras for MLM: the step's `extras` argument is {}.
+  return jax.jit(lambda state, batch: train_step(state, {}, batch), donate_argnums=0), state
 
 
 def setup_hf(c, tx, hf_batch):
@@ -156,13 +164,13 @@ def setup_hf(c, tx, hf_batch):
   return jax.jit(train_step, donate_argnums=0), init_state(params)
 
 
-def hf_inputs(objective, batch):
+def hf_inputs(mlm_fn, batch):
   """HF's batch with plm's masking, as a data collator would hand it over.
 
   The same 15% of positions are corrupted and labelled (-100 elsewhere) as in
   plm's first step; plm re-draws its masks inside every step (a few top-k ops).
   """
-  inputs, targets, weights = jax.jit(objective)(jax.random.PRNGKey(0), batch)
+  inputs, targets, weights = jax.jit(mlm_fn)(jax.random.PRNGKey(0), batch)
   b, l = batch['tokens'].shape
   labels = np.full((b, l), -100, np.int32)
   rows = np.arange(b)[:, None].repeat(targets.shape[1], 1)
@@ -205,14 +213,14 @@ class Runner:
 def jax_runners(args, c):
   """([plm, HF Flax] compiled Runners on the same batch and optimizer, HF's batch)."""
   batch = make_batch(args)
-  objective = mlm.make(mask_id=MASK_ID, vocab_size=VOCAB, special_ids=SPECIAL_IDS,
-                       num_predictions=args.num_predictions, rate=c.objective.mask_rate)
+  mlm_fn = mlm.make(mask_id=MASK_ID, vocab_size=VOCAB, special_ids=SPECIAL_IDS,
+                    num_predictions=args.num_predictions, rate=c.objective.mask_rate)
   tx = train.make_optimizer(c.optim)  # the same optimizer for both
   # A 1-device mesh + rules, as plm.train runs the model (logical constraints resolve).
   mesh = partitioning.make_mesh({'data': -1})
   with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.DEFAULT_RULES):
-    runners = [Runner('plm', *setup_plm(c, objective, tx, batch), batch)]
-  hf_batch = hf_inputs(objective, batch)
+    runners = [Runner('plm', *setup_plm(c, mlm_fn, tx, batch), batch)]
+  hf_batch = hf_inputs(mlm_fn, batch)
   runners.append(Runner('HF Flax', *setup_hf(c, tx, hf_batch), hf_batch))
   return runners, hf_batch
 

@@ -103,12 +103,27 @@ def main():
 
 
 def heldout_accuracy(log: str):
-  """Masked-token accuracy and its unigram baseline from an evaluate job's log, or None."""
+  """Masked-token accuracy and its unigram baseline from an evaluate job's log, or None.
+
+  The job prints the held-out table (plm/progress.py format_table) with a header row
+  '| set | head | loss | ... | accuracy | unigram loss | unigram accuracy | ...'; the
+  columns are read by name from the last 'en' row. (The job's results.json would
+  not do: every mask's evaluation writes the same {workdir}/results.json.)
+  """
   if not os.path.exists(log):
     return None
+  header, found = None, None
   with open(log) as f:
-    rows = [line.split('|') for line in f if line.startswith('| en |')]
-  return (float(rows[-1][4]), float(rows[-1][6])) if rows else None
+    for line in f:
+      if not line.startswith('|'):
+        continue
+      cells = [c.strip() for c in line.strip().strip('|').split('|')]
+      if cells[:2] == ['set', 'head']:
+        header = cells
+      elif header and len(cells) == len(header) and cells[0] == 'en':
+        row = dict(zip(header, cells))
+        found = (float(row['accuracy']), float(row['unigram accuracy']))
+  return found
 
 
 def mask_table(runs: str) -> str:
@@ -134,9 +149,10 @@ def results_table(runs: str) -> str:
             got[job] = json.load(f)
       if not got:
         continue
-      c = got.get('classify', {}).get('test', {}).get('en', {})
+      # results['test'][set][head]: the 'classify' head on en, 'seq2seq' on the one pair
+      c = got.get('classify', {}).get('test', {}).get('en', {}).get('classify', {})
       g = got.get('generate', {})
-      gt = next(iter(g.get('test', {}).values()), {})
+      gt = next(iter(g.get('test', {}).values()), {}).get('seq2seq', {})
       d = g.get('decode', {})
       fmt = lambda x, spec: format(x, spec) if x is not None else '-'
       rows.append(f"| {init} | {seed} | {fmt(c.get('accuracy'), '.3f')} | "

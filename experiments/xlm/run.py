@@ -99,8 +99,8 @@ def results_table(runs: str, seeds: list[int]) -> str:
         ways = [m for k, m in r.items() if k != 'setting'] if r else []
         values += ([ways[0]['p_at_1'], ways[1]['p_at_1'],
                     (ways[0]['mean_rank'] + ways[1]['mean_rank']) / 2] if r else [None] * 3)
-      c = load(f'{work}_classify/results.json')['test']
-      values += [c['en']['accuracy'], c['es']['accuracy']]
+      c = load(f'{work}_classify/results.json')['test']  # results['test'][lang][head]
+      values += [c['en']['classify']['accuracy'], c['es']['classify']['accuracy']]
       per_seed.append(values)
       rows.append(f'| {name} | {seed} | ' + ' | '.join(_fmt(v) for v in values) + ' |')
     columns = list(zip(*per_seed))

@@ -40,8 +40,9 @@ class MixedDataset:
       raise ValueError(f'stream weights {dict(weights)} must be >= 0 and not all 0')
     self.weights /= self.weights.sum()
     self.languages = tuple(languages)
-    if len({s.seq_len for s in self.streams}) != 1:
-      raise ValueError('all streams must have the same row length (data.seq_len)')
+    shapes = {k: {s.arrays[k].shape[1:] for s in self.streams} for k in self.streams[0].keys}
+    if any(len(v) > 1 for v in shapes.values()):
+      raise ValueError(f'all streams must have rows of one shape per key (data.seq_len): {shapes}')
 
   def __len__(self) -> int:
     return sum(len(s) for s in self.streams)

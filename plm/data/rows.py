@@ -125,6 +125,8 @@ class Rows:
 
 def concatenate(parts: list[Rows], *, info: dict | None = None) -> Rows:
   """Rows of several parts, in order; every part must have the same keys."""
+  if not parts:
+    raise ValueError('concatenate needs at least one part')
   keys = {p.keys for p in parts}
   if len(keys) != 1:
     raise ValueError(f'cannot concatenate rows with different keys: {sorted(keys)}')

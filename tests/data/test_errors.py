@@ -35,8 +35,8 @@ def test_non_utf8_line(tmp_path):
   path.write_bytes('ok\n\nfine\n'.encode() + 'año\n'.encode('latin-1'))
   with pytest.raises(ValueError) as e:
     pipeline.load_texts(_config(tmp_path), 'train')
-  assert str(e.value).startswith(f'{path}, line 4: not valid UTF-8')
-  assert 'Re-encode the file as UTF-8' in str(e.value)
+  assert str(e.value).startswith(f'{path}, line 4: not UTF-8')
+  assert 're-encode the file as UTF-8' in str(e.value)
 
 
 def test_unknown_language(tmp_path):

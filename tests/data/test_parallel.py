@@ -84,7 +84,9 @@ def test_parallel_files_round_trip_both_directions(tmp_path):
   assert parallel.load_pairs(config, 'en', 'es', 'train') == list(zip(EN, ES))
   tok = tokenizer_lib.load_or_train(str(tmp_path / 'spm.model'), EN + ES, 40)
   ds = parallel.make_tlm_dataset(config, tok, 'train', 'es', 'en')
-  assert (ds.pairs, ds.empty, ds.too_long) == (3, 1, 0)
+  assert (ds.info['pairs'], ds.info['empty'], ds.info['too_long']) == (3, 1, 0)
+  assert set(ds.keys) == {'tokens', 'segment_ids', 'positions', 'langs', 'stream'}
+  assert not ds.arrays['stream'].any()  # one stream; a mix renumbers it
   a = ds.arrays
   decoded = []
   for r in range(len(ds)):
@@ -111,7 +113,7 @@ def test_line_count_mismatch_names_both_files_and_counts(tmp_path):
 def test_non_utf8_missing_files_and_unknown_language(tmp_path):
   _write(tmp_path, 'en-es.train.en', EN)
   (tmp_path / 'en-es.train.es').write_bytes(b'uno\nni\xf1o\n')
-  with pytest.raises(ValueError, match=r'en-es\.train\.es, line 2: not valid UTF-8'):
+  with pytest.raises(ValueError, match=r'en-es\.train\.es, line 2: not UTF-8'):
     parallel.load_pairs(_config(tmp_path), 'en', 'es', 'train')
   with pytest.raises(FileNotFoundError, match=r'expected en-es\.test\.en and en-es\.test\.es'):
     parallel.load_pairs(_config(tmp_path), 'en', 'es', 'test')

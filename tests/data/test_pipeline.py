@@ -1,10 +1,11 @@
-"""Tests for plm.data.pipeline: deterministic batches and make_dataset."""
+"""Tests for plm.data.pipeline (make_dataset) and the deterministic batches of its Rows."""
 
 import ml_collections
 import numpy as np
 import pytest
 
 from plm.data import pipeline
+from plm.data import rows as rows_lib
 from plm.data import tokenizer as tokenizer_lib
 
 
@@ -17,7 +18,7 @@ def _arrays(num_rows, seq_len=4):
 
 
 def _dataset(num_rows, seq_len=4):
-  return pipeline.PackedDataset(_arrays(num_rows, seq_len), languages=('en',))
+  return rows_lib.Rows(_arrays(num_rows, seq_len))
 
 
 def _rows(ds, steps, batch_size, seed=0, **kwargs):
@@ -29,9 +30,11 @@ def _rows(ds, steps, batch_size, seed=0, **kwargs):
 def test_batch_is_pure_function_of_seed_and_step():
   ds = _dataset(100)
   first = ds.batch(3, 8, seed=1)
+  # The packed keys, plus the stream id Rows gives every row (0: one stream).
   assert {k: v.shape for k, v in first.items()} == {
-      k: (8, 4) for k in pipeline.KEYS}
-  for k in pipeline.KEYS:
+      **{k: (8, 4) for k in pipeline.KEYS}, 'stream': (8,)}
+  np.testing.assert_array_equal(first['stream'], np.zeros(8))
+  for k in (*pipeline.KEYS, 'stream'):
     np.testing.assert_array_equal(first[k], ds.batch(3, 8, seed=1)[k])
   rows = _rows(ds, [3], 8, seed=1)
   assert not np.array_equal(rows, _rows(ds, [4], 8, seed=1))
@@ -73,7 +76,8 @@ def test_iterate_once_covers_rows_in_order_and_pads():
   tokens = np.concatenate([b['tokens'] for b in batches])
   np.testing.assert_array_equal(tokens[:10], ds.arrays['tokens'])
   assert not tokens[10:].any()
-  assert not np.concatenate([b['segment_ids'] for b in batches])[10:].any()
+  for k in ds.keys:  # padding rows are 0 under every key
+    assert not np.concatenate([b[k] for b in batches])[10:].any()
   halves = [list(ds.iterate_once(4, process_index=i, process_count=2))
             for i in range(2)]
   for b, h0, h1 in zip(batches, *halves):
@@ -85,16 +89,15 @@ def test_token_counts_and_fingerprint():
   arrays = _arrays(5)
   arrays['segment_ids'][0, 2:] = 0  # Two pad positions in row 0 (token 1).
   arrays['tokens'][0, 2:] = 0
-  ds = pipeline.PackedDataset(arrays, ('en',))
+  ds = rows_lib.Rows(arrays)
   np.testing.assert_array_equal(ds.token_counts(8), [0, 2, 4, 4, 4, 4, 0, 0])
   with pytest.raises(ValueError, match='vocab_size'):
     ds.token_counts(4)
-  same = pipeline.PackedDataset(arrays, ('en',))
+  same = rows_lib.Rows(arrays)
   assert same.fingerprint == ds.fingerprint and len(ds.fingerprint) == 16
   arrays['tokens'][4, 0] = 7  # The datasets copied the arrays: unaffected.
-  assert pipeline.PackedDataset(arrays, ('en',)).fingerprint != ds.fingerprint
-  assert ds.fingerprint == same.fingerprint == pipeline.PackedDataset(
-      ds.arrays, ('en',)).fingerprint
+  assert rows_lib.Rows(arrays).fingerprint != ds.fingerprint
+  assert ds.fingerprint == same.fingerprint == rows_lib.Rows(ds.arrays).fingerprint
 
 
 SENTENCES = {
@@ -121,6 +124,7 @@ def test_make_dataset_textdir_round_trip(tmp_path):
   tok = tokenizer_lib.load_or_train(str(tmp_path / 'spm.model'), texts, 60)
   ds = pipeline.make_dataset(config, tok, 'validation')
   assert ds.arrays['tokens'].shape[1] == 8
+  assert set(ds.keys) == {*pipeline.KEYS, 'stream'} and not ds.arrays['stream'].any()
   for index, lang in enumerate(config.languages):
     rows = ds.arrays['langs'][:, 0] == index  # Position 0 is never padding.
     tokens, segments = ds.arrays['tokens'][rows], ds.arrays['segment_ids'][rows]

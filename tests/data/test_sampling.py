@@ -4,6 +4,7 @@ import pytest
 
 from plm.data import mixing
 from plm.data import pipeline
+from plm.data import rows as rows_lib
 from plm.data import sampling
 
 
@@ -41,8 +42,8 @@ def _stream(num_rows, lang, tokens_per_row=4):
   tokens = np.zeros((num_rows, 4), np.int32)
   tokens[:, :tokens_per_row] = (lang + 1) * 1000 + np.arange(num_rows)[:, None]
   seg = (tokens > 0).astype(np.int32)
-  return pipeline.PackedDataset(dict(tokens=tokens, segment_ids=seg, positions=seg * 0,
-                                     langs=seg * lang), ('a', 'b', 'c'))
+  return rows_lib.Rows(dict(tokens=tokens, segment_ids=seg, positions=seg * 0,
+                            langs=seg * lang))
 
 
 def _mix(alpha, tlm_share=0.0):
@@ -55,8 +56,10 @@ def _mix(alpha, tlm_share=0.0):
 
 
 def _shares(ds, steps=300, batch_size=32, seed=0):
-  streams = np.concatenate([ds.batch(s, batch_size, seed=seed)['tokens'][:, 0] // 1000 - 1
-                            for s in range(steps)])
+  batches = [ds.batch(s, batch_size, seed=seed) for s in range(steps)]
+  streams = np.concatenate([b['tokens'][:, 0] // 1000 - 1 for b in batches])
+  # Each row's stream id names the stream its tokens came from (a, b, a-c: 0, 1, 2).
+  np.testing.assert_array_equal(np.concatenate([b['stream'] for b in batches]), streams)
   return np.bincount(streams, minlength=3) / len(streams)
 
 
@@ -87,7 +90,8 @@ def test_mixed_batches_are_a_pure_function_of_seed_and_step():
   straight = [ds.batch(s, 16, seed=4) for s in range(30)]
   resumed = _mix(0.7, tlm_share=0.3)  # a fresh object, as after a restart
   for s in (29, 12, 0):
-    for k in pipeline.KEYS:
+    assert set(straight[s]) == {*pipeline.KEYS, 'stream'}
+    for k in straight[s]:
       np.testing.assert_array_equal(resumed.batch(s, 16, seed=4)[k], straight[s][k])
   assert not np.array_equal(ds.batch(3, 16, seed=5)['tokens'], straight[3]['tokens'])
   halves = [ds.batch(7, 16, seed=4, process_index=i, process_count=2) for i in range(2)]
