@@ -9,7 +9,7 @@ setuptools.setup(
     package_data={'plm': ['data/corpora/*/*']},
     python_requires='>=3.11',
     install_requires=[
-        'jax>=0.6',
+        'jax>=0.7.1',  # jax.set_mesh (plm's mesh context) first appeared in 0.7.1
         'flax>=0.10',
         'optax>=0.2.4',
         'orbax-checkpoint>=0.11',
