@@ -95,7 +95,7 @@ def set_aside(mngr: ocp.CheckpointManager, step: int, e: Exception) -> None:
   message = (f'checkpoint step {step} is unreadable ({type(e).__name__}: '
              f'{str(e).splitlines()[0][:300]}); moved it to {broken} and trying the '
              'previous step')
-  logging.error(message)
+  logging.info(message)  # printed once below; the log would repeat it on stderr
   print(message, flush=True)
   os.replace(os.path.join(str(mngr.directory), str(step)), broken)
   mngr.reload()
