@@ -60,10 +60,10 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f'{path} does not exist: {workdir} is not a plm run directory '
                             '(every run writes its config.json there)')
   with open(path, encoding='utf-8') as f:
-    c = ml_collections.ConfigDict(json.load(f))
+    d = json.load(f)
   for key in ('languages', 'tlm_pairs'):  # JSON lists back to the tuples configs use
-    c.data[key] = tuple(c.data[key])
-  return c
+    d['data'][key] = tuple(d['data'][key])
+  return ml_collections.ConfigDict(d)
 
 
 def vocab_path(config, workdir: str) -> str:

@@ -13,7 +13,8 @@ import numpy as np
 
 sys.path.insert(0, __file__.rsplit('/tests/', 1)[0])
 from configs import xlm  # pylint: disable=g-import-not-at-top,wrong-import-position
-from plm import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from plm import run, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from plm.jobs import pretrain  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 LAYOUTS = {
     'single': dict(data=1, fsdp=1, model=1),
@@ -29,12 +30,16 @@ def two_steps(tfds_dir, vocab_path, workdir, layout):
   config.mesh.update(LAYOUTS[layout])
   config.model.dropout = config.model.attention_dropout = 0.1  # random bits must not depend on the layout
   devices = jax.devices()[:int(np.prod(list(LAYOUTS[layout].values())))]
-  s = train.setup(config, workdir, devices)
+  config = run.resolve(config)
+  tokenizer = run.load_tokenizer(config, workdir)
+  task = pretrain.make_task(config, tokenizer)
+  s = train.setup(config, task, tokenizer, devices)
+  assert s.mesh.devices.size == len(devices), (s.mesh, layout)
   with jax.set_mesh(s.mesh):
-    state = s.init(jax.random.PRNGKey(config.seed))
+    state = s.init(jax.random.PRNGKey(config.seed), s.extras)
     for step in range(2):
-      batch = s.train_ds.batch(step, config.train.batch_size, seed=config.seed)
-      state, metrics = s.train_step(state, s.put(batch))
+      batch = task.train_rows.batch(step, config.train.batch_size, seed=config.seed)
+      state, metrics = s.train_step(state, s.extras, s.put(batch))
   return jax.device_get(state['params']), float(metrics['loss'])
 
 

@@ -31,16 +31,20 @@ def main(tfds_dir, vocab_path, workdir, layout, out):
   import jax
   import numpy as np
   from jax.experimental import multihost_utils
-  from plm import checkpoint, train
+  from plm import checkpoint, run, train
+  from plm.jobs import pretrain
   assert len(jax.devices()) == 8, f'{len(jax.devices())} devices; want 8 over all processes'
-  s = train.setup(config, workdir)
+  config = run.resolve(config)
+  tokenizer = run.load_tokenizer(config, workdir)
+  task = pretrain.make_task(config, tokenizer)
+  s = train.setup(config, task, tokenizer)
   with jax.set_mesh(s.mesh):
-    state = s.init(jax.random.PRNGKey(config.seed))
+    state = s.init(jax.random.PRNGKey(config.seed), s.extras)
     for step in range(2):
-      local = s.train_ds.batch(step, config.train.batch_size, seed=config.seed,
-                               process_index=jax.process_index(),
-                               process_count=jax.process_count())
-      state, metrics = s.train_step(state, s.put(local))
+      local = task.train_rows.batch(step, config.train.batch_size, seed=config.seed,
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count())
+      state, metrics = s.train_step(state, s.extras, s.put(local))
   mngr = checkpoint.manager(workdir)
   checkpoint.save(mngr, 2, state, dict(s.meta, data_step=2))
   checkpoint.wait(mngr, 2)

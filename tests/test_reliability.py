@@ -10,7 +10,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from plm import checkpoint, partitioning, train
+from plm import checkpoint, partitioning, run, train
+from plm.jobs import pretrain
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,8 +24,15 @@ def short(config, steps=20):
   return config
 
 
+def setup(config, workdir):
+  """The pre-training job's Setup for `config` (a resolved copy)."""
+  config = run.resolve(config.copy_and_resolve_references())
+  tokenizer = run.load_tokenizer(config, str(workdir))
+  return train.setup(config, pretrain.make_task(config, tokenizer), tokenizer)
+
+
 def latest_params(workdir, config):
-  s = train.setup(config, str(workdir))
+  s = setup(config, workdir)
   state, _ = checkpoint.restore_latest(checkpoint.manager(str(workdir)), s.abstract_state,
                                        s.state_sharding)
   return int(state['step']), jax.device_get(state['params'])
@@ -56,14 +64,14 @@ def test_sigterm_saves_and_exits_zero(tiny_config, tmp_path):
 def test_truncated_newest_checkpoint_falls_back_and_resumes_exactly(tiny_config, tmp_path,
                                                                      capsys):
   config = short(tiny_config)
-  train.train_and_evaluate(config, str(tmp_path))
+  pretrain.train_job(config, str(tmp_path))
   _, straight = latest_params(tmp_path, config)
   for root, _, files in os.walk(tmp_path / 'checkpoints' / '20' / 'state'):
     for name in files:
       with open(os.path.join(root, name), 'r+b') as f:
         f.truncate(max(os.path.getsize(f.name) // 2 - 1, 0))
   capsys.readouterr()
-  train.train_and_evaluate(config, str(tmp_path))  # falls back to 10, trains 10 more
+  pretrain.train_job(config, str(tmp_path))  # falls back to 10, trains 10 more
   out = capsys.readouterr().out
   assert 'checkpoint step 20 is unreadable' in out, out
   assert 'resumed from step 10' in out, out
@@ -87,48 +95,58 @@ def test_failed_checkpoint_write_is_clear_and_keeps_the_previous(tiny_config, tm
   monkeypatch.setattr(ocp.CheckpointManager, 'save', disk_full_at_20)
   with pytest.raises(checkpoint.CheckpointWriteError,
                      match=r'checkpoint of step 20 .*No space left.*step 10 is intact'):
-    train.train_and_evaluate(config, str(tmp_path))
+    pretrain.train_job(config, str(tmp_path))
   monkeypatch.undo()
   assert latest_params(tmp_path, config)[0] == 10
 
 
 def test_checkpoint_of_another_vocabulary_or_model_is_refused(tiny_config, tmp_path):
   config = short(tiny_config, steps=10)
-  train.train_and_evaluate(config, str(tmp_path / 'run'))
+  pretrain.train_job(config, str(tmp_path / 'run'))
   other_vocab = config.copy_and_resolve_references()
   other_vocab.data.vocab_path = str(tmp_path / 'other' / 'spm.model')
   other_vocab.data.vocab_size = 900
   with pytest.raises(ValueError, match='trained with vocabulary .* set data.vocab_path'):
-    train.train_and_evaluate(other_vocab, str(tmp_path / 'run'))
+    pretrain.train_job(other_vocab, str(tmp_path / 'run'))
   other_model = config.copy_and_resolve_references()
   other_model.model.size = 'tiny'
   with pytest.raises(ValueError, match='holds another model'):
-    train.train_and_evaluate(other_model, str(tmp_path / 'run'))
+    pretrain.train_job(other_model, str(tmp_path / 'run'))
   # Refused, not mistaken for a broken checkpoint: it is still there and resumable.
   assert sorted(os.listdir(tmp_path / 'run' / 'checkpoints')) == ['10']
   step, trained = latest_params(tmp_path / 'run', config)
   assert step == 10
   # config.init_from starts a new run (step 0, fresh optimizer) from those params,
   # and refuses them under another vocabulary.
-  fresh = config.copy_and_resolve_references()
+  fresh = run.resolve(config.copy_and_resolve_references())
   fresh.init_from = str(tmp_path / 'run' / 'checkpoints')
-  s = train.setup(fresh, str(tmp_path / 'new'))
+  s = setup(fresh, tmp_path / 'new')
   state = train.restore_or_init(fresh, s, checkpoint.manager(str(tmp_path / 'new')))
   assert int(state['step']) == 0
+  assert jax.tree_util.tree_structure(state['params']) == jax.tree_util.tree_structure(trained)
   for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(state['params'])),
                   jax.tree_util.tree_leaves(trained)):
     np.testing.assert_array_equal(a, b)
+  # The optimizer starts fresh: Adam's moments are all zero.
+  for x in jax.tree_util.tree_leaves(jax.device_get(state['opt_state'])):
+    if np.issubdtype(x.dtype, np.floating):
+      assert not np.any(x), x
   other_vocab.init_from = fresh.init_from
-  s = train.setup(other_vocab, str(tmp_path / 'new2'))
+  s = setup(other_vocab, tmp_path / 'new2')
   with pytest.raises(ValueError, match='init_from=.* was trained with vocabulary'):
-    train.restore_or_init(other_vocab, s, checkpoint.manager(str(tmp_path / 'new2')))
+    train.restore_or_init(run.resolve(other_vocab), s, checkpoint.manager(str(tmp_path / 'new2')))
+  # ... and under another model shape.
+  other_model.init_from = fresh.init_from
+  s = setup(other_model, tmp_path / 'new3')
+  with pytest.raises(ValueError, match=r"init_from=.* holds another model shape \(model.size='test'"):
+    train.restore_or_init(run.resolve(other_model), s, checkpoint.manager(str(tmp_path / 'new3')))
 
 
-def test_sequence_longer_than_the_model_is_refused(tiny_config, tmp_path):
-  config = tiny_config.copy_and_resolve_references()
+def test_sequence_longer_than_the_model_is_refused(tiny_config):
+  config = run.resolve(tiny_config.copy_and_resolve_references())
   config.data.seq_len = 128
   with pytest.raises(ValueError, match=r'data.seq_len=128 exceeds model.max_len=64'):
-    train.setup(config, str(tmp_path))
+    pretrain.make_task(config, run.load_tokenizer(config, ''))
 
 
 def test_mesh_and_batch_that_do_not_fit_are_refused(tiny_config, tmp_path):
@@ -138,5 +156,6 @@ def test_mesh_and_batch_that_do_not_fit_are_refused(tiny_config, tmp_path):
     partitioning.check_rules((('embed', 'tensor'),))
   config = tiny_config.copy_and_resolve_references()
   config.train.batch_size, config.train.accum_steps = 30, 4
-  with pytest.raises(ValueError, match=r'batch_size=30 must be divisible'):
-    train.setup(config, str(tmp_path))
+  with pytest.raises(ValueError, match=r'batch_size=30 must be divisible by the data-parallel '
+                     r'size 1 times train.accum_steps=4'):
+    setup(config, tmp_path)

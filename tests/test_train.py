@@ -5,11 +5,14 @@ import subprocess
 import sys
 import time
 
+import json
+
 import jax
 import numpy as np
 import pytest
 
-from plm import train
+from plm import run, train
+from plm.jobs import pretrain
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,18 +30,42 @@ def run_main(args, workdir, tiny_config, **popen):
 def test_tiny_config_learns(tiny_config, tmp_path):
   """Loss falls by a margin; held-out MLM beats the unigram baseline in every language."""
   config = tiny_config.copy_and_resolve_references()
-  table = train.train_and_evaluate(config, str(tmp_path))
-  for lang, m in table.items():
+  results = pretrain.train_job(config, str(tmp_path))
+  assert results['step'] == config.train.steps
+  assert set(results['test']) == {'en', 'es'}  # one held-out set per language, no TLM
+  for lang, heads in results['test'].items():
+    assert set(heads) == {'mlm'}, (lang, heads)
+    m = heads['mlm']
     assert m['predictions'] > 5000, lang
     assert m['loss'] < m['unigram_loss'] - 0.3, (lang, m)
     assert m['accuracy'] > m['unigram_accuracy'] + 0.01, (lang, m)
+    np.testing.assert_allclose(m['ppl'], np.exp(m['loss']), rtol=1e-5)
   events = [f for f in os.listdir(tmp_path / 'tb') if f.startswith('events')]
   assert events, 'no TensorBoard summaries written'
+  # The run directory describes itself: results.json is what the job returned, and
+  # config.json is the resolved config (one language embedding per language).
+  with open(tmp_path / 'results.json', encoding='utf-8') as f:
+    assert json.load(f) == json.loads(json.dumps(results))
+  with open(tmp_path / 'config.json', encoding='utf-8') as f:
+    saved = json.load(f)
+  assert saved['model']['num_languages'] == 2 and saved['data']['languages'] == ['en', 'es']
+
+
+def test_config_json_round_trips(tiny_config, tmp_path):
+  """{workdir}/config.json reads back as the config that wrote it (what plm.load rebuilds)."""
+  config = run.resolve(tiny_config.copy_and_resolve_references())
+  run.write_config(config, str(tmp_path))
+  saved = run.read_config(str(tmp_path))
+  assert saved.model.to_dict() == config.model.to_dict()
+  assert saved.data.languages == config.data.languages == ('en', 'es')
+  assert saved.data.tlm_pairs == config.data.tlm_pairs == ('en-es',)
 
 
 def params_of(workdir, config):
   """The newest checkpoint's params as numpy."""
-  s = train.setup(config, str(workdir))
+  config = run.resolve(config.copy_and_resolve_references())
+  tokenizer = run.load_tokenizer(config, str(workdir))
+  s = train.setup(config, pretrain.make_task(config, tokenizer), tokenizer)
   from plm import checkpoint  # pylint: disable=g-import-not-at-top
   state, _ = checkpoint.restore_latest(checkpoint.manager(str(workdir)), s.abstract_state,
                                        s.state_sharding)
@@ -98,8 +125,8 @@ def test_missing_and_empty_corpus_are_clear_errors(tiny_config, tmp_path):
   config.data.vocab_path = ''
   os.makedirs(config.data.text_dir)
   with pytest.raises(FileNotFoundError, match='en.train.txt'):
-    train.train_and_evaluate(config, str(tmp_path / 'run'))
+    pretrain.train_job(config, str(tmp_path / 'run'))
   for lang in ('en', 'es'):
     (tmp_path / 'text' / f'{lang}.train.txt').write_text('\n\n')
   with pytest.raises(ValueError, match='empty'):
-    train.train_and_evaluate(config, str(tmp_path / 'run'))
+    pretrain.train_job(config, str(tmp_path / 'run'))

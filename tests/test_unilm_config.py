@@ -1,8 +1,9 @@
 """configs/unilm.py:tiny trains end to end: training and held-out losses fall.
 
-Built from train.setup's pieces (data, vocabulary, model, objective, jitted
-steps, all from the config) rather than train_and_evaluate, whose checkpoints
-and full test-split pass tests/test_train.py already covers: this stays < 30 s.
+Built from the pre-training job's task and train.setup's pieces (data,
+vocabulary, model, objective, jitted steps, all from the config) rather than
+pretrain.train_job, whose checkpoints and full test-split pass
+tests/test_train.py already covers: this stays < 30 s.
 """
 import itertools
 
@@ -10,12 +11,15 @@ import jax
 import numpy as np
 
 from configs import unilm as unilm_config
-from plm import train
+from plm import run, train
+from plm.jobs import pretrain
 
 
-def heldout_loss(s, params, batches):
-  sums = [jax.device_get(s.eval_step(params, s.put(b), jax.random.PRNGKey(2))) for b in batches]
-  return sum(float(x['loss']) for x in sums) / sum(float(x['weight']) for x in sums)
+def heldout_loss(s, params, batches, head='unilm'):
+  sums = [jax.device_get(s.eval_step(params, s.extras, s.put(b), jax.random.PRNGKey(2)))
+          for b in batches]
+  return (sum(float(x[f'{head}/loss']) for x in sums) /
+          sum(float(x[f'{head}/weight']) for x in sums))
 
 
 def test_tiny_unilm_config_trains(tiny_config, tmp_path):
@@ -25,18 +29,24 @@ def test_tiny_unilm_config_trains(tiny_config, tmp_path):
   config.data.vocab_path = tiny_config.data.vocab_path  # en + es vocabulary; fine for en
   config.train.steps = 30
   config.optim.warmup_steps = 5
-  config = config.copy_and_resolve_references()
-  s = train.setup(config, str(tmp_path))
-  valid = train.heldout_sets(config, s.tokenizer, 'validation')['en']
-  batches = list(itertools.islice(valid.iterate_once(config.train.eval_batch_size), 2))
+  config = run.resolve(config.copy_and_resolve_references())
+  tokenizer = run.load_tokenizer(config, str(tmp_path))
+  task = pretrain.make_task(config, tokenizer)
+  assert task.objective.heads == ('unilm',)
+  s = train.setup(config, task, tokenizer)
+  valid = pretrain.heldout_sets(config, tokenizer, 'validation')
+  assert set(valid) == {'en'}
+  batches = list(itertools.islice(valid['en'].iterate_once(config.train.eval_batch_size), 2))
 
   with jax.set_mesh(s.mesh):
-    state = s.init(jax.random.PRNGKey(config.seed))
+    state = s.init(jax.random.PRNGKey(config.seed), s.extras)
+    embeddings = state['params']['encoder']['embeddings']  # BERT-style: segments, no languages
+    assert embeddings['segment']['embedding'].shape[0] == 2 and 'language' not in embeddings
     before = heldout_loss(s, state['params'], batches)
     losses = []
     for step in range(config.train.steps):
-      batch = s.train_ds.batch(step, config.train.batch_size, seed=config.seed)
-      state, metrics = s.train_step(state, s.put(batch))
+      batch = task.train_rows.batch(step, config.train.batch_size, seed=config.seed)
+      state, metrics = s.train_step(state, s.extras, s.put(batch))
       losses.append(metrics['loss'])
     losses = np.asarray(jax.device_get(losses))
     after = heldout_loss(s, state['params'], batches)
