@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from plm import embed, train
+from plm import masks, run
+from plm.jobs import embed, pretrain
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINES = ['In the beginning God created the heaven and the earth.',
@@ -22,7 +23,7 @@ def trained(tiny_config, tmp_path_factory):
   config.train.steps = config.train.checkpoint_every = 10
   config.train.eval_every = 1000
   workdir = str(tmp_path_factory.mktemp('embed_run'))
-  train.train_and_evaluate(config, workdir)
+  pretrain.train_job(config, workdir)
   return config, workdir
 
 
@@ -42,6 +43,18 @@ def test_embed_job_writes_one_vector_per_line_in_order(trained, tmp_path):
   vectors = np.load(out)
   assert vectors.shape == (len(LINES), 64) and vectors.dtype == np.float32
   assert np.isfinite(vectors).all()
+  # Each vector is the mean of the last layer's states over `[bos] line [eos]`, with the
+  # language id of embed.language (en: 0), computed here from the loaded run.
+  loaded = run.load(workdir, config.copy_and_resolve_references())
+  tok = loaded.tokenizer
+  for i in (1, 2, 4):  # the empty line too: [bos] [eos]
+    row = np.asarray([[tok.bos_id] + tok.encode([LINES[i]])[0] + [tok.eos_id]], np.int32)
+    positions = np.arange(row.shape[1])[None]
+    states = loaded.model.apply({'params': loaded.params}, row, positions,
+                                masks.padding_mask(np.ones_like(row, bool)),
+                                langs=np.zeros_like(row),
+                                method=lambda m, *a, **k: m.encoder(*a, **k))
+    np.testing.assert_allclose(vectors[i], np.asarray(states)[0].mean(0), atol=1e-5)
   np.testing.assert_allclose(vectors[0], vectors[3], atol=1e-6)  # same sentence, same vector
   assert np.abs(vectors[0] - vectors[1]).max() > 1e-3
   # Order and batching do not matter: one line alone gives the same vector.
@@ -56,7 +69,8 @@ def test_embed_errors_name_the_fix(trained, tmp_path):
   config = config.copy_and_resolve_references()
   config.embed.output = str(tmp_path / 'x.npy')
   config.embed.input = str(tmp_path / 'missing.txt')
-  with pytest.raises(FileNotFoundError, match='embed.input=.*does not exist'):
+  with pytest.raises(FileNotFoundError,
+                     match='missing.txt does not exist; it must be embed.input'):
     embed.embed_file(config, workdir)
   config.embed.input = str(tmp_path / 'long.txt')
   (tmp_path / 'long.txt').write_text('ok\n' + 'word ' * 200 + '\n', encoding='utf-8')

@@ -10,6 +10,8 @@ from plm.jobs import pretrain
 from plm.objectives import base, clm
 from plm.objectives.losses import chunked_cross_entropy
 
+pytestmark = pytest.mark.model
+
 
 def one_step(config):
   config = run.resolve(config)

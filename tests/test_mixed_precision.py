@@ -1,10 +1,13 @@
 """bfloat16 training: fp32 master weights and optimizer state, a loss that tracks fp32."""
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 
 from plm import run, train
 from plm.jobs import pretrain
+
+pytestmark = pytest.mark.model
 
 STEPS = 30
 

@@ -1,8 +1,11 @@
 """Every mesh layout computes the same step as one device (8 fake CPU devices)."""
 import os
+import pytest
 import re
 import subprocess
 import sys
+
+pytestmark = pytest.mark.e2e
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -9,6 +9,8 @@ import pytest
 
 from plm import configlib, distributed
 
+pytestmark = pytest.mark.e2e
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

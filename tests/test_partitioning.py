@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from plm import partitioning
+from plm import models, partitioning
 from plm.models.encoder import Encoder, EncoderLM
 
 
@@ -28,3 +28,20 @@ def test_misspelt_rule_is_named(boxed_params):
   rules = partitioning.DEFAULT_RULES + (('emebd', 'fsdp'),)
   with pytest.raises(ValueError, match=r"unknown logical axes \['emebd'\]; the model has"):
     partitioning.check_logical_axes(rules, boxed_params)
+
+
+@pytest.mark.parametrize('name', models.NAMES)
+def test_default_rules_cover_every_registered_model(name):
+  """Every model `model.name` can build has a rule for each of its logical axes."""
+  mc = models.config(name)
+  mc.update(size='test', max_len=8)
+  if name == 'classifier':
+    mc.num_classes = 3
+  model = models.build(mc, 40)
+  ids = jnp.zeros((2, 8), jnp.int32)
+  boxed = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids, ids, None))
+  partitioning.check_logical_axes(partitioning.DEFAULT_RULES, boxed)
+  if name == 'classifier':  # the head's own axis is covered too, not just the encoder's
+    rules = tuple(r for r in partitioning.DEFAULT_RULES if r[0] != 'classes')
+    with pytest.raises(ValueError, match=r"no rule for the logical axes \['classes'\]"):
+      partitioning.check_logical_axes(rules, boxed)

@@ -13,6 +13,8 @@ import pytest
 from plm import checkpoint, partitioning, run, train
 from plm.jobs import pretrain
 
+pytestmark = pytest.mark.e2e
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -36,6 +36,25 @@ def test_reference_implementation_on_random_vectors():
   assert m['a_to_b']['p_at_1'] > 0.6
 
 
+def test_identical_vectors_retrieve_all_and_unrelated_ones_are_at_chance():
+  rng = np.random.RandomState(2)
+  n = 200
+  a = rng.randn(n, 16)
+  perfect = dict(p_at_1=1.0, mean_rank=1.0, median_rank=1.0, pairs=n)
+  assert retrieval.retrieval_metrics(a, a) == dict(a_to_b=perfect, b_to_a=perfect)
+  assert retrieval.retrieval_metrics(a, 3.0 * a)['a_to_b'] == perfect  # cosine: scale-free
+  # Unrelated vectors: the gold's rank is uniform on 1..n (P@1 1/n, mean rank (n + 1) / 2).
+  m = retrieval.retrieval_metrics(a, rng.randn(n, 16))
+  for direction in ('a_to_b', 'b_to_a'):
+    assert m[direction]['p_at_1'] <= 0.03, m  # 1/200 expected; 6 hits is p < 0.001
+    # The mean of n uniform ranks has standard deviation n / sqrt(12 n) ~ 4.1.
+    assert abs(m[direction]['mean_rank'] - (n + 1) / 2) < 20, m
+  # The same vectors paired in another order: a shuffle loses (almost) every gold.
+  order = rng.permutation(n)
+  assert retrieval.retrieval_metrics(a, a[order])['a_to_b']['p_at_1'] == np.mean(
+      order == np.arange(n))
+
+
 def test_centering_removes_a_language_offset():
   rng = np.random.RandomState(1)
   a = rng.randn(20, 6)

@@ -9,7 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from plm import embed, masks, retrieve, train
+from plm import masks, run
+from plm.evaluate import bible_retrieval
+from plm.evaluate import embedding as embed
+from plm.jobs import pretrain, retrieve
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,17 +28,23 @@ def trained(tiny_config, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('retrieve_run'))
   printed = io.StringIO()
   with contextlib.redirect_stdout(printed):
-    table = train.train_and_evaluate(config, workdir)
+    table = pretrain.train_job(config, workdir)
   return config, workdir, table, printed.getvalue()
 
 
 def _check_table(table, pairs):
+  """Both directions over `pairs` verse pairs; P@1 is a count of hits over them, and
+  every hit has rank 1 (so the mean rank is at most 1 + misses * (pairs - 1) / pairs)."""
   directions = [k for k in table if k != 'setting']
   assert directions == ['en_kjv->es_rv1909', 'es_rv1909->en_kjv']
   for d in directions:
     m = table[d]
-    assert 0.0 <= m['p_at_1'] <= 1.0 and m['pairs'] == pairs
-    assert pairs >= m['median_rank'] >= 1.0 and pairs >= m['mean_rank'] >= 1.0
+    assert m['pairs'] == pairs
+    hits = m['p_at_1'] * pairs
+    assert hits == pytest.approx(round(hits), abs=1e-9)
+    misses = pairs - round(hits)
+    assert 1.0 + misses / pairs <= m['mean_rank'] <= 1.0 + misses * (pairs - 1) / pairs
+    assert pairs >= m['median_rank'] >= 1.0
 
 
 def test_training_reports_retrieval_on_test(trained):
@@ -46,7 +55,7 @@ def test_training_reports_retrieval_on_test(trained):
   assert 'step 8 retrieval (validation split' not in printed
   assert 'step 8 retrieval (test split, layer -1, mean pooling' in printed
   assert table['retrieval']['setting']['split'] == 'test'
-  assert set(table) == {'en', 'es', 'retrieval'}
+  assert set(table['test']) == {'en', 'es'} and set(table['test']['en']) == {'mlm'}
 
 
 def test_retrieve_job_is_reproducible_and_matches_training(trained, tmp_path):
@@ -71,6 +80,64 @@ def test_retrieve_job_is_reproducible_and_matches_training(trained, tmp_path):
   assert again == written
 
 
+def _mean_last_layer(loaded, rows, lang):
+  """Sentence vectors computed here, not by plm.evaluate: one padded batch through the
+  encoder, the last layer averaged over each row's tokens in numpy."""
+  tok = loaded.tokenizer
+  width = max(map(len, rows))
+  tokens = np.full((len(rows), width), tok.pad_id, np.int32)
+  for i, r in enumerate(rows):
+    tokens[i, :len(r)] = r
+  valid = tokens != tok.pad_id
+  states = np.asarray(loaded.model.apply(
+      {'params': loaded.params}, tokens, np.broadcast_to(np.arange(width), tokens.shape),
+      masks.padding_mask(valid), langs=np.full_like(tokens, lang),
+      method=lambda m, *a, **k: m.encoder(*a, **k)), np.float64)
+  return (states * valid[..., None]).sum(1) / valid.sum(1, keepdims=True)
+
+
+def _p_at_1(a, b):
+  """Brute force: a[i] retrieves b[i] when its cosine beats every other b[j]."""
+  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  cos = unit(a) @ unit(b).T
+  return float(np.mean([all(cos[i, i] > cos[i, j] for j in range(len(b)) if j != i)
+                        for i in range(len(a))]))
+
+
+def test_training_table_is_the_brute_force_one(trained):
+  """The retrieval table of training equals P@1 recomputed from the final params: en rows
+  with language id 0, es rows with id 1. Controls: the same vectors on both sides
+  retrieve every verse, a shuffled side about 1 in `pairs`."""
+  config, workdir, table, _ = trained
+  loaded = run.load(workdir, config.copy_and_resolve_references())
+  evaluator = bible_retrieval.Evaluator(loaded.config, loaded.tokenizer, loaded.model)
+  rows, _ = evaluator.split_rows('test')
+  assert len(rows[0]) == len(rows[1]) == 48
+  en, es = _mean_last_layer(loaded, rows[0], 0), _mean_last_layer(loaded, rows[1], 1)
+  got = table['retrieval']
+  assert got['en_kjv->es_rv1909']['p_at_1'] == pytest.approx(_p_at_1(en, es), abs=1e-9)
+  assert got['es_rv1909->en_kjv']['p_at_1'] == pytest.approx(_p_at_1(es, en), abs=1e-9)
+  # The two sides differ (another language id, other text): not a trivial 1.
+  assert np.abs(en - es).max() > 1e-3
+  assert _p_at_1(en, en) == 1.0
+  shuffled = [_p_at_1(en, es[np.random.RandomState(seed).permutation(48)]) for seed in range(5)]
+  assert np.mean(shuffled) < 0.1, shuffled  # chance is 1/48
+
+
+def test_same_translation_on_both_sides_is_retrieved_perfectly(trained):
+  """Through the Evaluator: KJV against itself gives P@1 1 and rank 1 in both directions
+  (identical rows, identical vectors); KJV against Reina-Valera does not."""
+  config, workdir, table, _ = trained
+  loaded = run.load(workdir, config.copy_and_resolve_references())
+  same = _with(loaded.config, retrieval={'translations': ('en_kjv', 'en_kjv'),
+                                         'max_pairs': 48})
+  result = bible_retrieval.Evaluator(same, loaded.tokenizer, loaded.model)(loaded.params,
+                                                                           'test')
+  m = result['en_kjv->en_kjv']
+  assert m == dict(p_at_1=1.0, mean_rank=1.0, median_rank=1.0, pairs=48), m
+  assert table['retrieval']['en_kjv->es_rv1909']['p_at_1'] < 1.0
+
+
 def _with(config, **groups):
   config = config.copy_and_resolve_references()
   for group, fields in groups.items():
@@ -81,7 +148,9 @@ def _with(config, **groups):
 
 def test_layer_choice_and_language_ids(trained, tmp_path):
   config, workdir, _, _ = trained
-  tokenizer, model, params = embed.load_run(config, workdir)
+  loaded = run.load(workdir, config.copy_and_resolve_references())
+  config, tokenizer, model, params = loaded.config, loaded.tokenizer, loaded.model, loaded.params
+  assert loaded.step == 8
   rows = [[tokenizer.bos_id] + ids + [tokenizer.eos_id]
           for ids in tokenizer.encode(['In the beginning God created', 'En el principio'])]
   width = max(map(len, rows))
@@ -127,11 +196,10 @@ def test_errors_name_the_fix(trained, tmp_path):
   bert = _with(config, data={'languages': ('en', 'xx')}, model={'num_languages': 2},
                retrieval={'translations': ('en_kjv', 'es_rv1909')})
   with pytest.raises(ValueError, match=r"in another language; set retrieval.translations"):
-    retrieve.language_ids(bert, retrieve.translations(bert))
+    bible_retrieval.language_ids(bert, bible_retrieval.translations(bert))
   textdir = _with(config, data={'languages': ('de', 'fr')})
   with pytest.raises(ValueError, match='set retrieval.translations to two of'):
-    retrieve.translations(textdir)
-
+    bible_retrieval.translations(textdir)
 
 
 SAVE_ON_8_DEVICES = """

@@ -9,6 +9,8 @@ import plm
 from plm import run, train
 from plm.jobs import pretrain
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope='module')
 def trained(tiny_config, tmp_path_factory):

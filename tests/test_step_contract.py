@@ -112,6 +112,7 @@ def test_unknown_loss_weight_is_named():
     base.loss_weights(two_heads(), {'nsp': 1.0})
 
 
+@pytest.mark.e2e
 def test_extras_are_sharded_read_and_never_saved(tiny_config, tmp_path):
   config = tiny_config.copy_and_resolve_references()
   config.model = encoder_config()

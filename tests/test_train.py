@@ -14,6 +14,8 @@ import pytest
 from plm import run, train
 from plm.jobs import pretrain
 
+pytestmark = pytest.mark.e2e
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

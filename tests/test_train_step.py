@@ -7,6 +7,8 @@ import pytest
 from plm import progress, run, train
 from plm.jobs import pretrain
 
+pytestmark = pytest.mark.model
+
 
 def build(config):
   """(task, tokenizer, Setup) of the pre-training job on `config` (resolved here)."""

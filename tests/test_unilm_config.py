@@ -6,6 +6,7 @@ pretrain.train_job, whose checkpoints and full test-split pass
 tests/test_train.py already covers: this stays < 30 s.
 """
 import itertools
+import pytest
 
 import jax
 import numpy as np
@@ -13,6 +14,8 @@ import numpy as np
 from configs import unilm as unilm_config
 from plm import run, train
 from plm.jobs import pretrain
+
+pytestmark = pytest.mark.e2e
 
 
 def heldout_loss(s, params, batches, head='unilm'):

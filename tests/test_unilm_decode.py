@@ -1,12 +1,11 @@
-"""UNILM seq2seq decoding (plm/finetune/unilm_decode.py) against the training layout."""
+"""UNILM seq2seq decoding (plm/unilm_decode.py) against the training layout."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plm import decode, masks
-from plm.finetune import unilm_decode
+from plm import decode, masks, unilm_decode
 from plm.models.encoder import Encoder, EncoderLM
 
 V, L, B = 37, 20, 3

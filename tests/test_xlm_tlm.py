@@ -13,6 +13,8 @@ from plm import run, train
 from plm.data import tokenizer as tokenizer_lib
 from plm.jobs import pretrain, vocab
 
+pytestmark = pytest.mark.e2e
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
