@@ -10,6 +10,8 @@ import pytest
 from plm import decode, masks
 from plm.models.encoder import Encoder, EncoderLM
 
+pytestmark = pytest.mark.model
+
 V, L, B = 37, 16, 3
 PAD, EOS = 0, 1
 

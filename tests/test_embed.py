@@ -9,6 +9,8 @@ import pytest
 from plm import masks, run
 from plm.jobs import embed, pretrain
 
+pytestmark = pytest.mark.e2e
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINES = ['In the beginning God created the heaven and the earth.',
          'En el principio crió Dios los cielos y la tierra.',

@@ -14,6 +14,8 @@ from plm.evaluate import bible_retrieval
 from plm.evaluate import embedding as embed
 from plm.jobs import pretrain, retrieve
 
+pytestmark = pytest.mark.e2e
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -8,6 +8,8 @@ import pytest
 from plm import decode, masks, unilm_decode
 from plm.models.encoder import Encoder, EncoderLM
 
+pytestmark = pytest.mark.model
+
 V, L, B = 37, 20, 3
 PAD, EOS, BOS, MASK = 0, 1, 2, 3
 SOURCES = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15, 16, 17, 18]]

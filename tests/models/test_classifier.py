@@ -1,4 +1,5 @@
-"""EncoderClassifier: shapes and axis names, padding invariance, and it trains."""
+"""EncoderClassifier: shapes and axis names, padding invariance, it trains, it is built by
+name (models.config('classifier')), and the classify objective reads it right."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -6,9 +7,13 @@ import numpy as np
 import optax
 import pytest
 
-from plm import masks
+from plm import masks, models
 from plm.models.classifier import EncoderClassifier
 from plm.models.encoder import Encoder
+from plm.objectives import classify
+from plm.objectives.base import ModelFn
+
+pytestmark = pytest.mark.model
 
 BOS, PAD, VOCAB, L, CLASSES = 2, 0, 30, 12, 3
 
@@ -124,3 +129,61 @@ def test_training_drives_loss_down():
   before, after, accuracy = train_eval(params, jax.random.PRNGKey(0), batch)
   assert float(after) < 0.1 * float(before), (before, after)
   assert float(accuracy) > 0.9, accuracy
+
+
+def test_built_by_name_from_its_config():
+  """models.build on models.config('classifier') is this model; its fields are checked."""
+  mc = models.config('classifier')
+  mc.update(size='test', layers=1, hidden=16, heads=2, ff=32, max_len=L, dropout=0.0,
+            attention_dropout=0.0, num_classes=CLASSES)
+  model = models.build(mc, VOCAB)
+  assert isinstance(model, EncoderClassifier) and model.num_classes == CLASSES
+  want = make_model().encoder
+  for field in ('vocab_size', 'layers', 'hidden', 'heads', 'ff', 'max_len', 'dropout',
+                'num_segments', 'num_languages'):
+    assert getattr(model.encoder, field) == getattr(want, field), field
+  mc.num_classes = 1
+  with pytest.raises(ValueError, match='model.num_classes=1: a classifier needs at least 2'):
+    models.build(mc, VOCAB)
+  mc.num_classes, mc.num_class = CLASSES, CLASSES
+  with pytest.raises(ValueError, match=r'has no field model.num_class \(did you mean '
+                     r'model.num_classes\?\)'):
+    models.build(mc, VOCAB)
+  lm = models.config('encoder_lm')
+  lm.num_classes = CLASSES
+  with pytest.raises(ValueError, match="model.name='encoder_lm' has no field model.num_classes"):
+    models.build(lm, VOCAB)
+
+
+def test_classify_objective_on_the_model(setup):
+  """plm.objectives.classify: the padding mask of segment_ids, the label of each real row
+  (an all-padding row, the filler of a last evaluation batch, weighs 0), the
+  cross-entropy of the model's logits and the class-count baseline."""
+  model, params, apply, (tokens, positions, valid, types) = setup
+  labels = np.array([0, 2, 1, 2, 0], np.int32)
+  batch = dict(tokens=np.concatenate([tokens, np.zeros((1, L), np.int32)]),
+               positions=np.concatenate([positions, np.zeros((1, L), np.int32)]),
+               segment_ids=np.concatenate([valid, np.zeros((1, L), bool)]).astype(np.int32),
+               labels=labels)
+  counts = np.array([5, 1, 2])
+  objective = classify.make(counts)
+  assert objective.heads == ('classify',)
+  inputs, targets = objective.prepare(None, jax.tree_util.tree_map(jnp.asarray, batch), {})
+  assert sorted(inputs) == ['mask', 'positions', 'tokens']
+  np.testing.assert_array_equal(inputs['mask'], masks.padding_mask(batch['segment_ids'] > 0))
+  np.testing.assert_array_equal(targets['classify']['ids'], labels)
+  np.testing.assert_array_equal(targets['classify']['weights'], [1, 1, 1, 1, 0])
+  sums = jax.jit(lambda p, i, t: objective.loss(ModelFn(model, p, {}, True), i, t, {}))(
+      params, inputs, targets)
+  sums = {k: float(v) for k, v in sums.items()}
+  logits = np.asarray(apply(params, tokens, positions, valid, np.zeros_like(tokens)), np.float64)
+  top = logits.max(-1, keepdims=True)
+  logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+  real = labels[:4]
+  prior = np.log((counts + 1) / (counts + 1).sum())
+  want = dict(loss=-logp[np.arange(4), real].sum(), weight=4.0,
+              correct=float((logits.argmax(-1) == real).sum()),
+              unigram_loss=-prior[real].sum(), unigram_correct=float((real == 0).sum()))
+  assert sorted(sums) == sorted(f'classify/{k}' for k in want)
+  for k, v in want.items():
+    assert sums[f'classify/{k}'] == pytest.approx(v, rel=1e-4, abs=1e-5), k

@@ -12,8 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plm import configlib, masks, models, train
+from plm import configlib, masks, models, run
 from plm.models.encoder import REMAT_POLICIES, Encoder, EncoderLM
+
+pytestmark = pytest.mark.model
 
 V, L, B = 53, 12, 3
 
@@ -142,7 +144,7 @@ def test_checkpoint_serves_every_compute_setting():
   saved = dict(vocab='v', model=config.model.to_dict())
   current = config.model.to_dict()
   current.update(dtype='bfloat16', remat='full', attention='xla')
-  train.check_meta(saved, dict(vocab='v', model=current))
+  run.check_meta(saved, dict(vocab='v', model=current))
   current['layers'] = 3
   with pytest.raises(ValueError, match='another model'):
-    train.check_meta(saved, dict(vocab='v', model=current))
+    run.check_meta(saved, dict(vocab='v', model=current))

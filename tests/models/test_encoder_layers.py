@@ -14,6 +14,8 @@ from plm import masks
 from plm.convert.hf_bert import from_hf_flax_bert, hf_config_kwargs
 from plm.models.encoder import Encoder
 
+pytestmark = pytest.mark.model
+
 transformers = pytest.importorskip('transformers')
 L, LENGTHS = 12, (12, 7, 3)
 

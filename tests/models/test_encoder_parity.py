@@ -15,6 +15,8 @@ from plm import masks
 from plm.convert.hf_bert import from_hf_flax_bert, hf_config_kwargs
 from plm.models.encoder import Encoder, EncoderLM
 
+pytestmark = pytest.mark.model
+
 transformers = pytest.importorskip('transformers')
 
 TOL = 1e-4  # max abs diff at valid positions, fp32

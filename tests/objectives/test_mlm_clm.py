@@ -114,15 +114,61 @@ def test_clm_targets_stay_inside_segments():
   np.testing.assert_array_equal(inputs['mask'], masks.causal_packed_mask(seg))
 
 
+class Tok:
+  mask_id, vocab_size, pad_id, bos_id, eos_id = MASK, VOCAB, PAD, BOS, EOS
+
+
+def _log_softmax(x):
+  x = x - x.max(-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
 @pytest.mark.parametrize('name', ['mlm', 'clm'])
 def test_build_by_name(name):
-  from plm import objectives  # pylint: disable=g-import-not-at-top
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  cfg = ml_collections.ConfigDict(dict(name=name, mask_rate=0.15, num_predictions=8,
-                                       mlm_smoothing=0.0))
-  tok = type('Tok', (), dict(mask_id=MASK, vocab_size=VOCAB, pad_id=PAD, bos_id=BOS,
-                             eos_id=EOS))
-  assert callable(objectives.build(cfg, tok))
-  cfg.name = 'mlmm'
+  """objectives.build gives the named objective: the same inputs and targets as the bare
+  function, one head named after it, and loss sums with the unigram baseline of the counts."""
+  from plm import configlib, objectives  # pylint: disable=g-import-not-at-top
+  config = configlib.base()
+  config.objective.name, config.objective.num_predictions = name, 16
+  counts = np.random.default_rng(7).integers(0, 100, VOCAB)
+  objective = objectives.build(config, Tok, counts)
+  assert objective.heads == (name,)
+  batch = jax.tree_util.tree_map(jnp.asarray, packed_batch(np.random.default_rng(3), rows=8))
+  key = jax.random.PRNGKey(5)
+  inputs, targets = objective.prepare(key, batch, {})
+  fn = (mlm.make(mask_id=MASK, vocab_size=VOCAB, special_ids=SPECIAL, num_predictions=16)
+        if name == 'mlm' else clm.make())
+  want_inputs, want_ids, want_weights = fn(key, batch)
+  assert sorted(inputs) == sorted(want_inputs)
+  for k in inputs:
+    np.testing.assert_array_equal(inputs[k], want_inputs[k], err_msg=k)
+  np.testing.assert_array_equal(targets[name]['ids'], want_ids)
+  np.testing.assert_array_equal(targets[name]['weights'], want_weights)
+  assert float(want_weights.sum()) > 10  # the comparison covers real predictions
+  # The loss: cross-entropy of the model's logits and the unigram baseline, summed.
+  ids, w = np.asarray(want_ids), np.asarray(want_weights)
+  logits = np.random.default_rng(4).normal(0, 2, ids.shape + (VOCAB,)).astype(np.float32)
+  seen = {}
+  def model_fn(**kw):
+    seen.update(kw)
+    return jnp.asarray(logits)
+  sums = jax.tree_util.tree_map(float, objective.loss(model_fn, inputs, targets, {}))
+  assert sorted(seen) == sorted(inputs)
+  logp = _log_softmax(logits.astype(np.float64))
+  picked = np.take_along_axis(logp, ids[..., None], -1)[..., 0]
+  prior = counts.astype(np.float64) + 1
+  prior[list(SPECIAL)] = 1e-9
+  prior = np.log(prior / prior.sum())
+  want = {'loss': -(picked * w).sum(), 'weight': w.sum(),
+          'correct': ((logits.argmax(-1) == ids) * w).sum(),
+          'unigram_loss': -(prior[ids] * w).sum(),
+          'unigram_correct': ((ids == prior.argmax()) * w).sum()}
+  assert sorted(sums) == sorted(f'{name}/{k}' for k in want)
+  for k, v in want.items():
+    assert sums[f'{name}/{k}'] == pytest.approx(v, rel=1e-4), k
+  config.objective.loss_weights.nsp = 0.5
+  with pytest.raises(ValueError, match=rf"loss_weights names \['nsp'\].*\['{name}'\]"):
+    objectives.build(config, Tok, counts)
+  config.objective.name = 'mlmm'
   with pytest.raises(ValueError, match=r"objective.name='mlmm' is unknown"):
-    objectives.build(cfg, tok)
+    objectives.build(config, Tok, counts)

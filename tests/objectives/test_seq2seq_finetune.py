@@ -12,7 +12,8 @@ import pytest
 
 from plm import masks
 from plm.models.encoder import Encoder, EncoderLM
-from plm.objectives import losses, seq2seq_finetune
+from plm.data import packing
+from plm.objectives import base, seq2seq_finetune
 
 PAD, UNK, BOS, EOS, MASK = 0, 1, 2, 3, 4
 SPECIAL = (PAD, BOS, EOS, MASK)
@@ -33,7 +34,7 @@ def random_batch(rng, rows):
   examples, lengths = [], []
   for _ in range(rows):
     s, t = rng.integers(0, 10), rng.integers(0, 11)
-    examples.append(seq2seq_finetune.pack_pair(
+    examples.append(packing.pack_pair(
         rng.integers(5, VOCAB, s), rng.integers(5, VOCAB, t), max_len=LENGTH, bos_id=BOS,
         eos_id=EOS))
     lengths.append((s, t))
@@ -49,21 +50,21 @@ def run(batch, seed=0, rate=RATE, slots=SLOTS):
 
 
 def test_pack_pair_layout():
-  ex = seq2seq_finetune.pack_pair([10, 11], [12, 13, 14], max_len=10, bos_id=BOS, eos_id=EOS)
+  ex = packing.pack_pair([10, 11], [12, 13, 14], max_len=10, bos_id=BOS, eos_id=EOS)
   np.testing.assert_array_equal(ex['tokens'], [2, 10, 11, 3, 12, 13, 14, 3, 0, 0])
   np.testing.assert_array_equal(ex['token_types'], [0, 0, 0, 0, 1, 1, 1, 1, 0, 0])
   np.testing.assert_array_equal(ex['valid'], [1, 1, 1, 1, 1, 1, 1, 1, 0, 0])
   np.testing.assert_array_equal(ex['segment_ids'], ex['valid'])
   np.testing.assert_array_equal(ex['positions'], [0, 1, 2, 3, 4, 5, 6, 7, 0, 0])
   assert all(v.dtype == np.int32 and v.shape == (10,) for v in ex.values())
-  full = seq2seq_finetune.pack_pair([10] * 4, [12] * 3, max_len=10, bos_id=BOS, eos_id=EOS)
+  full = packing.pack_pair([10] * 4, [12] * 3, max_len=10, bos_id=BOS, eos_id=EOS)
   assert full['valid'].all()  # 4 + 3 + 3 == max_len fits exactly
 
 
 def test_pack_pair_too_long_raises():
   with pytest.raises(ValueError, match=r'source \(5 tokens\) \+ target \(3 tokens\).*= 11 > '
-                     r'max_len=10.*data\.seq_len'):
-    seq2seq_finetune.pack_pair([10] * 5, [12] * 3, max_len=10, bos_id=BOS, eos_id=EOS)
+                     r'max_len=10.*finetune\.seq_len'):
+    packing.pack_pair([10] * 5, [12] * 3, max_len=10, bos_id=BOS, eos_id=EOS)
 
 
 def test_count_rule():
@@ -111,7 +112,7 @@ def test_masking_and_attention_cell_by_cell():
 
 def test_special_ids_inside_target_not_masked_but_eos_is():
   # Target = [MASK-id, BOS-id, 7]: only 7 and the final eos are eligible (rate 1).
-  ex = seq2seq_finetune.pack_pair([9], [MASK, BOS, 7], max_len=10, bos_id=BOS, eos_id=EOS)
+  ex = packing.pack_pair([9], [MASK, BOS, 7], max_len=10, bos_id=BOS, eos_id=EOS)
   batch = {k: v[None] for k, v in ex.items()}
   _, targets, weights = run(batch, rate=1.0, slots=4)
   assert sorted(targets[0][weights[0] > 0]) == [EOS, 7]
@@ -162,7 +163,7 @@ def host_init(model, seed, *args, **kwargs):
 
 
 def copy_batch(windows):
-  ex = [seq2seq_finetune.pack_pair(w, w, max_len=2 * WINDOW + 3, bos_id=BOS, eos_id=EOS)
+  ex = [packing.pack_pair(w, w, max_len=2 * WINDOW + 3, bos_id=BOS, eos_id=EOS)
         for w in windows]
   return {k: jnp.asarray(np.stack([e[k] for e in ex])) for k in ex[0]}
 
@@ -172,13 +173,15 @@ def test_finetune_learns_to_copy_real_text():
   assert vocab <= 40 and len(train) > 1000 and len(held_out) > 200
   model = EncoderLM(Encoder(vocab_size=vocab, layers=2, hidden=32, heads=2, ff=64,
                             dropout=0.0, attention_dropout=0.0, max_len=2 * WINDOW + 3))
-  objective = seq2seq_finetune.make(mask_id=MASK, vocab_size=vocab, special_ids=SPECIAL,
-                                    num_predictions=WINDOW + 1)
+  # As the generate job trains it: one token head, 'seq2seq', through the step contract.
+  objective = base.token_objective('seq2seq', seq2seq_finetune.make(
+      mask_id=MASK, vocab_size=vocab, special_ids=SPECIAL, num_predictions=WINDOW + 1))
   train_b, eval_b = copy_batch(train), copy_batch(held_out[:256])
 
   def loss_fn(params, rng, batch):
-    inputs, targets, weights = objective(rng, batch)
-    m = losses.weighted_cross_entropy(model.apply(params, **inputs), targets, weights)
+    inputs, targets = objective.prepare(rng, batch, {})
+    sums = objective.loss(base.ModelFn(model, params, {}, True), inputs, targets, {})
+    m = {k.split('/')[1]: v for k, v in sums.items()}
     return m['loss'] / m['weight'], m
 
   tx = optax.adam(3e-3)
@@ -204,7 +207,8 @@ def test_finetune_learns_to_copy_real_text():
                                   jax.random.split(k_train, 200))
     return before, loss_fn(params, k_eval, eval_b)[1]  # same masks as `before`
 
-  shapes = jax.eval_shape(objective, jax.random.PRNGKey(0), eval_b)[0]
+  shapes = jax.eval_shape(lambda r, b: objective.prepare(r, b, {})[0], jax.random.PRNGKey(0),
+                          eval_b)
   params = host_init(model, 0, **shapes)
   before, after = train_eval(params, jax.random.PRNGKey(1), train_b, eval_b)
   accuracy = float(after['correct'] / after['weight'])

@@ -1,7 +1,6 @@
 """UNILM objective: masks cell by cell, objective mix, span masking, errors."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -167,14 +166,31 @@ def test_bad_mix_is_one_clear_error(mix, match):
 
 
 def test_build_by_name_and_config_errors():
+  """objectives.build('unilm') is unilm.make with the config's fields: the same inputs and
+  targets for the same key, one head 'unilm'; a bad field is an error at build time."""
+  from plm import configlib  # pylint: disable=g-import-not-at-top
   tok = type('Tok', (), dict(mask_id=MASK, vocab_size=VOCAB, pad_id=PAD, bos_id=BOS,
                              eos_id=EOS))
-  cfg = ml_collections.ConfigDict(dict(name='unilm', mask_rate=0.15, num_predictions=8,
-                                       unilm_mix=unilm.DEFAULT_MIX, ngram_prob=0.2))
-  assert callable(objectives.build(cfg, tok))
-  cfg.ngram_prob = 1.5
+  cfg = configlib.base()
+  cfg.objective.name, cfg.objective.num_predictions = 'unilm', SLOTS
+  cfg.objective.unilm_mix, cfg.objective.ngram_prob = MIX, 0.2
+  counts = np.ones(VOCAB, np.int64)
+  objective = objectives.build(cfg, tok, counts)
+  assert objective.heads == ('unilm',)
+  batch = jax.tree_util.tree_map(jnp.asarray, packed_batch(np.random.default_rng(2), 32,
+                                                           LENGTH))
+  key = jax.random.PRNGKey(9)
+  inputs, targets = jax.jit(lambda k, b: objective.prepare(k, b, {}))(key, batch)
+  want_inputs, want_ids, want_weights = run(batch, seed=9)[:3]
+  assert sorted(inputs) == sorted(want_inputs)
+  for k in inputs:
+    np.testing.assert_array_equal(inputs[k], want_inputs[k], err_msg=k)
+  np.testing.assert_array_equal(targets['unilm']['ids'], want_ids)
+  np.testing.assert_array_equal(targets['unilm']['weights'], want_weights)
+  assert want_weights.sum() > 50 and len(set(run(batch, seed=9)[3].objective_ids)) > 1
+  cfg.objective.ngram_prob = 1.5
   with pytest.raises(ValueError, match=r'objective.ngram_prob=1.5'):
-    objectives.build(cfg, tok)
-  cfg.name = 'unlim'
+    objectives.build(cfg, tok, counts)
+  cfg.objective.name = 'unlim'
   with pytest.raises(ValueError, match=r"objective.name='unlim' is unknown.*'unilm'"):
-    objectives.build(cfg, tok)
+    objectives.build(cfg, tok, counts)
