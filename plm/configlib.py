@@ -28,7 +28,10 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.data.tfds_dir = '~/tensorflow_datasets'  # where TFDS builds the corpus (array_record)
   c.data.vocab_path = ''  # sentencepiece model; '' = train one into {workdir}/vocab
   c.data.vocab_size = 8000  # BPE pieces shared by all languages
-  c.data.seq_len = 128  # tokens per packed row
+  c.data.seq_len = 128  # tokens per row
+  # packed: documents flow densely across rows (MLM, CLM, TLM, UNILM);
+  # sentences: one sentence a row, longer ones left out and counted (MASS)
+  c.data.rows = 'packed'
   c.data.vocab_alpha = 0.5  # BPE trained on sentences sampled q ∝ p^alpha per language (XLM)
   c.data.vocab_fingerprint = ''  # the vocabulary this config expects (job=vocab prints it)
   c.data.language_alpha = 0.7  # rows sampled q ∝ p^alpha per language (XLM); 1 = proportional
@@ -45,6 +48,8 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.objective.mlm_smoothing = 0.0  # mlm: XLM's frequency smoothing exponent (0.5 in the paper)
   c.objective.unilm_mix = (1 / 3, 1 / 6, 1 / 6, 1 / 3)  # unilm: bidir, l2r, r2l, seq2seq shares
   c.objective.ngram_prob = 0.2  # unilm: a masked unit is a bigram or trigram, else 1 token
+  c.objective.mass_span = 0.5  # mass: share of a sentence's tokens in its span (1.0 = GPT-like)
+  c.objective.mass_span_tokens = 0  # mass: span length in tokens; 0 = use mass_span
   # weight of each head's mean loss in the step's loss, e.g. {'mlm': 1.0, 'nsp': 0.5};
   # a head not named weighs 1, a name that is not a head of the objective is an error
   c.objective.loss_weights = ml_collections.ConfigDict()

@@ -37,6 +37,9 @@ class Task(NamedTuple):
   heldout: Callable  # split -> {set name: Rows}
   evaluators: tuple = ()  # (name, every, (params, split) -> table, log(table, step, writer))
   report: Callable | None = None  # (params, test table) -> extra results
+  # (saved params, fresh params) -> params for config.init_from; None = every top-level part
+  # the saved run holds with the same shapes (a pre-trained encoder under a new head)
+  init_map: Callable | None = None
 
 
 def make_optimizer(c) -> optax.GradientTransformation:
@@ -149,6 +152,7 @@ class Setup(NamedTuple):
   put: Callable  # process-local numpy batch -> global sharded arrays
   meta: dict  # what a checkpoint must match to resume
   eval_batch_size: int
+  init_map: Callable | None = None  # Task.init_map
 
 
 def setup(config, task: Task, tokenizer, devices=None) -> Setup:
@@ -212,7 +216,7 @@ def setup(config, task: Task, tokenizer, devices=None) -> Setup:
               vocab_size=tokenizer.vocab_size, model=task.model_config.to_dict(), task=task.name)
   put = lambda b: jax.make_array_from_process_local_data(batch_sharding, keep(b))
   return Setup(mesh, init_fn, abstract_state, state_sharding, extras, train_step,
-               jax.jit(eval_step), put, meta, tc.eval_batch_size)
+               jax.jit(eval_step), put, meta, tc.eval_batch_size, task.init_map)
 
 
 def restore_or_init(config, s: Setup, mngr):
@@ -234,7 +238,17 @@ def init_from(config, s: Setup, params):
   step, saved, _ = checkpoint.saved_params(
       config.init_from, lambda meta: run.check_init_from(config, meta, s.meta))
   shapes = lambda tree: jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), tree)
-  fresh = jax.tree_util.tree_map(lambda x: x, s.abstract_state['params'])
+  fresh = s.abstract_state['params']
+  if s.init_map is not None:  # the task maps another architecture's params onto its own
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    restored, _ = checkpoint.restore_params(config.init_from, saved,
+                                            jax.tree_util.tree_map(lambda _: device, saved))
+    mapped = s.init_map(jax.device_get(restored), jax.device_get(params))
+    if shapes(mapped) != shapes(fresh):
+      raise ValueError(f'init_map of config.init_from={config.init_from!r} changed the '
+                       'parameter shapes; it must return the fresh tree with saved values')
+    print(f'init_from: mapped step {step} of {config.init_from} onto this model', flush=True)
+    return jax.device_put(mapped, s.state_sharding['params'])
   take = [k for k in fresh if k in saved and shapes(saved[k]) == shapes(fresh[k])]
   if not take:
     raise ValueError(f'config.init_from={config.init_from!r} holds parameters '

@@ -23,6 +23,7 @@ from plm.data import parallel
 from plm.data import pipeline
 from plm.data import rows as rows_lib
 from plm.data import sampling
+from plm.data import sentences
 
 
 class MixedDataset:
@@ -68,10 +69,13 @@ class MixedDataset:
     parts = []
     for name, stream, w in zip(self.names, self.streams, self.weights):
       parts.append(f'{name} {len(stream)} rows p={w:.3f}')
-      if 'too_long' in stream.info:  # TLM pairs
-        i = stream.info
+      i = stream.info
+      if 'pairs' in i:  # TLM pairs
         parts[-1] += (f" ({i['pairs']} pairs; left out whole: {i['too_long']} longer than "
                       f"data.seq_len, {i['empty']} with an empty side)")
+      elif 'sentences' in i:  # one sentence a row
+        parts[-1] += (f" (left out whole: {i['too_long']} sentences longer than data.seq_len, "
+                      f"{i['empty']} empty)")
     return ', '.join(parts)
 
   def order(self, step: int, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -137,12 +141,28 @@ def stream_weights(sizes: dict[str, float], tlm_sizes: dict[str, float], alpha: 
   return weights
 
 
+ROWS = ('packed', 'sentences')
+
+
+def monolingual_rows(data_config: ml_collections.ConfigDict, tokenizer, split: str,
+                     lang: str) -> rows_lib.Rows:
+  """One language's rows of `split` in the data.rows layout."""
+  if data_config.rows == 'sentences':
+    return sentences.sentence_rows(data_config, tokenizer, split, lang, data_config.seq_len)
+  if data_config.rows != 'packed':
+    raise ValueError(f'data.rows={data_config.rows!r} is unknown; use one of {ROWS}')
+  return pipeline.make_dataset(data_config, tokenizer, split, languages=(lang,))
+
+
 def make_train_dataset(data_config: ml_collections.ConfigDict, tokenizer,
                        split: str = 'train') -> MixedDataset:
   """The training rows: monolingual per language, plus TLM rows when tlm_share > 0."""
   languages = tuple(data_config.languages)
   tlm_share = float(data_config.tlm_share)
-  mono = {lang: pipeline.make_dataset(data_config, tokenizer, split, languages=(lang,))
+  if tlm_share and data_config.rows != 'packed':
+    raise ValueError(f'data.tlm_share={tlm_share} needs data.rows=packed (TLM pairs are packed '
+                     f'rows); it is {data_config.rows!r}')
+  mono = {lang: monolingual_rows(data_config, tokenizer, split, lang)
           for lang in languages} if tlm_share < 1 else {}
   tlm = {}
   if tlm_share > 0:

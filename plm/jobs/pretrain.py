@@ -4,13 +4,13 @@
   python -m plm.main --config=configs/xlm.py --config.job=evaluate --workdir=runs/xlm
 """
 from plm import models, objectives, run, train
-from plm.data import mixing, pipeline
+from plm.data import mixing
 from plm.evaluate import bible_retrieval
 
 
 def heldout_sets(config, tokenizer, split):
   """Rows per language, and TLM rows per direction ('en-es') when the run trains TLM."""
-  sets = {lang: pipeline.make_dataset(config.data, tokenizer, split, languages=(lang,))
+  sets = {lang: mixing.monolingual_rows(config.data, tokenizer, split, lang)
           for lang in config.data.languages}
   return {**sets, **mixing.heldout_tlm_sets(config.data, tokenizer, split)}
 

@@ -10,13 +10,14 @@ import difflib
 import flax.linen as nn
 import ml_collections
 
-from plm.models import classifier, encoder
+from plm.models import classifier, encoder, seq2seq
 
 # name -> module with config() and build(model_config, vocab_size)
 REGISTRY = {
     'encoder': encoder,  # hidden states [B, L, H] (sentence vectors, features)
     'encoder_lm': encoder,  # + the tied vocabulary head (BERT/XLM/UNILM pre-training)
     'classifier': classifier,  # + a pooler and a classification layer (fine-tuning)
+    'seq2seq': seq2seq,  # Transformer encoder-decoder (MASS, translation)
 }
 NAMES = tuple(REGISTRY)
 # How a model computes, not what it is: a checkpoint serves every setting of these.

@@ -64,17 +64,25 @@ class MultiHeadAttention(nn.Module):
   dropout_rate: float = 0.0  # dropout on attention probabilities
   dtype: Any = jnp.float32  # compute dtype; params stay float32
   implementation: str = 'einsum'  # one of IMPLEMENTATIONS
+  # x_kv is fixed while decoding (an encoder output): with decode, its keys and
+  # values are computed once, on the call that passes x_kv, and read back from
+  # the cache on the calls that pass x_kv=None.
+  static_kv: bool = False
 
   @nn.compact
-  def __call__(self, x_q: Array, x_kv: Array, mask: Array | None, *,
+  def __call__(self, x_q: Array, x_kv: Array | None, mask: Array | None, *,
                deterministic: bool = True, decode: bool = False) -> Array:
     features = x_q.shape[-1]
     shape = (self.num_heads, self.head_dim)
     def proj(name, x):
       return HeadsDense(shape, ('embed', 'heads', 'kv'), self.dtype, name=name)(x)
-    q, k, v = proj('query', x_q), proj('key', x_kv), proj('value', x_kv)
-    if decode:
-      k, v, mask = self._update_cache(k, v, mask)
+    q = proj('query', x_q)
+    if decode and self.static_kv:
+      k, v = self._static_cache(proj, x_kv)
+    else:
+      k, v = proj('key', x_kv), proj('value', x_kv)
+      if decode:
+        k, v, mask = self._update_cache(k, v, mask)
     if self.implementation == 'einsum':
       q = q / jnp.sqrt(self.head_dim).astype(self.dtype)
       logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)
@@ -120,3 +128,15 @@ class MultiHeadAttention(nn.Module):
     prefix = (jnp.arange(length) < i + k.shape[1])[None, None, None, :]
     mask = prefix if mask is None else jnp.logical_and(mask, prefix)
     return cached_k.value, cached_v.value, mask
+
+  def _static_cache(self, proj, x_kv: Array | None):
+    """Keys/values of a fixed input: projected and stored once, then only read."""
+    if x_kv is None:
+      if not self.has_variable('cache', 'cached_key'):
+        raise ValueError('cross-attention has no cached keys: the first decode call must pass '
+                         'the encoder output (a prefill)')
+      return self.get_variable('cache', 'cached_key'), self.get_variable('cache', 'cached_value')
+    k, v = proj('key', x_kv), proj('value', x_kv)
+    self.put_variable('cache', 'cached_key', k)
+    self.put_variable('cache', 'cached_value', v)
+    return k, v

@@ -67,13 +67,14 @@ class TransformerBlock(nn.Module):
         x = layer_norm(self.ln_eps, f'{name}_ln', self.dtype)(x)
       return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
-    attn = lambda name: MultiHeadAttention(
+    attn = lambda name, static_kv=False: MultiHeadAttention(
         self.num_heads, self.head_dim, self.attention_dropout_rate, self.dtype, self.attention,
-        name=name)
+        static_kv, name=name)
     x = sublayer(x, lambda h: attn('self_attention')(
         h, h, mask, deterministic=deterministic, decode=decode), 'self_attention')
     if self.cross_attention:
-      x = sublayer(x, lambda h: attn('cross_attention')(
-          h, encoded, cross_mask, deterministic=deterministic), 'cross_attention')
+      # With decode, `encoded` is given once (the prefill) and None at each step after.
+      x = sublayer(x, lambda h: attn('cross_attention', static_kv=True)(
+          h, encoded, cross_mask, deterministic=deterministic, decode=decode), 'cross_attention')
     ff = FeedForward(self.ff_dim, self.activation, self.dropout_rate, self.dtype, name='mlp')
     return sublayer(x, lambda h: ff(h, deterministic=deterministic), 'mlp')

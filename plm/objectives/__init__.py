@@ -6,9 +6,9 @@ Every token objective here has one head, named after it.
 """
 import numpy as np
 
-from plm.objectives import base, clm, mlm, unilm
+from plm.objectives import base, clm, mass, mlm, unilm
 
-NAMES = ('mlm', 'clm', 'unilm')
+NAMES = ('mlm', 'clm', 'unilm', 'mass')
 
 
 def special_ids(tokenizer) -> tuple[int, ...]:
@@ -32,6 +32,10 @@ def build(config, tokenizer, token_counts: np.ndarray) -> base.Objective:
     fn = unilm.make(mask_id=tokenizer.mask_id, vocab_size=tokenizer.vocab_size,
                     special_ids=special, num_predictions=oc.num_predictions, rate=oc.mask_rate,
                     mix=oc.unilm_mix, ngram_prob=oc.ngram_prob)
+  elif name == 'mass':  # sentence rows (plm.data.sentences) into the seq2seq model
+    fn = mass.make(mask_id=tokenizer.mask_id, vocab_size=tokenizer.vocab_size,
+                   special_ids=special, span=oc.mass_span, num_predictions=oc.num_predictions,
+                   span_tokens=oc.mass_span_tokens)
   else:
     raise ValueError(f'objective.name={name!r} is unknown; use one of {NAMES}')
   objective = base.token_objective(name, fn, prior_logp=base.unigram_logp(token_counts, special),

@@ -1,0 +1,122 @@
+"""One sentence (or one translation pair) per row: the rows MASS and translation read.
+
+Unlike packed rows, a row never holds more than one sentence, so a span's
+positions are the sentence's own indices and a row's decoder target is its
+whole target side. A sentence (or pair) longer than its row is left out whole
+and counted in `Rows.info['too_long']`, never cut; one with no tokens is
+counted in `info['empty']`.
+
+Sentence rows (`sentence_rows`), e.g. seq_len 6, the sentence [7, 8, 9] in
+language 1 of data.languages (b = bos, e = eos, pad = 0):
+    tokens       b 7 8 9 e 0
+    segment_ids  1 1 1 1 1 0
+    positions    0 1 2 3 4 0
+    langs        1 1 1 1 1 0
+
+Pair rows (`pair_rows`, `translation_rows`) hold the same four arrays per side
+under `src_` and `tgt_`, e.g. src_len 4, tgt_len 5, the pair ([7], [8, 9]),
+languages 0 -> 1:
+    src_tokens b 7 e 0      src_segment_ids 1 1 1 0   src_positions 0 1 2 0  src_langs 0 0 0 0
+    tgt_tokens b 8 9 e 0    tgt_segment_ids 1 1 1 1 0 tgt_positions 0 1 2 3 0 tgt_langs 1 1 1 1 0
+"""
+from collections.abc import Sequence
+
+import ml_collections
+import numpy as np
+
+from plm.data import parallel
+from plm.data import pipeline
+from plm.data import rows as rows_lib
+
+KEYS = pipeline.KEYS  # tokens, segment_ids, positions, langs
+PAIR_KEYS = tuple(f'{side}_{k}' for side in ('src', 'tgt') for k in KEYS)
+
+
+def _lay_out(ids_list: Sequence[Sequence[int]], length: int, lang: int, *, bos_id: int,
+             eos_id: int, pad_id: int) -> dict[str, np.ndarray]:
+  """`[bos] ids [eos] pad...` rows, one per entry (all must fit: the callers check)."""
+  out = {k: np.zeros((len(ids_list), length), np.int32) for k in KEYS}
+  out['tokens'][:] = pad_id
+  for r, ids in enumerate(ids_list):
+    n = len(ids) + 2
+    out['tokens'][r, :n] = [bos_id, *ids, eos_id]
+    out['segment_ids'][r, :n] = 1
+    out['positions'][r, :n] = np.arange(n)
+    out['langs'][r, :n] = lang
+  return out
+
+
+def _language_id(data_config: ml_collections.ConfigDict, language: str) -> int:
+  configured = tuple(data_config.languages)
+  if language not in configured:
+    raise ValueError(f'Language {language!r} is not in data.languages={list(configured)}; add '
+                     'it there in the config.')
+  return configured.index(language)
+
+
+def sentence_rows(data_config: ml_collections.ConfigDict, tokenizer, split: str, language: str,
+                  seq_len: int) -> rows_lib.Rows:
+  """One sentence (a Bible verse, a line of a text file) of `language` per row.
+
+  info: sentences (rows made), too_long (longer than seq_len with bos and eos:
+  left out whole), empty (no tokens).
+  """
+  if seq_len < 3:
+    raise ValueError(f'seq_len={seq_len} must be at least 3 (bos, one token, eos)')
+  lang_id = _language_id(data_config, language)
+  docs = pipeline.load_texts(data_config, split, languages=(language,))[language]
+  encoded = tokenizer.encode([s for doc in docs for s in doc])
+  kept = [ids for ids in encoded if 0 < len(ids) <= seq_len - 2]
+  empty = sum(not ids for ids in encoded)
+  too_long = len(encoded) - len(kept) - empty
+  if not kept:
+    raise ValueError(
+        f'No {language} sentence of the {split} split fits in {seq_len} tokens ({too_long} too '
+        f'long, {empty} empty, of {len(encoded)}); raise the row length or check the corpus.')
+  arrays = _lay_out(kept, seq_len, lang_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+                    pad_id=tokenizer.pad_id)
+  return rows_lib.Rows(arrays, info=dict(sentences=len(kept), too_long=too_long, empty=empty))
+
+
+def pair_rows(pairs_ids: Sequence[tuple[Sequence[int], Sequence[int]]], *, src_lang: int,
+              tgt_lang: int, src_len: int, tgt_len: int, bos_id: int, eos_id: int,
+              pad_id: int) -> rows_lib.Rows:
+  """One (source ids, target ids) pair per row, each side `[bos] ids [eos] pad...`.
+
+  A pair with a side longer than its row (src_len / tgt_len, with bos and eos)
+  is left out whole. info: pairs (rows made), too_long, empty (a side without
+  tokens). May hold zero rows; `translation_rows` makes that an error.
+  """
+  for name, length in (('src_len', src_len), ('tgt_len', tgt_len)):
+    if length < 3:
+      raise ValueError(f'{name}={length} must be at least 3 (bos, one token, eos)')
+  empty = sum(not (len(s) and len(t)) for s, t in pairs_ids)
+  kept = [(s, t) for s, t in pairs_ids if len(s) and len(t)]
+  fits = [(s, t) for s, t in kept if len(s) + 2 <= src_len and len(t) + 2 <= tgt_len]
+  arrays = {}
+  for side, ids, lang, length in (('src', [s for s, _ in fits], src_lang, src_len),
+                                  ('tgt', [t for _, t in fits], tgt_lang, tgt_len)):
+    laid = _lay_out(ids, length, lang, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id)
+    arrays.update({f'{side}_{k}': v for k, v in laid.items()})
+  return rows_lib.Rows(arrays, info=dict(pairs=len(fits), too_long=len(kept) - len(fits),
+                                          empty=empty))
+
+
+def translation_rows(data_config: ml_collections.ConfigDict, tokenizer, split: str, src: str,
+                     tgt: str, src_len: int, tgt_len: int) -> rows_lib.Rows:
+  """Pair rows of the src -> tgt direction: the Bible's aligned verses, or the
+  `data.parallel_dir` files (plm.data.parallel.load_pairs); langs index data.languages.
+
+  info['empty'] also counts pairs with an empty side in the text.
+  """
+  src_lang, tgt_lang = _language_id(data_config, src), _language_id(data_config, tgt)
+  ids, empty_text = parallel.encode_pairs(data_config, tokenizer, src, tgt, split)
+  rows = pair_rows(ids, src_lang=src_lang, tgt_lang=tgt_lang, src_len=src_len, tgt_len=tgt_len,
+                   bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+  rows.info['empty'] += empty_text
+  if not len(rows):
+    raise ValueError(
+        f'No {src}-{tgt} pair of the {split} split fits in {src_len} source / {tgt_len} target '
+        f'tokens ({rows.info["too_long"]} too long, {rows.info["empty"]} with an empty side); '
+        'raise the row lengths or check the parallel data.')
+  return rows

@@ -1,0 +1,36 @@
+"""The baselines a translation score needs beside it: copying the source, and a
+word-by-word dictionary built from the training pairs.
+
+The dictionary maps each source word to the target word with the highest Dice
+coefficient of sentence co-occurrence, 2 c(s, t) / (c(s) + c(t)), over the
+training pairs (words are whitespace tokens, lowercased; punctuation stays on
+the word). A word never seen in training is copied.
+"""
+import collections
+
+
+def words(sentence: str) -> list[str]:
+  return sentence.lower().split()
+
+
+def word_dictionary(pairs, min_count: int = 2) -> dict[str, str]:
+  """{source word: best target word} from (source, target) sentence pairs."""
+  src_count, tgt_count, both = collections.Counter(), collections.Counter(), collections.Counter()
+  for src, tgt in pairs:
+    s, t = set(words(src)), set(words(tgt))
+    src_count.update(s)
+    tgt_count.update(t)
+    both.update((a, b) for a in s for b in t)
+  best = {}
+  for (a, b), c in both.items():
+    if c < min_count:
+      continue
+    dice = 2 * c / (src_count[a] + tgt_count[b])
+    if dice > best.get(a, (0.0, ''))[0] or (dice == best[a][0] and b < best[a][1]):
+      best[a] = (dice, b)
+  return {a: b for a, (_, b) in best.items()}
+
+
+def translate_words(sentences, dictionary: dict[str, str]) -> list[str]:
+  """Each word replaced by its dictionary entry (unknown words kept)."""
+  return [' '.join(dictionary.get(w, w) for w in words(s)) for s in sentences]

@@ -1,0 +1,146 @@
+"""Transformer encoder-decoder (MASS pre-training, translation).
+
+Named so an XLM (encoder_lm) checkpoint maps onto it: `encoder` is plm's
+Encoder (no segments; language embeddings), `lm_head` is EncoderLM's
+`mlm_head` (an MlmHead tied to the token embeddings), and `decoder` holds
+`layer_{i}` blocks with cross-attention. Like every plm model it builds no mask.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_dict
+
+from plm.models import encoder as encoder_lib
+from plm.models.encoder import REMAT_POLICIES, Encoder
+from plm.nn.embeddings import Embeddings
+from plm.nn.heads import MlmHead
+from plm.nn.transformer import TransformerBlock, layer_norm
+
+
+class Decoder(nn.Module):
+  """Target embeddings + blocks with causal self- and cross-attention: [B, Lt, H]."""
+  vocab_size: int
+  layers: int
+  hidden: int
+  heads: int
+  ff: int
+  activation: str = 'gelu'
+  dropout: float = 0.1
+  attention_dropout: float = 0.1
+  max_len: int = 512
+  num_languages: int = 0
+  positions: str = 'learned'
+  post_ln: bool = True
+  ln_eps: float = 1e-12
+  remat: str = 'none'
+  dtype: Any = jnp.float32
+  attention: str = 'einsum'
+  own_embeddings: bool = False  # False: the caller passes the encoder's (shared)
+
+  def setup(self):
+    if self.own_embeddings:
+      self.embeddings = Embeddings(self.vocab_size, self.hidden, self.max_len, 0,
+                                   self.num_languages, 0, self.positions)
+    self.embed_ln = layer_norm(self.ln_eps, 'embed_ln') if self.post_ln else None
+    self.embed_dropout = nn.Dropout(self.dropout)
+    remat = {True: 'full', False: 'none'}.get(self.remat, self.remat)
+    if remat not in REMAT_POLICIES:
+      raise ValueError(f'model.remat={self.remat!r} is unknown; use one of {list(REMAT_POLICIES)}')
+    # deterministic (5) and decode (6) are Python bools (self = 0).
+    block = TransformerBlock if remat == 'none' else nn.remat(
+        TransformerBlock, static_argnums=(5, 6), policy=REMAT_POLICIES[remat])
+    self.blocks = [block(self.heads, self.hidden // self.heads, self.ff, self.activation,
+                         self.dropout, self.attention_dropout, self.post_ln, self.ln_eps,
+                         cross_attention=True, dtype=self.dtype, attention=self.attention,
+                         name=f'layer_{i}') for i in range(self.layers)]
+    self.final_ln = None if self.post_ln else layer_norm(self.ln_eps, 'final_ln')
+
+  def __call__(self, tokens, positions, mask, encoded, cross_mask, *, langs=None,
+               embeddings=None, deterministic: bool = True, decode: bool = False):
+    if tokens.shape[-1] > self.max_len:
+      raise ValueError(f'target length {tokens.shape[-1]} exceeds model.max_len={self.max_len}')
+    embed = self.embeddings if self.own_embeddings else embeddings
+    x = embed(tokens, positions, langs=langs)
+    if self.embed_ln is not None:
+      x = self.embed_ln(x)
+    x = self.embed_dropout(x, deterministic=deterministic).astype(self.dtype)
+    x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+    for block in self.blocks:
+      x = block(x, mask, encoded, cross_mask, deterministic, decode)
+    return x if self.final_ln is None else self.final_ln(x)
+
+
+class Seq2Seq(nn.Module):
+  """Encoder + decoder + tied LM head: logits [B, Lt, V] (float32).
+
+  `hidden` and `logits` are the two halves of `__call__` (for train.loss_chunk).
+  Cached decoding (plm/seq2seq_decode.py): `decode(encoded, ..., decode=True)`
+  once with the encoder output writes every layer's cross-attention keys/values
+  to the 'cache' collection; later calls pass encoded=None and read them.
+  """
+  encoder: Encoder
+  decoder: Decoder
+  share_embeddings: bool = True  # the decoder uses the encoder's embedding tables
+
+  def setup(self):
+    self.lm_head = MlmHead(self.encoder.vocab_size, self.encoder.activation,
+                           self.encoder.ln_eps, self.encoder.dtype)
+
+  def __call__(self, src_tokens, src_positions, src_mask, tgt_tokens, tgt_positions, tgt_mask,
+               cross_mask, src_langs=None, tgt_langs=None, deterministic: bool = True):
+    return self.logits(self.hidden(src_tokens, src_positions, src_mask, tgt_tokens,
+                                   tgt_positions, tgt_mask, cross_mask, src_langs, tgt_langs,
+                                   deterministic))
+
+  def hidden(self, src_tokens, src_positions, src_mask, tgt_tokens, tgt_positions, tgt_mask,
+             cross_mask, src_langs=None, tgt_langs=None, deterministic: bool = True):
+    """The decoder's states [B, Lt, H] (teacher forcing)."""
+    encoded = self.encode(src_tokens, src_positions, src_mask, src_langs, deterministic)
+    return self.decode(encoded, tgt_tokens, tgt_positions, tgt_mask, cross_mask, tgt_langs,
+                       deterministic)
+
+  def encode(self, src_tokens, src_positions, src_mask, src_langs=None,
+             deterministic: bool = True):
+    """The encoder's states [B, Ls, H]."""
+    return self.encoder(src_tokens, src_positions, src_mask, langs=src_langs,
+                        deterministic=deterministic)
+
+  def decode(self, encoded, tgt_tokens, tgt_positions, tgt_mask, cross_mask, tgt_langs=None,
+             deterministic: bool = True, decode: bool = False):
+    """The decoder's states [B, Lt, H]; `decode` reads and writes the 'cache' collection."""
+    return self.decoder(tgt_tokens, tgt_positions, tgt_mask, encoded, cross_mask,
+                        langs=tgt_langs,
+                        embeddings=self.encoder.embeddings if self.share_embeddings else None,
+                        deterministic=deterministic, decode=decode)
+
+  def logits(self, x):
+    """Vocabulary logits (float32) of decoder states [..., H]."""
+    tied = self.encoder.embeddings if self.share_embeddings else self.decoder.embeddings
+    return self.lm_head(x, tied.attend)
+
+
+def config() -> ml_collections.ConfigDict:
+  """The encoder's fields (plm/models/encoder.py) minus num_segments and num_tasks, plus:"""
+  c = encoder_lib.config()
+  del c['num_segments'], c['num_tasks']  # no token types or tasks: always 0
+  c.name = 'seq2seq'
+  c.decoder_layers = config_dict.placeholder(int)  # decoder blocks; unset = model.layers
+  c.share_embeddings = True  # the decoder shares the encoder's token/position/language tables
+  return c
+
+
+def build(mc, vocab_size: int) -> Seq2Seq:
+  fields = ml_collections.ConfigDict(mc.to_dict())
+  fields.update(num_segments=0, num_tasks=0)
+  enc = encoder_lib.build_encoder(fields, vocab_size)
+  layers = enc.layers if mc.decoder_layers is None else mc.decoder_layers
+  if layers < 1:
+    raise ValueError(f'model.decoder_layers={layers}: the decoder needs at least 1 block')
+  same = ('vocab_size', 'hidden', 'heads', 'ff', 'activation', 'dropout', 'attention_dropout',
+          'max_len', 'num_languages', 'positions', 'post_ln', 'ln_eps', 'remat', 'dtype',
+          'attention')
+  dec = Decoder(layers=layers, own_embeddings=not mc.share_embeddings,
+                **{k: getattr(enc, k) for k in same})
+  return Seq2Seq(enc, dec, mc.share_embeddings)
