@@ -11,6 +11,8 @@ Jobs (--config.job=...):
   vocab      build the sentencepiece vocabulary and print its fingerprint
   classify   fine-tune (init_from) to verse genres; zero-shot across languages
   generate   UNILM seq2seq fine-tuning and beam search, BLEU
+  mt         encoder-decoder translation fine-tuning (MASS, XLM-initialised), BLEU/chrF
+  translate  translate mt.input line by line into mt.output
 
 Every training run writes {workdir}/config.json and {workdir}/results.json
 (train and the fine-tuning jobs); evaluate writes {workdir}/results_evaluate.json. A user error (bad path, config or data) ends
@@ -39,6 +41,8 @@ JOBS = {
     'retrieve': ('plm.jobs.retrieve', 'retrieve'),
     'classify': ('plm.jobs.classify', 'classify_job'),
     'generate': ('plm.jobs.generate', 'generate_job'),
+    'mt': ('plm.jobs.mt', 'mt_job'),
+    'translate': ('plm.jobs.mt', 'translate_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,

@@ -108,8 +108,8 @@ def make_steps(model, objective: Objective, tx, accum_steps: int, weights: dict,
       keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
       new_state.update(params=keep(new_state['params'], state['params']),
                        opt_state=keep(opt_state, state['opt_state']))
-    tokens = (jnp.sum(batch['segment_ids'] > 0) if 'segment_ids' in batch
-              else batch['stream'].shape[0])
+    segments = [v for k, v in batch.items() if k.endswith('segment_ids')]  # src_ and tgt_ too
+    tokens = sum(jnp.sum(v > 0) for v in segments) if segments else batch['stream'].shape[0]
     metrics = dict(loss=loss, tokens=jnp.asarray(tokens, jnp.float32), grad_norm=grad_norm,
                    skipped=1.0 - finite.astype(jnp.float32))
     for h in heads:

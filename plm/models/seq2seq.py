@@ -144,3 +144,25 @@ def build(mc, vocab_size: int) -> Seq2Seq:
   dec = Decoder(layers=layers, own_embeddings=not mc.share_embeddings,
                 **{k: getattr(enc, k) for k in same})
   return Seq2Seq(enc, dec, mc.share_embeddings)
+
+
+def init_from_encoder_lm(saved: dict, fresh: dict) -> dict:
+  """`fresh` seq2seq params with an encoder_lm's (XLM's) put where the shapes match, as
+  the XLM paper initialises MT: the encoder from the encoder, each decoder block's
+  self-attention and feed-forward from the same-numbered encoder block, the decoder's
+  embedding LayerNorm from the encoder's and the output head from the MLM head.
+  Cross-attention (which XLM does not have) stays freshly initialised."""
+  out = dict(fresh, encoder=saved['encoder'], lm_head=saved['mlm_head'])
+  decoder = dict(fresh['decoder'])
+  for name, block in fresh['decoder'].items():
+    if name in ('embed_ln', 'final_ln') and name in saved['encoder']:
+      decoder[name] = saved['encoder'][name]
+    elif name.startswith('layer_'):
+      if name not in saved['encoder']:
+        raise ValueError(f'the decoder has block {name} but the encoder_lm checkpoint has only '
+                         f"{sum(k.startswith('layer_') for k in saved['encoder'])} blocks; "
+                         'set model.decoder_layers to at most that')
+      decoder[name] = {k: saved['encoder'][name].get(k, v) if not k.startswith('cross') else v
+                       for k, v in block.items()}
+  out['decoder'] = decoder
+  return out

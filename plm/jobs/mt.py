@@ -1,0 +1,191 @@
+"""The `mt` and `translate` jobs: supervised translation with an encoder-decoder.
+
+  python -m plm.main --config=configs/mass.py:tiny --config.job=mt \
+      --config.init_from=/tmp/mass_tiny/checkpoints \
+      --config.data.vocab_path=/tmp/mass_tiny/vocab/spm.model --workdir=/tmp/mass_mt
+  python -m plm.main --config=configs/mass.py:tiny --config.job=translate \
+      --config.mt.input=en.txt --config.mt.output=es.txt --workdir=/tmp/mass_mt
+
+`mt` fine-tunes mt.source -> mt.target on aligned pairs (the Bible's verses, or
+data.parallel_dir files; mt.train_pairs > 0 keeps a seed-fixed sample of that
+many: low-resource MT) through the one loop, from scratch, from a seq2seq run
+(MASS) or from an encoder_lm run (XLM: plm.models.seq2seq.init_from_encoder_lm),
+then beam-searches the test sources and scores BLEU and chrF (sacrebleu; its
+signature is saved) beside copying the source and a word-by-word dictionary.
+"""
+import functools
+import os
+
+import numpy as np
+import sacrebleu
+
+from plm import checkpoint, models, objectives, run, seq2seq_decode, train
+from plm.data import parallel, sentences, text
+from plm.data.rows import Rows
+from plm.evaluate import mt_baselines
+from plm.models import seq2seq
+from plm.objectives import base, translation
+
+
+def languages(config) -> tuple[int, int]:
+  langs, mc = tuple(config.data.languages), config.mt
+  for field, lang in (('mt.source', mc.source), ('mt.target', mc.target)):
+    if lang not in langs:
+      raise ValueError(f'{field}={lang!r} is not in data.languages={list(langs)}; use one of '
+                       'them (the model has one language embedding each)')
+  if mc.source == mc.target:
+    raise ValueError(f'mt.source and mt.target are both {mc.source!r}; pick two languages')
+  return langs.index(mc.source), langs.index(mc.target)
+
+
+def sample(rows: Rows, n: int, seed: int) -> Rows:
+  """A seed-fixed sample of n rows (all when n is 0 or at least the row count)."""
+  if not n or n >= len(rows):
+    return rows
+  keep = np.sort(np.random.default_rng([seed, 1]).permutation(len(rows))[:n])
+  return Rows(rows.take(keep), info=dict(rows.info, sampled=n))
+
+
+def test_pairs(config, tokenizer) -> list[tuple[list[int], str, str]]:
+  """(source ids, source text, reference) of the test split, those that fit the rows."""
+  mc = config.mt
+  pairs = [(s, t) for s, t in parallel.load_pairs(config.data, mc.source, mc.target, 'test')
+           if s and t]
+  ids = tokenizer.encode([s for s, _ in pairs])
+  tgt = tokenizer.encode([t for _, t in pairs])
+  out = [(i, s, t) for i, j, (s, t) in zip(ids, tgt, pairs)
+         if len(i) + 2 <= mc.src_len and len(j) + 2 <= mc.tgt_len]
+  return out[:mc.max_test_examples] if mc.max_test_examples else out
+
+
+def translate_ids(config, model, tokenizer, params, sources: list[list[int]]) -> list[str]:
+  """Beam search over `sources` (token ids), in batches of one shape."""
+  mc = config.mt
+  src_lang, tgt_lang = languages(config)
+  with_langs = bool(config.model.num_languages)
+  translator = seq2seq_decode.make_translator(
+      model, batch_size=mc.decode_batch_size, src_len=mc.src_len, max_len=mc.max_target_len,
+      bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+      beam_size=mc.beam_size, length_penalty=mc.length_penalty,
+      no_repeat_ngram=mc.no_repeat_ngram)
+  out = []
+  for start in range(0, len(sources), mc.decode_batch_size):
+    chunk = sources[start:start + mc.decode_batch_size]
+    tokens = np.full((mc.decode_batch_size, mc.src_len), tokenizer.pad_id, np.int32)
+    for r, ids in enumerate(chunk):
+      tokens[r, :len(ids) + 2] = [tokenizer.bos_id, *ids, tokenizer.eos_id]
+    langs = np.full((mc.decode_batch_size,), src_lang, np.int32) if with_langs else None
+    best = np.asarray(translator(params, tokens, langs, tgt_lang if with_langs else None))
+    for row in best[:len(chunk)]:
+      row = list(row)
+      out.append(tokenizer.decode(row[:row.index(tokenizer.eos_id)]
+                                  if tokenizer.eos_id in row else row))
+  return out
+
+
+def scores(hyps, refs) -> dict:
+  bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
+  return dict(bleu=bleu.corpus_score(hyps, [refs]).score,
+              chrf=chrf.corpus_score(hyps, [refs]).score,
+              signature=dict(bleu=str(bleu.get_signature()), chrf=str(chrf.get_signature())))
+
+
+def init_map_for(config):
+  """How config.init_from's params become this model's: by name (a seq2seq run) or
+  by plm.models.seq2seq.init_from_encoder_lm (an encoder_lm run: XLM)."""
+  if not config.init_from:
+    return None
+  _, _, meta = checkpoint.saved_params(config.init_from)
+  name = meta.get('model', {}).get('name')
+  if name == 'encoder_lm':
+    return seq2seq.init_from_encoder_lm
+  if name != 'seq2seq':
+    raise ValueError(f'config.init_from={config.init_from!r} holds a {name!r} model; mt starts '
+                     "from a 'seq2seq' (MASS) or an 'encoder_lm' (XLM) run")
+  return None
+
+
+def make_task(config, tokenizer, workdir: str) -> train.Task:
+  mc = config.mt
+  src_lang, tgt_lang = languages(config)
+  del src_lang, tgt_lang
+  make = functools.cache(lambda split: sentences.translation_rows(
+      config.data, tokenizer, split, mc.source, mc.target, mc.src_len, mc.tgt_len))
+  rows = sample(make('train'), mc.train_pairs, config.seed)
+  print(f'mt: {len(rows)} training pairs {mc.source}->{mc.target} ({rows.info}), fingerprint '
+        f'{rows.fingerprint}; vocabulary {tokenizer.fingerprint}', flush=True)
+  a = rows.arrays
+  target = a['tgt_tokens'][:, 1:][a['tgt_segment_ids'][:, 1:] > 0]
+  counts = np.bincount(target, minlength=tokenizer.vocab_size)
+  objective = translation.objective(
+      prior_logp=base.unigram_logp(counts, objectives.special_ids(tokenizer)))
+  model = models.build(config.model, tokenizer.vocab_size)
+  pair = f'{mc.source}-{mc.target}'
+
+  def report(params, table):
+    del table
+    test = test_pairs(config, tokenizer)
+    hyps = translate_ids(config, model, tokenizer, params, [i for i, _, _ in test])
+    sources, refs = [s for _, s, _ in test], [t for _, _, t in test]
+    train_text = [(s, t) for s, t in parallel.load_pairs(config.data, mc.source, mc.target,
+                                                         'train') if s and t]
+    if mc.train_pairs and mc.train_pairs < len(train_text):  # the dictionary sees what mt saw
+      keep = np.random.default_rng([config.seed, 2]).permutation(len(train_text))
+      train_text = [train_text[i] for i in keep[:mc.train_pairs]]
+    dictionary = mt_baselines.word_dictionary(train_text)
+    result = dict(model=scores(hyps, refs), copy_source=scores(sources, refs),
+                  word_dictionary=scores(mt_baselines.translate_words(sources, dictionary),
+                                         refs), examples=len(test))
+    path = os.path.join(workdir, f'test_hypotheses.{mc.target}.txt')
+    with open(path, 'w', encoding='utf-8') as f:
+      f.write(''.join(h + '\n' for h in hyps))
+    print(f'\nmt results ({pair}, test split, {len(test)} sentences; hypotheses in {path}):\n'
+          '| system | BLEU | chrF |\n|---|---|---|\n' + '\n'.join(
+              f"| {k} | {result[k]['bleu']:.2f} | {result[k]['chrf']:.2f} |"
+              for k in ('model', 'copy_source', 'word_dictionary')), flush=True)
+    for s, h, r in list(zip(sources, hyps, refs))[:3]:
+      print(f'  source: {s}\n  output: {h}\n  target: {r}', flush=True)
+    return dict(translation=result, hypotheses=path)
+
+  return train.Task('mt', model, config.model, objective, rows, lambda split: {pair: make(split)},
+                    report=report, init_map=init_map_for(config))
+
+
+def mt_job(config, workdir: str) -> dict:
+  config = run.finetune_config(run.resolve(config))
+  if config.model.name != 'seq2seq':
+    raise ValueError(f"job=mt trains an encoder-decoder: set model.name='seq2seq' (it is "
+                     f'{config.model.name!r}); configs/mass.py does')
+  workdir = run.workdir_path(workdir)
+  tokenizer = run.load_tokenizer(config, workdir)
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir),
+                                  tokenizer)
+
+
+def translate_job(config, workdir: str) -> list[str]:
+  """Translates mt.input line by line into mt.output with the run in `workdir`."""
+  mc = config.mt
+  if not mc.input or not mc.output:
+    raise ValueError('job=translate needs --config.mt.input=<UTF-8 file, one sentence a line> '
+                     'and --config.mt.output=<file to write>')
+  loaded = run.load(workdir, config)
+  config, tokenizer = loaded.config, loaded.tokenizer
+  languages(config)
+  lines = text.read_lines(mc.input, 'mt.input: a UTF-8 text file, one sentence per line')
+  ids = tokenizer.encode(lines)
+  for number, (line, row) in enumerate(zip(lines, ids), start=1):
+    if len(row) + 2 > mc.src_len:
+      raise ValueError(f'{mc.input}, line {number}: {len(row) + 2} tokens with bos/eos, more '
+                       f'than mt.src_len={mc.src_len}; split the line or raise mt.src_len (at '
+                       f'most model.max_len={config.model.max_len})')
+  todo = [i for i, line in enumerate(lines) if line.strip()]
+  hyps = translate_ids(config, loaded.model, tokenizer, loaded.params, [ids[i] for i in todo])
+  out = [''] * len(lines)
+  for i, h in zip(todo, hyps):
+    out[i] = h
+  os.makedirs(os.path.dirname(os.path.abspath(mc.output)), exist_ok=True)
+  with open(mc.output, 'w', encoding='utf-8') as f:
+    f.write(''.join(o + '\n' for o in out))
+  print(f'translated {len(todo)} lines of {mc.input} ({mc.source}->{mc.target}) into '
+        f'{mc.output}; {len(lines) - len(todo)} empty lines left empty', flush=True)
+  return out
