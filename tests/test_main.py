@@ -50,7 +50,7 @@ def cli_error(*args) -> str:
 
 def test_unknown_job_and_key_name_the_fix(tmp_path):
   message = cli_error('--config=configs/xlm.py:tiny', '--config.job=trian', f'--workdir={tmp_path}')
-  assert message.startswith("error: config.job='trian' is unknown. Did you mean train?"), message
+  assert message.startswith("error: config.job='trian' is unknown. Did you mean train"), message
   message = cli_error('--config=configs/xlm.py:tiny', '--config.model.hiden=8',
                       f'--workdir={tmp_path}')
   assert message.startswith('error: bad config override (--config.model.hiden)'), message

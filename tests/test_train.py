@@ -117,7 +117,7 @@ def test_wrong_type_and_unknown_job_are_one_clear_error(tiny_config, tmp_path):
   proc = run_main(['--config.job=trian'], tmp_path, tiny_config)
   out = proc.communicate(timeout=120)[0]
   assert proc.returncode != 0 and 'Traceback' not in out
-  assert "config.job='trian' is unknown. Did you mean train?" in out
+  assert "config.job='trian' is unknown. Did you mean train" in out
 
 
 def test_missing_and_empty_corpus_are_clear_errors(tiny_config, tmp_path):
