@@ -38,6 +38,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.mt.source = 'en'  # source language (one of data.languages)
   c.mt.target = 'es'  # target language
   c.mt.train_pairs = 0  # training pairs, a seed-fixed sample (low-resource MT); 0 = all
+  c.mt.unsupervised = False  # True: no pairs, dae + back-translation on disjoint chapters
   c.mt.src_len = 96  # source row with bos/eos; longer pairs are left out and counted
   c.mt.tgt_len = 96  # target row with bos/eos
   c.mt.beam_size = 4  # beam width at test time (1 = greedy)

@@ -39,7 +39,9 @@ def test_default_rules_cover_every_registered_model(name):
     mc.num_classes = 3
   model = models.build(mc, 40)
   ids = jnp.zeros((2, 8), jnp.int32)
-  boxed = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids, ids, None))
+  # An encoder-decoder reads a source and a target; every other model one sequence.
+  inputs = (ids, ids, None) * 2 + (None,) if name == 'seq2seq' else (ids, ids, None)
+  boxed = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *inputs))
   partitioning.check_logical_axes(partitioning.DEFAULT_RULES, boxed)
   if name == 'classifier':  # the head's own axis is covered too, not just the encoder's
     rules = tuple(r for r in partitioning.DEFAULT_RULES if r[0] != 'classes')

@@ -18,12 +18,19 @@ under `src_` and `tgt_`, e.g. src_len 4, tgt_len 5, the pair ([7], [8, 9]),
 languages 0 -> 1:
     src_tokens b 7 e 0      src_segment_ids 1 1 1 0   src_positions 0 1 2 0  src_langs 0 0 0 0
     tgt_tokens b 8 9 e 0    tgt_segment_ids 1 1 1 1 0 tgt_positions 0 1 2 3 0 tgt_langs 1 1 1 1 0
+
+Unsupervised MT (`disjoint_sentence_rows`) reads sentence rows of two languages
+from disjoint chapters: a fixed hash of 'book chapter' (`unit_language`) gives
+each chapter of the split to one language only, so no verse is seen in both.
 """
 from collections.abc import Sequence
+import hashlib
+import os
 
 import ml_collections
 import numpy as np
 
+from plm.data import bible
 from plm.data import parallel
 from plm.data import pipeline
 from plm.data import rows as rows_lib
@@ -120,3 +127,87 @@ def translation_rows(data_config: ml_collections.ConfigDict, tokenizer, split: s
         f'tokens ({rows.info["too_long"]} too long, {rows.info["empty"]} with an empty side); '
         'raise the row lengths or check the parallel data.')
   return rows
+
+
+def unit_language(unit: str, languages: Sequence[str]) -> str:
+  """The one of two languages that keeps `unit` (a Bible chapter 'Genesis 1', or
+  'document 12' of another corpus) in `disjoint_sentences`.
+
+  A fixed hash (sha256 of 'unsupervised-mt|<unit>', lowest bit) of the unit
+  alone, over the two languages sorted: stable across runs, machines and the
+  order the languages are given in (en->es and es->en split alike), and
+  independent of bible.chapter_split's crc32 (so each split is halved alike).
+  """
+  if len(languages) != 2 or languages[0] == languages[1]:
+    raise ValueError(f'unit_language needs two distinct languages, got {list(languages)}')
+  digest = hashlib.sha256(f'unsupervised-mt|{unit}'.encode('utf-8')).digest()
+  return sorted(languages)[digest[-1] & 1]
+
+
+def disjoint_sentences(data_config: ml_collections.ConfigDict, split: str,
+                       languages: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
+  """(unit, reference, sentence) of each of two languages, from DISJOINT units of `split`.
+
+  Unsupervised MT must see no parallel signal: each unit (a Bible chapter; a
+  document, by its index, of a textdir/tfds_text corpus) is kept in the one
+  language `unit_language` picks and dropped from the other, so no verse (no
+  chapter) has both its translations in training. About half the units go to
+  each language. References are the Bible's 'Genesis 1:1' (plm.data.bible's
+  load_verses), or 'document d sentence s' for other corpora.
+  """
+  languages = tuple(languages)
+  if len(languages) != 2 or languages[0] == languages[1]:
+    raise ValueError(f'disjoint_sentences needs two distinct languages, got {list(languages)}')
+  for lang in languages:
+    _language_id(data_config, lang)
+  out = {}
+  for lang in languages:
+    if data_config.corpus == 'bible':
+      pipeline._check_split(split)  # pylint: disable=protected-access
+      if lang not in pipeline.LANGUAGE_TRANSLATIONS:
+        raise ValueError(f'The shipped Bible has no {lang!r} translation; known languages: '
+                         f'{sorted(pipeline.LANGUAGE_TRANSLATIONS)}. Fix data.languages / '
+                         'mt.source / mt.target, or use corpus=textdir.')
+      verses = bible.load_verses(pipeline.LANGUAGE_TRANSLATIONS[lang], split,
+                                 os.path.expanduser(data_config.tfds_dir))
+      units = []
+      for ref, sentence in verses:
+        book, chapter, _ = bible.parse_reference(ref)
+        units.append((f'{book} {chapter}', ref, sentence))
+    else:  # one document per unit; its index is the same in both languages' files
+      docs = pipeline.load_texts(data_config, split, languages=(lang,))[lang]
+      units = [(f'document {d}', f'document {d} sentence {s}', sentence)
+               for d, doc in enumerate(docs) for s, sentence in enumerate(doc)]
+    out[lang] = [u for u in units if unit_language(u[0], languages) == lang]
+  return out
+
+
+def disjoint_sentence_rows(data_config: ml_collections.ConfigDict, tokenizer, split: str,
+                           languages: Sequence[str], seq_len: int) -> dict[str, rows_lib.Rows]:
+  """Sentence rows (as `sentence_rows`) of two languages from disjoint units of `split`
+  (`disjoint_sentences`): the monolingual data of unsupervised MT.
+
+  info per language: sentences, too_long, empty (as sentence_rows), units (the
+  chapters/documents it keeps), units_other (those the other language keeps).
+  """
+  if seq_len < 3:
+    raise ValueError(f'seq_len={seq_len} must be at least 3 (bos, one token, eos)')
+  texts = disjoint_sentences(data_config, split, languages)
+  out = {}
+  for lang, other in zip(languages, tuple(languages)[::-1]):
+    encoded = tokenizer.encode([s for _, _, s in texts[lang]])
+    kept = [ids for ids in encoded if 0 < len(ids) <= seq_len - 2]
+    empty = sum(not ids for ids in encoded)
+    too_long = len(encoded) - len(kept) - empty
+    if not kept:
+      raise ValueError(
+          f'No {lang} sentence of the {split} split (its half of the units) fits in {seq_len} '
+          f'tokens ({too_long} too long, {empty} empty, of {len(encoded)}); raise the row '
+          'length or check the corpus.')
+    arrays = _lay_out(kept, seq_len, _language_id(data_config, lang), bos_id=tokenizer.bos_id,
+                      eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    out[lang] = rows_lib.Rows(arrays, info=dict(
+        sentences=len(kept), too_long=too_long, empty=empty,
+        units=len({u for u, _, _ in texts[lang]}),
+        units_other=len({u for u, _, _ in texts[other]})))
+  return out

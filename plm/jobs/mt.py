@@ -12,6 +12,13 @@ many: low-resource MT) through the one loop, from scratch, from a seq2seq run
 (MASS) or from an encoder_lm run (XLM: plm.models.seq2seq.init_from_encoder_lm),
 then beam-searches the test sources and scores BLEU and chrF (sacrebleu; its
 signature is saved) beside copying the source and a word-by-word dictionary.
+
+mt.unsupervised=True trains without pairs instead (unsupervised MT, Lample et al.
+2018 / XLM; `unsupervised_parts`): sentences of both languages from disjoint
+chapters, denoising ('dae') and on-the-fly back-translation ('bt') heads. The
+held-out table ('mt' head on the test pairs) and the BLEU/chrF report are the
+supervised ones. Start it from a MASS or XLM run (config.init_from), as the
+papers do: from scratch back-translation has nothing to bootstrap from.
 """
 import functools
 import os
@@ -20,11 +27,11 @@ import numpy as np
 import sacrebleu
 
 from plm import checkpoint, models, objectives, run, seq2seq_decode, train
-from plm.data import parallel, sentences, text
+from plm.data import mixing, parallel, sentences, text
 from plm.data.rows import Rows
 from plm.evaluate import mt_baselines
 from plm.models import seq2seq
-from plm.objectives import base, translation
+from plm.objectives import base, translation, unsupervised_mt
 
 
 def languages(config) -> tuple[int, int]:
@@ -105,20 +112,58 @@ def init_map_for(config):
   return None
 
 
-def make_task(config, tokenizer, workdir: str) -> train.Task:
+def unsupervised_parts(config, tokenizer) -> tuple[mixing.MixedDataset, base.Objective]:
+  """mt.unsupervised: the training rows and objective of unsupervised MT (Lample et al.
+  2018, XLM): sentences of mt.source and mt.target from disjoint chapters of the train
+  split (plm.data.sentences.disjoint_sentence_rows), half the rows of each language, one
+  row length max(mt.src_len, mt.tgt_len); heads 'dae' and 'bt'
+  (plm/objectives/unsupervised_mt.py)."""
   mc = config.mt
   src_lang, tgt_lang = languages(config)
-  del src_lang, tgt_lang
+  if mc.train_pairs:
+    raise ValueError(f'mt.train_pairs={mc.train_pairs} samples parallel pairs, but '
+                     'mt.unsupervised=True trains on monolingual sentences only; set '
+                     'mt.train_pairs=0')
+  if not config.model.num_languages:
+    raise ValueError('mt.unsupervised=True needs language embeddings (the decoder is told '
+                     'which language to write): set model.num_languages=-1')
+  mono = sentences.disjoint_sentence_rows(config.data, tokenizer, 'train',
+                                          (mc.source, mc.target), max(mc.src_len, mc.tgt_len))
+  rows = mixing.MixedDataset(mono, {mc.source: 0.5, mc.target: 0.5}, (mc.source, mc.target))
+  seen = ', '.join(f"{lang} {r.info['sentences']} sentences of {r.info['units']} chapters (left "
+                   f"out whole: {r.info['too_long']} longer than {r.seq_len} tokens, "
+                   f"{r.info['empty']} empty)" for lang, r in mono.items())
+  print(f'mt (unsupervised {mc.source}<->{mc.target}, no pairs): disjoint chapters, {seen}; '
+        f'half the rows each; fingerprint {rows.fingerprint}; vocabulary '
+        f'{tokenizer.fingerprint}', flush=True)
+  special = objectives.special_ids(tokenizer)
+  vocab = tokenizer.vocab_size
+  objective = unsupervised_mt.make(
+      lang_ids=(src_lang, tgt_lang), bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+      pad_id=tokenizer.pad_id, banned_ids=(tokenizer.pad_id, tokenizer.bos_id,
+                                           tokenizer.mask_id),
+      prior_logp=base.unigram_logp(rows.token_counts(vocab), special),
+      mt_prior_logp=base.unigram_logp(mono[mc.target].token_counts(vocab), special))
+  base.loss_weights(objective, config.objective.get('loss_weights'))  # unknown heads fail now
+  return rows, objective
+
+
+def make_task(config, tokenizer, workdir: str) -> train.Task:
+  mc = config.mt
+  languages(config)  # both named and distinct, before any data is read
   make = functools.cache(lambda split: sentences.translation_rows(
       config.data, tokenizer, split, mc.source, mc.target, mc.src_len, mc.tgt_len))
-  rows = sample(make('train'), mc.train_pairs, config.seed)
-  print(f'mt: {len(rows)} training pairs {mc.source}->{mc.target} ({rows.info}), fingerprint '
-        f'{rows.fingerprint}; vocabulary {tokenizer.fingerprint}', flush=True)
-  a = rows.arrays
-  target = a['tgt_tokens'][:, 1:][a['tgt_segment_ids'][:, 1:] > 0]
-  counts = np.bincount(target, minlength=tokenizer.vocab_size)
-  objective = translation.objective(
-      prior_logp=base.unigram_logp(counts, objectives.special_ids(tokenizer)))
+  if mc.get('unsupervised', False):  # monolingual rows, 'dae' + 'bt'; held-out stays pairs
+    rows, objective = unsupervised_parts(config, tokenizer)
+  else:
+    rows = sample(make('train'), mc.train_pairs, config.seed)
+    print(f'mt: {len(rows)} training pairs {mc.source}->{mc.target} ({rows.info}), fingerprint '
+          f'{rows.fingerprint}; vocabulary {tokenizer.fingerprint}', flush=True)
+    a = rows.arrays
+    target = a['tgt_tokens'][:, 1:][a['tgt_segment_ids'][:, 1:] > 0]
+    counts = np.bincount(target, minlength=tokenizer.vocab_size)
+    objective = translation.objective(
+        prior_logp=base.unigram_logp(counts, objectives.special_ids(tokenizer)))
   model = models.build(config.model, tokenizer.vocab_size)
   pair = f'{mc.source}-{mc.target}'
 
