@@ -28,6 +28,20 @@ REMAT_POLICIES = {
 }
 
 
+def make_blocks(m: nn.Module, cross_attention: bool = False) -> list[nn.Module]:
+  """`m.layers` TransformerBlocks named layer_i from m's fields, remat by `m.remat`."""
+  remat = {True: 'full', False: 'none'}.get(m.remat, m.remat)
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f'model.remat={m.remat!r} is unknown; use one of {list(REMAT_POLICIES)}')
+  # Positional indices with self = 0: deterministic (5) and decode (6) are Python bools.
+  block = TransformerBlock if remat == 'none' else nn.remat(
+      TransformerBlock, static_argnums=(5, 6), policy=REMAT_POLICIES[remat])
+  return [block(m.heads, m.hidden // m.heads, m.ff, m.activation, m.dropout,
+                m.attention_dropout, m.post_ln, m.ln_eps, cross_attention=cross_attention,
+                dtype=m.dtype, attention=m.attention, name=f'layer_{i}')
+          for i in range(m.layers)]
+
+
 class Encoder(nn.Module):
   """Embeddings + a stack of Transformer blocks; returns hidden states [B, L, H]."""
   vocab_size: int
@@ -54,16 +68,7 @@ class Encoder(nn.Module):
                                  self.num_languages, self.num_tasks, self.positions)
     self.embed_ln = layer_norm(self.ln_eps, 'embed_ln') if self.post_ln else None
     self.embed_dropout = nn.Dropout(self.dropout)
-    # Positional indices with self = 0: deterministic (5) and decode (6) are Python bools.
-    remat = {True: 'full', False: 'none'}.get(self.remat, self.remat)
-    if remat not in REMAT_POLICIES:
-      raise ValueError(f'model.remat={self.remat!r} is unknown; use one of {list(REMAT_POLICIES)}')
-    block = TransformerBlock if remat == 'none' else nn.remat(
-        TransformerBlock, static_argnums=(5, 6), policy=REMAT_POLICIES[remat])
-    self.blocks = [block(self.heads, self.hidden // self.heads, self.ff, self.activation,
-                         self.dropout, self.attention_dropout, self.post_ln, self.ln_eps,
-                         dtype=self.dtype, attention=self.attention, name=f'layer_{i}')
-                   for i in range(self.layers)]
+    self.blocks = make_blocks(self)
     self.final_ln = None if self.post_ln else layer_norm(self.ln_eps, 'final_ln')
 
   def __call__(self, tokens, positions, mask, *, token_types=None, langs=None, tasks=None,

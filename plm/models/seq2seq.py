@@ -13,10 +13,10 @@ import ml_collections
 from ml_collections import config_dict
 
 from plm.models import encoder as encoder_lib
-from plm.models.encoder import REMAT_POLICIES, Encoder
+from plm.models.encoder import Encoder
 from plm.nn.embeddings import Embeddings
 from plm.nn.heads import MlmHead
-from plm.nn.transformer import TransformerBlock, layer_norm
+from plm.nn.transformer import layer_norm
 
 
 class Decoder(nn.Module):
@@ -45,16 +45,7 @@ class Decoder(nn.Module):
                                    self.num_languages, 0, self.positions)
     self.embed_ln = layer_norm(self.ln_eps, 'embed_ln') if self.post_ln else None
     self.embed_dropout = nn.Dropout(self.dropout)
-    remat = {True: 'full', False: 'none'}.get(self.remat, self.remat)
-    if remat not in REMAT_POLICIES:
-      raise ValueError(f'model.remat={self.remat!r} is unknown; use one of {list(REMAT_POLICIES)}')
-    # deterministic (5) and decode (6) are Python bools (self = 0).
-    block = TransformerBlock if remat == 'none' else nn.remat(
-        TransformerBlock, static_argnums=(5, 6), policy=REMAT_POLICIES[remat])
-    self.blocks = [block(self.heads, self.hidden // self.heads, self.ff, self.activation,
-                         self.dropout, self.attention_dropout, self.post_ln, self.ln_eps,
-                         cross_attention=True, dtype=self.dtype, attention=self.attention,
-                         name=f'layer_{i}') for i in range(self.layers)]
+    self.blocks = encoder_lib.make_blocks(self, cross_attention=True)
     self.final_ln = None if self.post_ln else layer_norm(self.ln_eps, 'final_ln')
 
   def __call__(self, tokens, positions, mask, encoded, cross_mask, *, langs=None,
