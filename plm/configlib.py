@@ -80,7 +80,7 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.train.retrieval_every = 0  # Bible verse retrieval P@1 on validation every N steps; 0 = off
   c.train.nonfinite = 'stop'  # on a NaN/inf loss: 'stop' naming the step, or 'skip' the update
 
-  c.embed = ml_collections.ConfigDict()  # the embed job (plm/embed.py)
+  c.embed = ml_collections.ConfigDict()  # the embed job (plm/jobs/embed.py)
   c.embed.input = ''  # UTF-8 text, one sentence per line
   c.embed.output = ''  # .npy file: float32 [lines, hidden], in input order
   c.embed.language = languages[0]  # language of the input (for language embeddings)
@@ -88,7 +88,7 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.embed.layer = -1  # hidden states to pool: -1 = last, 0 = embeddings, k = block k's output
   c.embed.batch_size = 64
 
-  c.retrieval = ml_collections.ConfigDict()  # the retrieve job (plm/retrieve.py)
+  c.retrieval = ml_collections.ConfigDict()  # the retrieve job (plm/jobs/retrieve.py)
   c.retrieval.translations = ()  # two Bible translations; () = those of data.languages[:2]
   c.retrieval.center = False  # subtract each language's mean vector before the cosine
   c.retrieval.max_pairs = 0  # evaluate the first N verse pairs of the split; 0 = all
@@ -100,7 +100,7 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.distributed.process_id = -1  # this process, 0..num_processes-1; -1 = $JAX_PROCESS_ID
   c.distributed.auto = False  # True: let jax detect a TPU pod / SLURM / Open MPI cluster
 
-  c.finetune = ml_collections.ConfigDict()  # the classify and generate jobs (plm/finetune/)
+  c.finetune = ml_collections.ConfigDict()  # the classify and generate jobs (plm/jobs/)
   c.finetune.seq_len = 128  # tokens per row (<= model.max_len); longer examples are an error
   c.finetune.skip_long = False  # True: leave out longer examples instead (count printed, saved)
   c.finetune.steps = 300  # fine-tuning optimizer steps
