@@ -10,7 +10,7 @@ import difflib
 import flax.linen as nn
 import ml_collections
 
-from plm.models import classifier, encoder, seq2seq
+from plm.models import classifier, encoder, laser, seq2seq
 
 # name -> module with config() and build(model_config, vocab_size)
 REGISTRY = {
@@ -18,6 +18,7 @@ REGISTRY = {
     'encoder_lm': encoder,  # + the tied vocabulary head (BERT/XLM/UNILM pre-training)
     'classifier': classifier,  # + a pooler and a classification layer (fine-tuning)
     'seq2seq': seq2seq,  # Transformer encoder-decoder (MASS, translation)
+    'laser': laser,  # BiLSTM max-pool sentence encoder + LSTM decoder (LASER)
 }
 NAMES = tuple(REGISTRY)
 # How a model computes, not what it is: a checkpoint serves every setting of these.
