@@ -53,6 +53,22 @@ def _lay_out(ids_list: Sequence[Sequence[int]], length: int, lang: int, *, bos_i
   return out
 
 
+def _rows_of(tokenizer, texts: Sequence[str], seq_len: int, lang_id: int, what: str
+             ) -> rows_lib.Rows:
+  """One `[bos] ids [eos]` row per text that fits `seq_len`; the rest counted, never cut."""
+  encoded = tokenizer.encode(list(texts))
+  kept = [ids for ids in encoded if 0 < len(ids) <= seq_len - 2]
+  empty = sum(not ids for ids in encoded)
+  too_long = len(encoded) - len(kept) - empty
+  if not kept:
+    raise ValueError(
+        f'No {what} fits in {seq_len} tokens ({too_long} too long, {empty} empty, of '
+        f'{len(encoded)}); raise the row length or check the corpus.')
+  arrays = _lay_out(kept, seq_len, lang_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+                    pad_id=tokenizer.pad_id)
+  return rows_lib.Rows(arrays, info=dict(sentences=len(kept), too_long=too_long, empty=empty))
+
+
 def _language_id(data_config: ml_collections.ConfigDict, language: str) -> int:
   configured = tuple(data_config.languages)
   if language not in configured:
@@ -70,19 +86,10 @@ def sentence_rows(data_config: ml_collections.ConfigDict, tokenizer, split: str,
   """
   if seq_len < 3:
     raise ValueError(f'seq_len={seq_len} must be at least 3 (bos, one token, eos)')
-  lang_id = _language_id(data_config, language)
+  lang_id = _language_id(data_config, language)  # before reading: an unknown one is named
   docs = pipeline.load_texts(data_config, split, languages=(language,))[language]
-  encoded = tokenizer.encode([s for doc in docs for s in doc])
-  kept = [ids for ids in encoded if 0 < len(ids) <= seq_len - 2]
-  empty = sum(not ids for ids in encoded)
-  too_long = len(encoded) - len(kept) - empty
-  if not kept:
-    raise ValueError(
-        f'No {language} sentence of the {split} split fits in {seq_len} tokens ({too_long} too '
-        f'long, {empty} empty, of {len(encoded)}); raise the row length or check the corpus.')
-  arrays = _lay_out(kept, seq_len, lang_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
-                    pad_id=tokenizer.pad_id)
-  return rows_lib.Rows(arrays, info=dict(sentences=len(kept), too_long=too_long, empty=empty))
+  return _rows_of(tokenizer, [s for doc in docs for s in doc], seq_len, lang_id,
+                  f'{language} sentence of the {split} split')
 
 
 def pair_rows(pairs_ids: Sequence[tuple[Sequence[int], Sequence[int]]], *, src_lang: int,
@@ -195,19 +202,10 @@ def disjoint_sentence_rows(data_config: ml_collections.ConfigDict, tokenizer, sp
   texts = disjoint_sentences(data_config, split, languages)
   out = {}
   for lang, other in zip(languages, tuple(languages)[::-1]):
-    encoded = tokenizer.encode([s for _, _, s in texts[lang]])
-    kept = [ids for ids in encoded if 0 < len(ids) <= seq_len - 2]
-    empty = sum(not ids for ids in encoded)
-    too_long = len(encoded) - len(kept) - empty
-    if not kept:
-      raise ValueError(
-          f'No {lang} sentence of the {split} split (its half of the units) fits in {seq_len} '
-          f'tokens ({too_long} too long, {empty} empty, of {len(encoded)}); raise the row '
-          'length or check the corpus.')
-    arrays = _lay_out(kept, seq_len, _language_id(data_config, lang), bos_id=tokenizer.bos_id,
-                      eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
-    out[lang] = rows_lib.Rows(arrays, info=dict(
-        sentences=len(kept), too_long=too_long, empty=empty,
-        units=len({u for u, _, _ in texts[lang]}),
-        units_other=len({u for u, _, _ in texts[other]})))
+    rows = _rows_of(tokenizer, [s for _, _, s in texts[lang]], seq_len,
+                    _language_id(data_config, lang),
+                    f'{lang} sentence of the {split} split (its half of the units)')
+    rows.info.update(units=len({u for u, _, _ in texts[lang]}),
+                     units_other=len({u for u, _, _ in texts[other]}))
+    out[lang] = rows
   return out
