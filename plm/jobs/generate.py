@@ -21,10 +21,14 @@ from plm.objectives import base, seq2seq_finetune
 HEAD = 'seq2seq'
 
 
-def decode_test(config, model, tokenizer, params) -> dict:
-  """Beam-search the test sources; BLEU against the references (and of copying the source)."""
+def decode_test(config, model, tokenizer, params, pairs=None) -> dict:
+  """Beam-search the test sources; BLEU against the references (and of copying the source).
+
+  `pairs`: the test split's (source ids, reference) from labelled.pair_set, if already read.
+  """
   fc, tok = config.finetune, tokenizer
-  _, pairs = labelled.pair_set(tok, 'test', fc, config.data.tfds_dir)
+  if pairs is None:
+    _, pairs = labelled.pair_set(tok, 'test', fc, config.data.tfds_dir)
   if fc.max_test_examples:
     pairs = pairs[:fc.max_test_examples]
   width = max(len(src) for src, _ in pairs) + 2
@@ -71,8 +75,11 @@ def make_task(config, tokenizer) -> train.Task:
   model = models.build(config.model, tokenizer.vocab_size)
   pair = f'{fc.source}->{fc.target}'
 
+  sets = functools.cache(lambda split: labelled.pair_set(tokenizer, split, fc,
+                                                        config.data.tfds_dir))
+
   def report(params, table):
-    d = decode_test(config, model, tokenizer, params)
+    d = decode_test(config, model, tokenizer, params, sets('test')[1])
     m = table[pair][HEAD]
     print('\ngenerate results (test split):\n'
           '| pair | masked-target accuracy | unigram | BLEU | copy-source BLEU | decoded |\n'
@@ -84,8 +91,7 @@ def make_task(config, tokenizer) -> train.Task:
             f"  target: {sample['reference']}", flush=True)
     return dict(decode=d)
 
-  heldout = functools.cache(lambda split: {pair: labelled.pair_set(tokenizer, split, fc,
-                                                                   config.data.tfds_dir)[0]})
+  heldout = lambda split: {pair: sets(split)[0]}  # test pairs read once, for both uses
   return train.Task('generate', model, config.model, objective, rows, heldout, report=report)
 
 
