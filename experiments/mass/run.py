@@ -106,8 +106,8 @@ def main():
       tag = name.replace(' ', '').replace('%', '')
       step(mass + pre + flags + [f'--workdir={runs}/mass_k{tag}'],
            f'{runs}/mass_k{tag}/results.json', f'{runs}/mass_k{tag}.log', commands)
-      for seed in seeds:
-        work = f'{runs}/mt_k{tag}_seed{seed}'
+      for seed in seeds:  # k = 50% is the main phase's MASS arm: the same run, not redone
+        work = f'{runs}/mt_mass_seed{seed}' if tag == '50' else f'{runs}/mt_k{tag}_seed{seed}'
         step(mass + low + [f'--config.init_from={runs}/mass_k{tag}/checkpoints',
                            f'--config.seed={seed}', f'--workdir={work}'],
              f'{work}/results.json', f'{work}.log', commands)

@@ -1,48 +1,47 @@
-"""Sentence vectors from a trained encoder: one layer (`embed.layer`: -1 = the
-last, 0 = the embeddings, k = the output of block k) pooled over the sentence's
-tokens (`embed.pooling`: mean, max, or first = the bos position).
+"""Sentence vectors from any trained model, through its `sentence_vectors` method:
+the Transformer families pool one layer (`embed.layer`: -1 = the last, 0 = the
+embeddings, k = the output of block k) over the sentence's tokens (`embed.pooling`:
+mean, max, or first = the bos position); LASER max-pools its BiLSTM.
 
-Used by the `embed` and `retrieve` jobs and by retrieval during training.
+Used by the `embed`, `retrieve` and `mine` jobs and by retrieval during training.
+Rows are embedded sorted by length, in batches padded to a multiple of
+`LENGTH_BUCKET` tokens (a few compiled shapes, little padding), and returned in
+input order.
 """
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from plm import masks
+from plm.nn.pooling import POOLINGS, pool  # pylint: disable=unused-import
 
-POOLINGS = ('mean', 'max', 'first')
+LENGTH_BUCKET = 16  # batch widths are multiples of this: few compiles, little padding
 
 
-def encode_lines(tokenizer, lines, max_len: int, path: str) -> list[list[int]]:
-  """`[bos] pieces [eos]` per line; a line longer than the model is an error, not cut."""
+def encode_lines(tokenizer, lines, max_len: int | None, path: str) -> list[list[int]]:
+  """`[bos] pieces [eos]` per line; a line longer than `max_len` (None: no limit, LASER)
+  is an error, not cut. An empty line gives `[bos, eos]`: an empty sentence."""
   rows = []
   for number, ids in enumerate(tokenizer.encode(lines), start=1):
     row = [tokenizer.bos_id] + ids + [tokenizer.eos_id]
-    if len(row) > max_len:
+    if max_len and len(row) > max_len:
       raise ValueError(f'{path}, line {number}: {len(row)} tokens with bos/eos, more than '
                        f'model.max_len={max_len}; split the line or use a longer model')
     rows.append(row)
   return rows
 
 
-def pool(hidden, valid, how: str):
-  """[B, L, H] -> [B, H] over the valid tokens."""
-  w = valid[..., None].astype(hidden.dtype)
-  if how == 'mean':
-    return (hidden * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
-  if how == 'max':
-    return jnp.where(w > 0, hidden, -jnp.inf).max(1)
-  return hidden[:, 0]
+def num_layers(model) -> int:
+  """Blocks (or BiLSTM layers) of the model's sentence encoder."""
+  return model.layers if hasattr(model, 'layers') else model.encoder.layers
 
 
-def check_options(config, num_layers: int) -> None:
+def check_options(config, layers: int) -> None:
   """embed.pooling and embed.layer name something the model has."""
   ec = config.embed
   if ec.pooling not in POOLINGS:
     raise ValueError(f'embed.pooling={ec.pooling!r}: use one of {POOLINGS}')
-  if not -(num_layers + 1) <= ec.layer <= num_layers:
-    raise ValueError(f'embed.layer={ec.layer} but the model has {num_layers} blocks; use 0 '
-                     f'(embeddings) to {num_layers}, or -1 (last) to -{num_layers + 1}')
+  if not -(layers + 1) <= ec.layer <= layers:
+    raise ValueError(f'embed.layer={ec.layer} but the model has {layers} blocks; use 0 '
+                     f'(embeddings) to {layers}, or -1 (last) to -{layers + 1}')
 
 
 def encoder_of(model):
@@ -51,35 +50,47 @@ def encoder_of(model):
 
 
 def make_embedder(model, config, pad_id: int):
-  """A jitted (params, tokens [B, L], lang) -> [B, H] float32 vectors.
+  """A jitted (params, tokens [B, L], lang) -> [B, H] float32 vectors: the model's
+  `sentence_vectors` with `embed.layer` and `embed.pooling`.
 
-  `lang` (a language id) is used only by models with language embeddings; the
-  layer and pooling are `embed.layer` and `embed.pooling`.
+  `lang` (a language id) is used only by models with language embeddings.
   """
-  ec, with_langs = config.embed, bool(config.model.num_languages)
-  check_options(config, encoder_of(model).layers)
+  ec, with_langs = config.embed, bool(config.model.get('num_languages', 0))
+  check_options(config, num_layers(model))
 
-  def encode(m, tokens, lang):
-    valid = tokens != pad_id
-    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-    langs = jnp.full_like(tokens, lang) if with_langs else None
-    states = encoder_of(m)(tokens, positions, masks.padding_mask(valid), langs=langs,
-                           all_layers=True)
-    return pool(states[ec.layer], valid, ec.pooling).astype(jnp.float32)
+  def vectors(params, tokens, lang):
+    langs = np.full(tokens.shape, 0, np.int32) + lang if with_langs else None
+    return model.apply({'params': params}, tokens, langs, layer=ec.layer, pooling=ec.pooling,
+                       pad_id=pad_id, method='sentence_vectors')
 
-  return jax.jit(lambda params, tokens, lang: model.apply(
-      {'params': params}, tokens, lang, method=encode))
+  return jax.jit(vectors)
+
+
+def vector_size(embedder, params) -> int:
+  """The width of the embedder's vectors (traced, nothing computed)."""
+  return jax.eval_shape(embedder, params, np.zeros((1, LENGTH_BUCKET), np.int32), 0).shape[-1]
 
 
 def embed_rows(embedder, params, rows, pad_id: int, batch_size: int, lang: int = 0
                ) -> np.ndarray:
-  """Vectors [len(rows) > 0, H] of token rows, batched at one padded shape (one compile)."""
-  out = []
-  width = max(len(r) for r in rows)
+  """Vectors [len(rows), H] of token rows, in input order.
+
+  Rows go longest first, batch_size at a time, each batch padded to its longest
+  row rounded up to LENGTH_BUCKET; the last batch is padded with empty rows, so
+  every batch has one of a few shapes.
+  """
+  if not rows:
+    return np.zeros((0, vector_size(embedder, params)), np.float32)
+  order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+  out = np.zeros((len(rows), 0), np.float32)
   for start in range(0, len(rows), batch_size):
-    chunk = rows[start:start + batch_size]
+    chunk = order[start:start + batch_size]
+    width = -(-max(len(rows[chunk[0]]), 1) // LENGTH_BUCKET) * LENGTH_BUCKET
     tokens = np.full((batch_size, width), pad_id, np.int32)
-    for i, row in enumerate(chunk):
-      tokens[i, :len(row)] = row
-    out.append(np.asarray(embedder(params, tokens, lang))[:len(chunk)])
-  return np.concatenate(out)
+    for i, r in enumerate(chunk):
+      tokens[i, :len(rows[r])] = rows[r]
+    got = np.asarray(embedder(params, tokens, lang))[:len(chunk)]
+    if not out.shape[1]:
+      out = np.zeros((len(rows), got.shape[1]), np.float32)
+    out[chunk] = got
+  return out

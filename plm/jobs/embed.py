@@ -24,15 +24,16 @@ def embed_file(config, workdir: str) -> np.ndarray:
                      'name the language of the input file')
   loaded = run.load(workdir, config)
   config, tokenizer, model = loaded.config, loaded.tokenizer, loaded.model
-  embedding.check_options(config, embedding.encoder_of(model).layers)
+  embedder = embedding.make_embedder(model, config, tokenizer.pad_id)
   lines = text.read_lines(ec.input, 'embed.input: a UTF-8 text file with one sentence per line')
-  rows = embedding.encode_lines(tokenizer, lines, config.model.max_len, ec.input)
+  rows = embedding.encode_lines(tokenizer, lines, config.model.get('max_len'), ec.input)
   lang = languages.index(ec.language) if ec.language in languages else 0
-  vectors = (embedding.embed_rows(embedding.make_embedder(model, config, tokenizer.pad_id),
-                                  loaded.params, rows, tokenizer.pad_id, ec.batch_size, lang)
-             if rows else np.zeros((0, embedding.encoder_of(model).hidden), np.float32))
+  vectors = embedding.embed_rows(embedder, loaded.params, rows, tokenizer.pad_id,
+                                 ec.batch_size, lang)
   os.makedirs(os.path.dirname(os.path.abspath(ec.output)), exist_ok=True)
   np.save(ec.output, vectors)
+  empty = sum(not line.strip() for line in lines)
   print(f'embedded {len(lines)} lines of {ec.input} into {ec.output} '
-        f'({vectors.shape[1]} dims, {ec.pooling} pooling of layer {ec.layer})', flush=True)
+        f'({vectors.shape[1]} dims, {ec.pooling} pooling of layer {ec.layer}); {empty} empty '
+        'lines embedded as empty sentences ([bos] [eos])', flush=True)
   return vectors

@@ -37,6 +37,10 @@ class EncoderClassifier(nn.Module):
                       bias_init=P(nn.initializers.zeros, ('classes',)))(pooled)
     return logits.astype(jnp.float32)
 
+  def sentence_vectors(self, tokens, langs=None, **options):
+    """The encoder's sentence vectors [B, H] (Encoder.sentence_vectors)."""
+    return self.encoder.sentence_vectors(tokens, langs, **options)
+
 
 def config():
   """The encoder's fields plus the number of classes (set by the fine-tuning task)."""

@@ -11,9 +11,11 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
+from plm import masks
 from plm.models import sizes
 from plm.nn.attention import IMPLEMENTATIONS
 from plm.nn.embeddings import Embeddings
+from plm.nn import pooling as pooling_lib
 from plm.nn.heads import MlmHead
 from plm.nn.transformer import TransformerBlock, layer_norm
 
@@ -97,6 +99,16 @@ class Encoder(nn.Module):
       states[-1] = self.final_ln(x)
     return tuple(states) if all_layers else states[-1]
 
+  def sentence_vectors(self, tokens, langs=None, *, layer: int = -1, pooling: str = 'mean',
+                       pad_id: int = 0):
+    """One float32 vector per row [B, H]: block `layer`'s states (0 = the embeddings, -1 =
+    the last) pooled over the row's real tokens (plm/nn/pooling.py). Rows are right-padded
+    with `pad_id`; positions count from 0."""
+    valid = tokens != pad_id
+    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+    states = self(tokens, positions, masks.padding_mask(valid), langs=langs, all_layers=True)
+    return pooling_lib.pool(states[layer], valid, pooling).astype(jnp.float32)
+
 
 class EncoderLM(nn.Module):
   """Encoder + tied MLM head: logits at `predict_positions` (or everywhere).
@@ -127,6 +139,10 @@ class EncoderLM(nn.Module):
   def logits(self, x):
     """Vocabulary logits (float32) of hidden states [..., H]."""
     return self.mlm_head(x, self.encoder.embeddings.attend)
+
+  def sentence_vectors(self, tokens, langs=None, **options):
+    """The encoder's sentence vectors [B, H] (Encoder.sentence_vectors)."""
+    return self.encoder.sentence_vectors(tokens, langs, **options)
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # model.dtype: compute dtype

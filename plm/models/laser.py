@@ -154,6 +154,16 @@ class Laser(nn.Module):
     pooled = jnp.max(jnp.where(valid, states, -jnp.inf), axis=1)
     return jnp.where(jnp.any(valid, axis=1), pooled, 0.0)
 
+  def sentence_vectors(self, tokens, langs=None, *, layer: int = -1, pooling: str = 'max',
+                       pad_id: int = PAD):
+    """The sentence vectors [B, 2 * hidden] (`embed`): LASER's are always the max-pool of
+    the last BiLSTM layer, so other `layer`/`pooling` settings are an error, not ignored."""
+    if (layer, pooling) not in ((-1, 'max'), (self.layers, 'max')) or pad_id != PAD:
+      raise ValueError(f'embed.layer={layer}, embed.pooling={pooling!r}: a LASER model\'s '
+                       "sentence vector is the max-pool of its last BiLSTM layer; set "
+                       "embed.pooling='max' and embed.layer=-1 (configs/laser.py does)")
+    return self.embed(tokens, langs).astype(jnp.float32)
+
   def decode(self, sentence, tgt_tokens, tgt_langs=None, deterministic: bool = True):
     """Decoder states [B, Lt, decoder_hidden] from sentence vectors [B, 2H] only."""
     embed = self.encoder.embed if self.share_embeddings else self.target_embed

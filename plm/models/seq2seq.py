@@ -106,6 +106,10 @@ class Seq2Seq(nn.Module):
                         embeddings=self.encoder.embeddings if self.share_embeddings else None,
                         deterministic=deterministic, decode=decode)
 
+  def sentence_vectors(self, tokens, langs=None, **options):
+    """The encoder's sentence vectors [B, H] (Encoder.sentence_vectors)."""
+    return self.encoder.sentence_vectors(tokens, langs, **options)
+
   def logits(self, x):
     """Vocabulary logits (float32) of decoder states [..., H]."""
     tied = self.encoder.embeddings if self.share_embeddings else self.decoder.embeddings
