@@ -88,6 +88,18 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.embed.layer = -1  # hidden states to pool: -1 = last, 0 = embeddings, k = block k's output
   c.embed.batch_size = 64
 
+  c.mine = ml_collections.ConfigDict()  # the mine job: bitext mining (plm/jobs/mine.py)
+  c.mine.src = ''  # UTF-8 sentences of one language, one per line
+  c.mine.tgt = ''  # UTF-8 sentences of the other language
+  c.mine.src_language = languages[0]  # language of mine.src (one of data.languages)
+  c.mine.tgt_language = languages[-1]  # language of mine.tgt
+  c.mine.output = ''  # TSV written: score \t src sentence \t tgt sentence, best first
+  c.mine.k = 4  # nearest neighbours in each direction (LASER's default)
+  c.mine.margin = 'ratio'  # ratio | distance | absolute (plain cosine)
+  c.mine.retrieval = 'max'  # max | intersect | forward | backward
+  c.mine.threshold = 0.0  # keep pairs scored at least this (ratio margin: ~1.0 to 1.2)
+  c.mine.backend = 'auto'  # auto (faiss when installed) | faiss | jnp (blocked matmuls)
+
   c.retrieval = ml_collections.ConfigDict()  # the retrieve job (plm/jobs/retrieve.py)
   c.retrieval.translations = ()  # two Bible translations; () = those of data.languages[:2]
   c.retrieval.center = False  # subtract each language's mean vector before the cosine
@@ -110,6 +122,11 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.finetune.eval_every = 0  # validation period in steps; 0 = none
   c.finetune.train_language = languages[0]  # classify: the labelled language it trains on
   c.finetune.test_languages = tuple(languages)  # classify: accuracy on each one's test split
+  # classify: True = train an MLP on the model's frozen sentence vectors (embed.layer and
+  # embed.pooling; LASER's zero-shot protocol); False = fine-tune it all (the encoder families
+  # with BERT's pooler head; LASER with its BiLSTM under the MLP)
+  c.finetune.freeze_encoder = False
+  c.finetune.classifier_hidden = 256  # classify: the sentence-vector MLP's hidden units; 0 = linear
   c.finetune.source = 'en_kjv'  # generate: source translation (plm/data/bible.py)
   c.finetune.target = 'en_web'  # generate: target translation
   c.finetune.target_mask_rate = 0.7  # generate: share of target tokens masked (UNILM: 0.7)

@@ -13,6 +13,7 @@ Jobs (--config.job=...):
   generate   UNILM seq2seq fine-tuning and beam search, BLEU
   mt         encoder-decoder translation fine-tuning (MASS, XLM-initialised), BLEU/chrF
   translate  translate mt.input line by line into mt.output
+  transe     TransE on a knowledge graph (kg.*), filtered link prediction, entity vectors
 
 Every training run writes {workdir}/config.json and {workdir}/results.json
 (train and the fine-tuning jobs); evaluate writes {workdir}/results_evaluate.json. A user error (bad path, config or data) ends
@@ -37,12 +38,14 @@ JOBS = {
     'train': ('plm.jobs.pretrain', 'train_job'),
     'evaluate': ('plm.jobs.pretrain', 'evaluate_job'),
     'embed': ('plm.jobs.embed', 'embed_file'),
+    'mine': ('plm.jobs.mine', 'mine_files'),
     'vocab': ('plm.jobs.vocab', 'build_vocab'),
     'retrieve': ('plm.jobs.retrieve', 'retrieve'),
     'classify': ('plm.jobs.classify', 'classify_job'),
     'generate': ('plm.jobs.generate', 'generate_job'),
     'mt': ('plm.jobs.mt', 'mt_job'),
     'translate': ('plm.jobs.mt', 'translate_job'),
+    'transe': ('plm.jobs.transe', 'transe_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,

@@ -5,6 +5,7 @@ Bibles (KJV en, Reina-Valera 1909 es), one shared vocabulary, one model size.
   python experiments/mass/run.py --runs=runs/mass_exp --phase=sanity   # budget check
   python experiments/mass/run.py --runs=runs/mass_exp --phase=main     # none / MASS / XLM
   python experiments/mass/run.py --runs=runs/mass_exp --phase=k        # k ablation
+  python experiments/mass/run.py --runs=runs/mass_exp --phase=unsup    # unsupervised MT
   python experiments/mass/run.py --runs=runs/mass_exp --phase=table    # results.md
 
 sanity: supervised en->es on ALL training pairs from scratch, to find a size and budget
@@ -13,6 +14,8 @@ sanity: supervised en->es on ALL training pairs from scratch, to find a size and
 main: low-resource supervised MT (--pairs pairs) from no pre-training, from MASS
   (k=50%) and from XLM (MLM, same size, vocabulary and budget), each --seeds.
 k: MASS pre-training with k = 1 token, 25%, 50% and 100%, each fine-tuned like `main`.
+unsup: unsupervised en<->es (no pairs: denoising + on-the-fly back-translation on
+  disjoint chapters) from the MASS (k=50%) and the XLM pre-training of `main`.
 
 A step whose output exists is skipped, so a rerun resumes; each arm's wall time is
 recorded beside its results (runs/<arm>.seconds).
@@ -49,7 +52,7 @@ def step(cmd, done, log, commands):
 def main():
   p = argparse.ArgumentParser()
   p.add_argument('--runs', default='runs/mass_exp')
-  p.add_argument('--phase', default='sanity', choices=('sanity', 'main', 'k', 'table'))
+  p.add_argument('--phase', default='sanity', choices=('sanity', 'main', 'k', 'unsup', 'table'))
   p.add_argument('--size', default='tiny', help='model.size of every arm (plm/models/sizes.py)')
   p.add_argument('--seq_len', type=int, default=64, help='tokens per verse / per side')
   p.add_argument('--vocab_size', type=int, default=8000)
@@ -111,6 +114,15 @@ def main():
         step(mass + low + [f'--config.init_from={runs}/mass_k{tag}/checkpoints',
                            f'--config.seed={seed}', f'--workdir={work}'],
              f'{work}/results.json', f'{work}.log', commands)
+  if args.phase == 'unsup':  # no pairs at all: dae + back-translation on disjoint chapters
+    unsup = ['--config.job=mt', '--config.finetune.warmup_steps=100',
+             '--config.mt.unsupervised=True', f'--config.finetune.steps={args.mt_steps}']
+    for seed in seeds:
+      for name, ckpt in (('mass', 'mass_k50'), ('xlm', 'xlm')):
+        work = f'{runs}/unsup_{name}_seed{seed}'
+        step(mass + unsup + [f'--config.init_from={runs}/{ckpt}/checkpoints',
+                             f'--config.seed={seed}', f'--workdir={work}'],
+             f'{work}/results.json', f'{work}.log', commands)
   with open(f'{runs}/commands_{args.phase}.sh', 'w') as f:
     f.write('\n'.join(commands) + '\n')
   text = table(runs)
@@ -125,7 +137,7 @@ def table(runs: str) -> str:
           '| unigram acc. | pre-training s | fine-tuning s |', '|' + '---|' * 9]
   for name in sorted(os.listdir(runs)):
     path = f'{runs}/{name}/results.json'
-    if not (name.startswith(('mt_', 'sanity')) and os.path.exists(path)):
+    if not (name.startswith(('mt_', 'sanity', 'unsup_')) and os.path.exists(path)):
       continue
     with open(path) as f:
       r = json.load(f)

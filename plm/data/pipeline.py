@@ -17,7 +17,9 @@ from plm.data import rows as rows_lib
 from plm.data import text
 from plm.data import tokenizer as tokenizer_lib
 
-LANGUAGE_TRANSLATIONS = {'en': 'en_kjv', 'es': 'es_rv1909'}
+# language code -> the shipped Bible read for it; 'en_web' is a second English (the World
+# English Bible), a language of its own so that LASER can train the en_web -> en direction
+LANGUAGE_TRANSLATIONS = {'en': 'en_kjv', 'es': 'es_rv1909', 'en_web': 'en_web'}
 CORPORA = ('bible', 'textdir', 'tfds_text')
 SPLITS = bible.SPLITS
 KEYS = ('tokens', 'segment_ids', 'positions', 'langs')

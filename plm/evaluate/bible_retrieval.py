@@ -59,7 +59,8 @@ class Evaluator:
                                           os.path.expanduser(self.config.data.tfds_dir))
       unique = retrieval.unique_pairs(pairs)
       ids = [self.tokenizer.encode([p[side] for p in unique]) for side in (0, 1)]
-      bos, eos, max_len = self.tokenizer.bos_id, self.tokenizer.eos_id, self.config.model.max_len
+      bos, eos = self.tokenizer.bos_id, self.tokenizer.eos_id
+      max_len = self.config.model.get('max_len') or float('inf')  # LASER: any length
       fits = [i for i in range(len(unique))
               if max(len(ids[0][i]), len(ids[1][i])) + 2 <= max_len]  # with bos and eos
       if not fits:

@@ -6,6 +6,7 @@
 from plm import models, objectives, run, train
 from plm.data import mixing
 from plm.evaluate import bible_retrieval
+from plm.jobs import laser
 
 
 def heldout_sets(config, tokenizer, split):
@@ -36,15 +37,23 @@ def make_task(config, tokenizer) -> train.Task:
                     rows, lambda split: heldout_sets(config, tokenizer, split), evaluators)
 
 
+def task_for(config, tokenizer) -> train.Task:
+  """Pre-training's task: LASER trains through translation (plm/jobs/laser.py); every
+  other model on the monolingual (+ TLM) corpus."""
+  if config.model.name == 'laser':
+    return laser.make_task(config, tokenizer)
+  return make_task(config, tokenizer)
+
+
 def train_job(config, workdir: str) -> dict:
   """The `train` job: trains (resuming), then prints and writes the test results."""
   config = run.resolve(config)
   tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
-  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer), tokenizer)
+  return train.train_and_evaluate(config, workdir, task_for(config, tokenizer), tokenizer)
 
 
 def evaluate_job(config, workdir: str) -> dict:
   """The `evaluate` job: the test results of the newest checkpoint in `workdir`."""
   config = run.resolve(config)
   tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
-  return train.evaluate_checkpoint(config, workdir, make_task(config, tokenizer), tokenizer)
+  return train.evaluate_checkpoint(config, workdir, task_for(config, tokenizer), tokenizer)
