@@ -28,5 +28,7 @@ setuptools.setup(
         # transformers' Flax BERT is the reference implementation in tests; it needs no torch.
         'test': ['pytest>=8', 'transformers>=4.40,<5', 'matplotlib'],  # matplotlib: plm/viz.py
         'bench': ['pytest>=8', 'transformers>=4.40,<5', 'torch==2.13.0'],
+        # exact k-NN for bitext mining (plm/evaluate/mining.py); without it mining runs in JAX
+        'faiss': ['faiss-cpu>=1.7'],
     },
 )
