@@ -1,0 +1,1 @@
+"""Knowledge-graph tools: the entity linker (linker.py); graphs themselves are plm/data/kg.py."""
