@@ -94,7 +94,8 @@ def open_tokenizer(config, workdir: str):
 def check_meta(saved: dict, current: dict) -> None:
   """A checkpoint only serves the vocabulary and model it was trained with.
 
-  `current` without 'data' (a job that reads no corpus) skips the data check.
+  `current` without 'data' (a job that reads no corpus) skips the data check; without
+  'frozen' (params only, e.g. plm.load) the frozen-parameters check.
   """
   if saved.get('vocab') != current['vocab']:
     raise ValueError(f"the checkpoint was trained with vocabulary {saved.get('vocab')} but "
@@ -105,6 +106,10 @@ def check_meta(saved: dict, current: dict) -> None:
   if model(saved.get('model')) != model(current['model']):
     raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
                      'config it was trained with or start in a new --workdir')
+  if 'frozen' in current and saved.get('frozen', []) != current['frozen']:  # a resume
+    raise ValueError(f"the checkpoint was trained with frozen parameters {saved.get('frozen', [])}"
+                     f" but this run freezes {current.get('frozen', [])}; set "
+                     'finetune.freeze_encoder as the run had it, or start in a new --workdir')
   if 'data' in current and saved.get('data') != current['data']:
     logging.warning('the training data changed since the checkpoint (fingerprint %s -> %s); '
                     'continuing at the saved step on the new data', saved.get('data'),
@@ -160,7 +165,7 @@ def load(workdir: str, config=None) -> Loaded:
 def finetune_config(config) -> ml_collections.ConfigDict:
   """The loop's settings for a fine-tuning job: finetune.* in place of train.* / optim.*."""
   fc = config.finetune
-  if fc.seq_len > config.model.max_len:
+  if 'max_len' in config.model and fc.seq_len > config.model.max_len:  # LASER: any length
     raise ValueError(f'finetune.seq_len={fc.seq_len} exceeds model.max_len='
                      f'{config.model.max_len}; lower finetune.seq_len (model.max_len is fixed by '
                      'the pre-trained run)')

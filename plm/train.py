@@ -40,6 +40,8 @@ class Task(NamedTuple):
   # (saved params, fresh params) -> params for config.init_from; None = every top-level part
   # the saved run holds with the same shapes (a pre-trained encoder under a new head)
   init_map: Callable | None = None
+  # top-level param names never updated (no gradient, no optimizer state): a frozen encoder
+  frozen: tuple = ()
 
 
 def make_optimizer(c) -> optax.GradientTransformation:
@@ -56,6 +58,21 @@ def make_optimizer(c) -> optax.GradientTransformation:
                                  mask=decay_mask))
 
 
+def freeze(tx: optax.GradientTransformation, frozen: tuple) -> optax.GradientTransformation:
+  """`tx` on every top-level part of the params but `frozen`, which get zero updates and no
+  optimizer state (so clipping and Adam see the trained parts only)."""
+  if not frozen:
+    return tx
+
+  def labels(params):
+    if missing := sorted(set(frozen) - set(params)):
+      raise ValueError(f'Task.frozen names {missing}, which the params do not have; their '
+                       f'top-level parts are {sorted(params)}')
+    return {k: 'frozen' if k in frozen else 'train' for k in params}
+
+  return optax.partition({'train': tx, 'frozen': optax.set_to_zero()}, labels)
+
+
 def decay_mask(params):
   """True where AdamW decays: by parameter name, not rank (q/k/v biases are 2-D)."""
   flat = flax.traverse_util.flatten_dict(params)
@@ -63,16 +80,19 @@ def decay_mask(params):
 
 
 def make_steps(model, objective: Objective, tx, accum_steps: int, weights: dict,
-               skip_nonfinite: bool = False):
+               skip_nonfinite: bool = False, frozen: tuple = ()):
   """Returns the pure (unjitted) train and eval step functions.
 
   The objective runs once on the whole batch; each head's loss sum is divided by
   its weight over the whole batch, so accumulating A micro-batches is the same
-  update as one A-times larger batch (dropout aside).
+  update as one A-times larger batch (dropout aside). The `frozen` top-level
+  params are constants of the loss: no backward pass through them, zero gradients.
   """
   heads = objective.heads
 
   def total_loss(params, extras, example, denoms, k_drop, deterministic):
+    if frozen:
+      params = {k: jax.lax.stop_gradient(v) if k in frozen else v for k, v in params.items()}
     inputs, targets = example
     fn = ModelFn(model, {'params': params}, {'dropout': k_drop}, deterministic)
     sums = objective.loss(fn, inputs, targets, extras)
@@ -178,7 +198,7 @@ def setup(config, task: Task, tokenizer, devices=None) -> Setup:
   # ----- Model, objective and optimizer -----
   model, objective = task.model, task.objective
   weights = loss_weights(objective, config.objective.get('loss_weights'))
-  tx = make_optimizer(config.optim)
+  tx = freeze(make_optimizer(config.optim), task.frozen)
   batch_sharding = partitioning.batch_sharding(mesh)
   # A model without language embeddings gets no language ids (BERT, UNILM).
   drop = () if task.model_config.get('num_languages', 0) else ('langs',)
@@ -206,14 +226,16 @@ def setup(config, task: Task, tokenizer, devices=None) -> Setup:
     unboxed_init = lambda r, e: nn.unbox(init(r, e))
     abstract_state = jax.eval_shape(unboxed_init, rng, extras)
     train_step, eval_step = make_steps(model, objective, tx, tc.accum_steps, weights,
-                                       skip_nonfinite=tc.nonfinite == 'skip')
+                                       skip_nonfinite=tc.nonfinite == 'skip',
+                                       frozen=task.frozen)
     train_step = jax.jit(train_step,
                          in_shardings=(state_sharding, extras_sharding, batch_sharding),
                          out_shardings=(state_sharding, partitioning.replicated(mesh)),
                          donate_argnums=0)
     init_fn = jax.jit(unboxed_init, out_shardings=state_sharding)
   meta = dict(vocab=tokenizer.fingerprint, data=task.train_rows.fingerprint,
-              vocab_size=tokenizer.vocab_size, model=task.model_config.to_dict(), task=task.name)
+              vocab_size=tokenizer.vocab_size, model=task.model_config.to_dict(), task=task.name,
+              frozen=sorted(task.frozen))  # the optimizer state's structure depends on it
   put = lambda b: jax.make_array_from_process_local_data(batch_sharding, keep(b))
   return Setup(mesh, init_fn, abstract_state, state_sharding, extras, train_step,
                jax.jit(eval_step), put, meta, tc.eval_batch_size, task.init_map)

@@ -1,20 +1,31 @@
-"""The `classify` job: fine-tune a pre-trained encoder to Bible verse genres.
+"""The `classify` job: a pre-trained model to Bible verse genres, zero-shot across languages.
 
   python -m plm.main --config=configs/xlm.py:tiny --config.job=classify \
       --config.init_from=/tmp/xlm_tiny/checkpoints \
       --config.data.vocab_path=/tmp/xlm_tiny/vocab/spm.model --workdir=/tmp/xlm_zeroshot
 
 Trains on `finetune.train_language`'s labelled verses and tests on each of
-`finetune.test_languages` (XLM's zero-shot transfer when they differ), through
-the one loop: checkpoints, resume, TensorBoard, results.json.
+`finetune.test_languages` (zero-shot transfer when they differ), through the one
+loop: checkpoints, resume, TensorBoard, results.json. Two models:
+  - the encoder families (BERT, XLM, UNILM) with finetune.freeze_encoder=False:
+    the whole encoder fine-tuned under BERT's pooler head (EncoderClassifier);
+  - LASER always, and any model with finetune.freeze_encoder=True: an MLP on its
+    sentence vectors (SentenceClassifier; embed.layer, embed.pooling,
+    finetune.classifier_hidden). Frozen, only the MLP trains: LASER's zero-shot
+    protocol, the same for XLM and LASER. LASER unfrozen also fine-tunes its
+    BiLSTM, without dropout (sentence vectors are computed deterministically).
 """
 import functools
 
 import numpy as np
 
-from plm import models, run, train
+from plm import checkpoint, models, run, train
 from plm.data import bible_tasks, labelled
+from plm.models import sentence_classifier
 from plm.objectives import classify
+
+# Models fine-tuned whole under BERT's pooler head unless finetune.freeze_encoder.
+ENCODER_FAMILY = ('encoder', 'encoder_lm', 'classifier')
 
 
 def model_config(config, num_classes: int):
@@ -25,22 +36,52 @@ def model_config(config, num_classes: int):
   return mc
 
 
+def sentence_model_config(config, num_classes: int):
+  """The pre-trained run's model (config.model) under an MLP on its sentence vectors."""
+  mc = models.config('sentence_classifier')
+  mc.sentence_model = config.model.copy_and_resolve_references()
+  mc.num_languages = config.model.get('num_languages', 0)
+  mc.num_classes, mc.head_hidden = num_classes, config.finetune.classifier_hidden
+  mc.dropout = config.model.get('dropout', mc.dropout)  # as the pooler head's
+  mc.layer, mc.pooling = config.embed.layer, config.embed.pooling
+  return mc
+
+
+def uses_sentence_vectors(config) -> bool:
+  """An MLP on sentence vectors (frozen, or LASER/seq2seq), not BERT's fine-tuning head."""
+  return config.finetune.freeze_encoder or config.model.name not in ENCODER_FAMILY
+
+
 def make_task(config, tokenizer) -> train.Task:
   fc, languages = config.finetune, tuple(config.data.languages)
+  num_languages = config.model.get('num_languages', 0)
+  if uses_sentence_vectors(config):
+    mc = sentence_model_config(config, len(bible_tasks.GENRES))
+    init_map = None
+    if config.init_from:  # a checkpoint of another model is refused before any data is read
+      _, _, meta = checkpoint.saved_params(config.init_from)
+      init_map = sentence_classifier.init_map(meta.get('model', {}), mc, config.init_from)
+    elif fc.freeze_encoder:
+      print('classify: no config.init_from: the frozen sentence model keeps its random '
+            'initialization (a random-features baseline)', flush=True)
+    frozen = (sentence_classifier.PART,) if fc.freeze_encoder else ()
+  else:
+    mc, init_map, frozen = model_config(config, len(bible_tasks.GENRES)), None, ()
 
   def lang_id(lang):
-    if config.model.num_languages and lang not in languages:
+    if num_languages and lang not in languages:
       raise ValueError(f'finetune language {lang!r} is not in data.languages {languages} (the '
                        'language embeddings); use one of them')
-    return languages.index(lang) if config.model.num_languages else 0
+    return languages.index(lang) if num_languages else 0
 
   make = lambda lang, split: labelled.genre_set(tokenizer, lang, lang_id(lang), split, fc,
                                                 config.data.tfds_dir)
   rows = make(fc.train_language, 'train')
   print(f'classify: {len(rows)} training verses of {fc.seq_len} tokens, fingerprint '
-        f'{rows.fingerprint}; vocabulary {tokenizer.fingerprint}', flush=True)
+        f'{rows.fingerprint}; vocabulary {tokenizer.fingerprint}; '
+        + (f'an MLP on the {"frozen " if frozen else ""}{config.model.name} sentence vectors'
+           if mc.name == 'sentence_classifier' else 'the whole encoder fine-tuned'), flush=True)
   counts = np.bincount(rows.arrays['labels'], minlength=len(bible_tasks.GENRES))
-  mc = model_config(config, len(bible_tasks.GENRES))
   heldout = functools.cache(lambda split: {lang: make(lang, split) for lang in fc.test_languages})
 
   def report(params, table):
@@ -56,7 +97,8 @@ def make_task(config, tokenizer) -> train.Task:
     return dict(majority_share=shares)
 
   return train.Task('classify', models.build(mc, tokenizer.vocab_size), mc,
-                    classify.make(counts), rows, heldout, report=report)
+                    classify.make(counts), rows, heldout, report=report, init_map=init_map,
+                    frozen=frozen)
 
 
 def classify_job(config, workdir: str) -> dict:

@@ -4,11 +4,11 @@ encoder trained through an LSTM translation decoder.
 One encoder for every language (it is never told the source language): BPE token
 embeddings -> a stack of bidirectional LSTMs -> max-pooling over time, giving the
 sentence vector [B, 2 * hidden]. Padding (token id 0) never enters a recurrence
-(each direction runs over the row's real tokens only, via seq_lengths) and never
-wins the max (padded positions are -inf before it). The decoder is one LSTM whose
-input at every step is [previous target token embedding; sentence vector;
-target-language embedding], whose initial state (h and c) is tanh of a linear projection
-of the sentence vector, and whose states are projected to the vocabulary.
+(steps over padding are masked, so the backward direction starts at the row's last
+real token) and never wins the max (padded positions are -inf before it). The decoder
+is one LSTM whose input at every step is [previous target token embedding; sentence
+vector; target-language embedding], whose initial state (h and c) is tanh of a linear
+projection of the sentence vector, and whose states are projected to the vocabulary.
 Nothing but the pooled vector reaches the decoder: no attention, no encoder states.
 
 Takes the same inputs as plm/models/seq2seq.py (plm/objectives/translation.py), and
@@ -16,6 +16,7 @@ ignores the masks and positions: validity comes from tokens != 0 (pad), and rows
 are right-padded as plm.data.sentences lays them out.
 """
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -24,12 +25,113 @@ P = nn.with_logical_partitioning
 _KERNEL = nn.initializers.lecun_normal()
 
 
-def lstm_cell(features: int, name: str | None = None) -> nn.OptimizedLSTMCell:
-  """An LSTM cell whose kernels [in, features] and biases carry logical axis names."""
-  return nn.OptimizedLSTMCell(
-      features, kernel_init=P(_KERNEL, ('embed', 'mlp')),
-      recurrent_kernel_init=P(nn.initializers.orthogonal(), ('embed', 'mlp')),
-      bias_init=P(nn.initializers.zeros_init(), ('mlp',)), name=name)
+def _per_gate(init):
+  """`init` on each gate's [in, H] block of an [in, 4H] kernel (orthogonal per block)."""
+  def gate_init(key, shape, dtype=jnp.float32):
+    return jnp.concatenate([init(k, (shape[0], shape[1] // 4), dtype)
+                            for k in jax.random.split(key, 4)], axis=-1)
+  return gate_init
+
+
+class LstmWeights(nn.Module):
+  """One LSTM direction's weights, gates i, f, g, o side by side on the last axis: input
+  kernel [in, 4H], recurrent kernel [H, 4H], bias [4H] (one per gate), logical axes named."""
+  features: int
+
+  @nn.compact
+  def __call__(self, in_features: int):
+    h = self.features
+    return (self.param('input_kernel', P(_per_gate(_KERNEL), ('embed', 'mlp')),
+                       (in_features, 4 * h)),
+            self.param('recurrent_kernel', P(_per_gate(nn.initializers.orthogonal()),
+                                             ('embed', 'mlp')), (h, 4 * h)),
+            self.param('bias', P(nn.initializers.zeros_init(), ('mlp',)), (4 * h,)))
+
+
+def lstm_cell(features: int, name: str | None = None) -> LstmWeights:
+  """The weights of one LSTM direction (`LstmWeights`); `lstm_scan` runs them."""
+  return LstmWeights(features, name=name)
+
+
+def _gates(z):
+  """Pre-activations [B, 4H] -> gates i, f, g, o [B, H]."""
+  i, f, g, o = jnp.split(z, 4, axis=-1)
+  return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+
+
+def _scan(xs, weights, masks, h0s, c0s, save: bool):
+  """All directions in one lax.scan over time; see lstm_scan."""
+  def step(carry, inputs):
+    new, outs = [], []
+    for (h, c), x, m, (w_in, w_rec, bias) in zip(carry, *inputs, weights):
+      z = x @ w_in + bias + h @ w_rec
+      i, f, g, o = _gates(z)
+      c_new = f * c + i * g
+      h_new = o * jnp.tanh(c_new)
+      if m is not None:  # a padded step holds the carry: padding never enters the recurrence
+        c_new, h_new = jnp.where(m, c_new, c), jnp.where(m, h_new, h)
+      new.append((h_new, c_new))
+      outs.append((h_new, c_new, z) if save else h_new)
+    return tuple(new), tuple(outs)
+  return jax.lax.scan(step, tuple(zip(h0s, c0s)), (xs, masks))[1]
+
+
+@jax.custom_vjp
+def lstm_scan(xs, weights, masks, h0s, c0s):
+  """LSTM states of independent directions run side by side: tuples, one entry per
+  direction, of inputs xs [T, B, in] (time-major), weights (input kernel, recurrent kernel,
+  bias) from LstmWeights, masks [T, B, 1] bool or None (False: the step is skipped, the
+  carry held) and initial h0s, c0s [B, H] -> a tuple of states [T, B, H].
+
+  The backward pass is written out (an LSTM's BPTT): only the recurrence dz_t @ W_rec^T
+  runs step by step; the weight and input gradients are whole-sequence matmuls after it,
+  not per-step accumulations in the loop.
+  """
+  return _scan(xs, weights, masks, h0s, c0s, save=False)
+
+
+def _lstm_scan_fwd(xs, weights, masks, h0s, c0s):
+  outs = _scan(xs, weights, masks, h0s, c0s, save=True)
+  return tuple(o[0] for o in outs), (xs, weights, masks, h0s, c0s, outs)
+
+
+def _lstm_scan_bwd(residuals, d_states):
+  xs, weights, masks, h0s, c0s, outs = residuals
+  c_prev = tuple(jnp.concatenate([c0[None], o[1][:-1]]) for c0, o in zip(c0s, outs))
+
+  def step(carry, inputs):
+    new, dzs = [], []
+    for (dh, dc), dh_out, m, z, c, cp, (_, w_rec, _) in zip(carry, *inputs, weights):
+      dh = dh + dh_out
+      i, f, g, o = _gates(z)
+      tc = jnp.tanh(c)
+      dc_total = dc + dh * o * (1.0 - tc * tc)
+      dz = jnp.concatenate([dc_total * g * i * (1.0 - i), dc_total * cp * f * (1.0 - f),
+                            dc_total * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], axis=-1)
+      dh_prev, dc_prev = dz @ w_rec.T, dc_total * f
+      if m is not None:  # a held carry passes its gradient back unchanged
+        dz = jnp.where(m, dz, 0.0)
+        dh_prev, dc_prev = jnp.where(m, dh_prev, dh), jnp.where(m, dc_prev, dc)
+      new.append((dh_prev, dc_prev))
+      dzs.append(dz)
+    return tuple(new), tuple(dzs)
+
+  zeros = tuple((jnp.zeros_like(h0), jnp.zeros_like(h0)) for h0 in h0s)
+  inputs = (d_states, masks, tuple(o[2] for o in outs), tuple(o[1] for o in outs), c_prev)
+  d_initial, dzs = jax.lax.scan(step, zeros, inputs, reverse=True)
+  d_xs, d_weights = [], []
+  for x, h0, o, dz, (w_in, _, _) in zip(xs, h0s, outs, dzs, weights):
+    t, b, h = o[0].shape
+    dz = dz.reshape(t * b, 4 * h)  # 2-D matmuls: XLA:CPU runs them as single GEMMs
+    h_prev = o[0][:-1].reshape((t - 1) * b, h)
+    d_rec = h_prev.T @ dz[b:] + h0.T @ dz[:b]
+    d_weights.append((x.reshape(t * b, -1).T @ dz, d_rec, jnp.sum(dz, axis=0)))
+    d_xs.append((dz @ w_in.T).reshape(x.shape))
+  return (tuple(d_xs), tuple(d_weights), tuple(None for _ in masks),
+          tuple(d[0] for d in d_initial), tuple(d[1] for d in d_initial))
+
+
+lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
 
 
 def lengths_of(tokens):
@@ -48,22 +150,28 @@ class BiLstmEncoder(nn.Module):
   def setup(self):
     self.embed = nn.Embed(self.vocab_size, self.embed_dim, name='embed',
                           embedding_init=P(nn.initializers.normal(0.1), ('vocab', 'embed')))
-    self.bilstms = [nn.Bidirectional(nn.RNN(lstm_cell(self.hidden)),
-                                     nn.RNN(lstm_cell(self.hidden)), name=f'bilstm_{i}')
-                    for i in range(self.layers)]
+    self.bilstms = [(lstm_cell(self.hidden, f'bilstm_{i}_forward'),
+                     lstm_cell(self.hidden, f'bilstm_{i}_backward')) for i in range(self.layers)]
     self.drop = nn.Dropout(self.dropout)
 
   def __call__(self, tokens, deterministic: bool = True):
-    """[forward; backward] states [B, L, 2H]; 0 at padded positions."""
-    valid = tokens != PAD
-    lengths = lengths_of(tokens)
-    x = self.drop(self.embed(tokens), deterministic=deterministic)
-    for i, bilstm in enumerate(self.bilstms):
+    """[forward; backward] states [B, L, 2H]; 0 at padded positions.
+
+    Both directions run in one time-major scan. The backward one reads the row reversed
+    whole, so it meets a row's padding first: those steps are masked (the carry stays 0)
+    and it starts at the row's last real token.
+    """
+    valid = (tokens != PAD).T[..., None]  # [L, B, 1]
+    x = jnp.swapaxes(self.drop(self.embed(tokens), deterministic=deterministic), 0, 1)
+    zeros = jnp.zeros((tokens.shape[0], self.hidden), x.dtype)
+    for i, weights in enumerate(self.bilstms):
       if i:
         x = self.drop(x, deterministic=deterministic)
-      x = bilstm(x, seq_lengths=lengths)
-      x = nn.with_logical_constraint(x, ('batch', 'length', 'mlp'))
-    return jnp.where(valid[..., None], x, 0.0)
+      forward, backward = lstm_scan((x, x[::-1]), tuple(w(x.shape[-1]) for w in weights),
+                                    (valid, valid[::-1]), (zeros, zeros), (zeros, zeros))
+      x = jnp.concatenate([forward, backward[::-1]], axis=-1)
+      x = nn.with_logical_constraint(x, ('length', 'batch', 'mlp'))
+    return jnp.where(valid, x, 0.0).swapaxes(0, 1)
 
 
 class LstmDecoder(nn.Module):
@@ -92,8 +200,9 @@ class LstmDecoder(nn.Module):
     init = nn.Dense(2 * self.hidden, name='init', kernel_init=P(_KERNEL, ('embed', 'mlp')),
                     bias_init=P(nn.initializers.zeros_init(), ('mlp',)))(sentence)
     h0, c0 = jnp.split(jnp.tanh(init), 2, axis=-1)
-    out = nn.RNN(lstm_cell(self.hidden, name='lstm'))(x, initial_carry=(c0, h0))
-    return drop(out, deterministic=deterministic)
+    weights = lstm_cell(self.hidden, name='lstm')(x.shape[-1])
+    (out,) = lstm_scan((jnp.swapaxes(x, 0, 1),), (weights,), (None,), (h0,), (c0,))
+    return drop(jnp.swapaxes(out, 0, 1), deterministic=deterministic)
 
 
 class Laser(nn.Module):
@@ -171,7 +280,9 @@ class Laser(nn.Module):
 
   def logits(self, x):
     """Vocabulary logits (float32) of decoder states [..., decoder_hidden]."""
-    return self.output(x).astype(jnp.float32)
+    # As 2-D rows: XLA:CPU transposes a 3-D Dense's whole logits gradient for the weight
+    # gradient (~2x the head's cost; experiments/benchmarks/laser_throughput.py).
+    return self.output(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1).astype(jnp.float32)
 
 
 def config() -> ml_collections.ConfigDict:

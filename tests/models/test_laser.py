@@ -12,6 +12,7 @@ import pytest
 
 from plm import models, partitioning, train
 from plm.data import sentences
+from plm.models import laser
 from plm.objectives import translation
 
 pytestmark = pytest.mark.model
@@ -91,15 +92,20 @@ def test_max_pool_ignores_padding(model_params):
     np.testing.assert_allclose(e_padded[r], states[r, :n + 2].max(0), atol=1e-6)
 
 
-def numpy_lstm(p, xs, reverse=False):
-  """flax's LSTMCell step by step: i, f, g, o gates; outputs h [T, H]."""
+def numpy_lstm(p, xs, reverse=False, h=None, c=None):
+  """An LSTM step by step over xs [T, in]: gates i, f, g, o (sigmoid, sigmoid, tanh, sigmoid),
+  each with its own [in, H] and [H, H] kernel blocks and bias; outputs h [T, H]."""
   sig = lambda z: 1 / (1 + np.exp(-z))
-  hidden = p['hi']['kernel'].shape[0]
-  h, c, out = np.zeros(hidden), np.zeros(hidden), []
+  hidden = p['recurrent_kernel'].shape[0]
+  block = lambda name, k: p[name][..., k * hidden:(k + 1) * hidden]
+  h = np.zeros(hidden) if h is None else h
+  c = np.zeros(hidden) if c is None else c
+  out = []
   order = range(len(xs) - 1, -1, -1) if reverse else range(len(xs))
   for t in order:
-    gate = lambda g: xs[t] @ p[f'i{g}']['kernel'] + h @ p[f'h{g}']['kernel'] + p[f'h{g}']['bias']
-    i, f, g, o = sig(gate('i')), sig(gate('f')), np.tanh(gate('g')), sig(gate('o'))
+    gate = lambda k: xs[t] @ block('input_kernel', k) + h @ block('recurrent_kernel', k) + block(
+        'bias', k)
+    i, f, g, o = sig(gate(0)), sig(gate(1)), np.tanh(gate(2)), sig(gate(3))
     c = f * c + i * g
     h = o * np.tanh(c)
     out.append(h)
@@ -116,11 +122,52 @@ def test_bilstm_matches_numpy_step_by_step(model_params):
   for r, n in enumerate(lengths):
     x = p['embed']['embedding'][tokens[r, :n + 2]]
     for layer in range(2):
-      cells = p[f'bilstm_{layer}']
-      x = np.concatenate([numpy_lstm(cells['forward_rnn']['cell'], x),
-                          numpy_lstm(cells['backward_rnn']['cell'], x, reverse=True)], -1)
+      x = np.concatenate([numpy_lstm(p[f'bilstm_{layer}_forward'], x),
+                          numpy_lstm(p[f'bilstm_{layer}_backward'], x, reverse=True)], -1)
     np.testing.assert_allclose(got[r, :n + 2], x, atol=1e-5)
     assert np.all(got[r, n + 2:] == 0.0)
+
+
+def test_lstm_scan_gradients_match_autodiff_of_a_plain_loop():
+  """laser.lstm_scan's hand-written backward pass against jax.grad of a plain lax.scan LSTM:
+  two masked directions (held carries, as padding) and one unmasked with an initial
+  state (the decoder), gradients of inputs, weights and initial states."""
+  rng = np.random.RandomState(0)
+  t, b, d, h = 6, 3, 5, 4
+  r = lambda *shape: jnp.asarray(rng.standard_normal(shape).astype(np.float32))
+  xs = (r(t, b, d), r(t, b, d), r(t, b, d))
+  weights = tuple((r(d, 4 * h), r(h, 4 * h) * 0.5, r(4 * h)) for _ in range(3))
+  valid = np.arange(t)[:, None] < np.array([6, 3, 1])[None, :]  # [T, B]: real steps per row
+  masks = (jnp.asarray(valid[..., None]), jnp.asarray(valid[::-1, :, None]), None)
+  h0s, c0s = (r(b, h), jnp.zeros((b, h)), r(b, h)), (r(b, h), jnp.zeros((b, h)), r(b, h))
+  probe = r(3, t, b, h)
+
+  def plain(xs, weights, h0s, c0s):
+    out = []
+    for x, (w_in, w_rec, bias), m, h_, c in zip(xs, weights, masks, h0s, c0s):
+      def step(carry, inputs, w_in=w_in, w_rec=w_rec, bias=bias):
+        x_t, keep = inputs
+        i, f, g, o = jnp.split(x_t @ w_in + carry[0] @ w_rec + bias, 4, axis=-1)
+        c_new = jax.nn.sigmoid(f) * carry[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
+        new = (jax.nn.sigmoid(o) * jnp.tanh(c_new), c_new)
+        new = tuple(jnp.where(keep, n, old) for n, old in zip(new, carry))
+        return new, new[0]
+      keep = jnp.ones((t, b, 1), bool) if m is None else m
+      out.append(jax.lax.scan(step, (h_, c), (x, keep))[1])
+    return out
+
+  loss = lambda run: lambda *a: sum(jnp.sum(jnp.sin(s) * p) for s, p in zip(run(*a), probe))
+  scan = lambda xs, weights, h0s, c0s: laser.lstm_scan(xs, weights, masks, h0s, c0s)
+  args = (xs, weights, h0s, c0s)
+  np.testing.assert_allclose(loss(scan)(*args), loss(plain)(*args), rtol=1e-5)
+  got = jax.jit(jax.grad(loss(scan), argnums=(0, 1, 2, 3)))(*args)
+  want = jax.jit(jax.grad(loss(plain), argnums=(0, 1, 2, 3)))(*args)
+  for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    assert g.shape == w.shape
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+  # padded steps get no gradient: their inputs never entered the recurrence
+  d_forward, d_backward = np.asarray(got[0][0]), np.asarray(got[0][1])
+  assert np.all(d_forward[~valid] == 0) and np.all(d_backward[::-1][~valid] == 0)
 
 
 def test_decoder_sees_only_the_pooled_vector(model_params):
