@@ -156,13 +156,14 @@ def main():
   p = argparse.ArgumentParser()
   p.add_argument('--runs', default='runs/laser_exp')
   p.add_argument('--phase', default='train', choices=('train', 'eval'))
-  p.add_argument('--laser_steps', type=int, default=3000)
+  p.add_argument('--laser_steps', type=int, default=1500)
   p.add_argument('--xlm_steps', type=int, default=1500)
   p.add_argument('--batch', type=int, default=64)
   p.add_argument('--seq_len', type=int, default=64)
   p.add_argument('--distractors', type=int, default=4000, help='train verses per language')
   p.add_argument('--classify_steps', type=int, default=300)
   p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--arms', default='laser,xlm_tlm', help='runs to train or evaluate')
   args = p.parse_args()
   runs = os.path.abspath(args.runs)
   os.makedirs(runs, exist_ok=True)
@@ -181,6 +182,7 @@ def main():
                        f'--config.train.steps={args.xlm_steps}', '--config.optim.lr=1e-3',
                        '--config.train.eval_every=0'],
   }
+  arms = {name: arms[name] for name in args.arms.split(',')}
   if args.phase == 'train':
     for name, cmd in arms.items():
       step(cmd + common + [f'--workdir={runs}/{name}'], f'{runs}/{name}/results.json',
@@ -188,6 +190,9 @@ def main():
   else:
     data_dir = os.path.expanduser('~/tensorflow_datasets')
     results = {}
+    if os.path.exists(f'{runs}/results.json'):  # arms evaluated before are kept
+      with open(f'{runs}/results.json') as f:
+        results = json.load(f)
     for name, cmd in arms.items():
       work = f'{runs}/{name}'
       zero = f'{runs}/{name}_zeroshot'
