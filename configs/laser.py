@@ -22,6 +22,7 @@ from plm import configlib, models
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = configlib.base(languages=('en', 'es', 'en_web'))
+  c.job = 'laser'  # LASER's training (plm/jobs/laser.py); embed, mine and classify work too
   c.model = models.config('laser')
   c.model.num_languages = -1  # target-language embeddings for the decoder
   c.objective.name = 'translation'  # the 'mt' head (plm/objectives/translation.py)

@@ -39,6 +39,7 @@ JOBS = {
     'evaluate': ('plm.jobs.pretrain', 'evaluate_job'),
     'embed': ('plm.jobs.embed', 'embed_file'),
     'mine': ('plm.jobs.mine', 'mine_files'),
+    'laser': ('plm.jobs.laser', 'train_job'),
     'vocab': ('plm.jobs.vocab', 'build_vocab'),
     'retrieve': ('plm.jobs.retrieve', 'retrieve'),
     'classify': ('plm.jobs.classify', 'classify_job'),

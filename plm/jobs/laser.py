@@ -1,5 +1,5 @@
-"""LASER training (Artetxe & Schwenk, 2019): the BiLSTM sentence encoder learns through
-translating every source into the target languages, as the `train` job.
+"""The `laser` job: LASER training (Artetxe & Schwenk, 2019), the BiLSTM sentence encoder
+learning through translating every source into the target languages.
 
   python -m plm.main --config=configs/laser.py --workdir=runs/laser
   python -m plm.main --config=configs/laser.py:tiny --workdir=/tmp/laser_tiny
@@ -15,7 +15,7 @@ error) every train.retrieval_every steps and at the end.
 """
 import numpy as np
 
-from plm import checkpoint, models, objectives, train
+from plm import checkpoint, models, objectives, run, train
 from plm.data import rows as rows_lib
 from plm.data import sentences
 from plm.evaluate import bible_retrieval
@@ -73,3 +73,11 @@ def make_task(config, tokenizer) -> train.Task:
   retrieval = bible_retrieval.Evaluator(config, tokenizer, model)
   evaluators = (('retrieval', config.train.retrieval_every, retrieval, bible_retrieval.log),)
   return train.Task('laser', model, config.model, objective, rows, split_rows, evaluators)
+
+
+def train_job(config, workdir: str) -> dict:
+  """Trains LASER (resuming), then prints and writes the test results; on a finished run
+  it only re-evaluates."""
+  config = run.resolve(config)
+  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer), tokenizer)

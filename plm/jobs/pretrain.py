@@ -6,7 +6,6 @@
 from plm import models, objectives, run, train
 from plm.data import mixing
 from plm.evaluate import bible_retrieval
-from plm.jobs import laser
 
 
 def heldout_sets(config, tokenizer, split):
@@ -18,6 +17,9 @@ def heldout_sets(config, tokenizer, split):
 
 def make_task(config, tokenizer) -> train.Task:
   """Pre-training rows (MLM/CLM/UNILM, plus TLM when data.tlm_share > 0), model, objective."""
+  if config.model.name == 'laser':
+    raise ValueError("model.name='laser' trains through translation: use config.job=laser "
+                     '(configs/laser.py sets it; rerunning it on a finished run re-evaluates)')
   if config.data.seq_len > config.model.max_len:
     raise ValueError(f'data.seq_len={config.data.seq_len} exceeds model.max_len='
                      f'{config.model.max_len}; raise model.max_len or lower data.seq_len')
@@ -37,23 +39,15 @@ def make_task(config, tokenizer) -> train.Task:
                     rows, lambda split: heldout_sets(config, tokenizer, split), evaluators)
 
 
-def task_for(config, tokenizer) -> train.Task:
-  """Pre-training's task: LASER trains through translation (plm/jobs/laser.py); every
-  other model on the monolingual (+ TLM) corpus."""
-  if config.model.name == 'laser':
-    return laser.make_task(config, tokenizer)
-  return make_task(config, tokenizer)
-
-
 def train_job(config, workdir: str) -> dict:
   """The `train` job: trains (resuming), then prints and writes the test results."""
   config = run.resolve(config)
   tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
-  return train.train_and_evaluate(config, workdir, task_for(config, tokenizer), tokenizer)
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer), tokenizer)
 
 
 def evaluate_job(config, workdir: str) -> dict:
   """The `evaluate` job: the test results of the newest checkpoint in `workdir`."""
   config = run.resolve(config)
   tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
-  return train.evaluate_checkpoint(config, workdir, task_for(config, tokenizer), tokenizer)
+  return train.evaluate_checkpoint(config, workdir, make_task(config, tokenizer), tokenizer)

@@ -1,4 +1,4 @@
-"""LASER end to end on configs/laser.py:tiny: the train job over four directions, embed
+"""LASER end to end on configs/laser.py:tiny: the laser job over four directions, embed
 (padding-free vectors, order, empty lines), mine, and the bad-input errors."""
 import json
 
@@ -8,7 +8,7 @@ import pytest
 from configs import laser as laser_config
 from plm import run
 from plm.evaluate import embedding
-from plm.jobs import embed, laser, mine, pretrain
+from plm.jobs import embed, laser, mine
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ def laser_run(tiny_config, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('laser'))
   config = laser_tiny(tiny_config)
   config.data.vocab_path = str(tmp_path_factory.mktemp('laser_vocab') / 'spm.model')
-  return config, workdir, pretrain.train_job(config, workdir)
+  return config, workdir, laser.train_job(config, workdir)
 
 
 def test_trains_every_direction_and_reports_retrieval(laser_run):
@@ -74,10 +74,11 @@ def test_bad_input_is_one_clear_error(tiny_config, laser_run, tmp_path):
   c = config.copy_and_resolve_references()
   c.embed.pooling = 'mean'
   c.embed.input, c.embed.output = str(tmp_path / 'in.txt'), str(tmp_path / 'v.npy')
-  (tmp_path / 'in.txt').write_bytes(b'caf\xe9\n')
+  (tmp_path / 'in.txt').write_text('And God said\n', encoding='utf-8')
   with pytest.raises(ValueError, match=r"LASER model's sentence vector is the max-pool"):
     embed.embed_file(c, workdir)
   c.embed.pooling = 'max'
+  (tmp_path / 'in.txt').write_bytes(b'caf\xe9\n')
   with pytest.raises(ValueError, match=r'UTF-8'):
     embed.embed_file(c, workdir)
 
