@@ -43,7 +43,7 @@ def test_unknown_language(tmp_path):
   config = _config(tmp_path, corpus='bible', languages=('en', 'xx'))
   with pytest.raises(ValueError, match=(
       r"Unknown language code\(s\) \['xx'\] for the bible corpus; known: "
-      r"\['en', 'es'\]\. Fix `data.languages`")):
+      r"\['en', 'en_web', 'es'\]\. Fix `data.languages`")):
     pipeline.load_texts(config, 'train')
 
 

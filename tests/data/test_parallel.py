@@ -122,6 +122,6 @@ def test_non_utf8_missing_files_and_unknown_language(tmp_path):
     parallel.parse_pairs(_config(tmp_path, tlm_pairs=('en-de',)))
   with pytest.raises(ValueError, match="write a pair of two languages as 'en-es'"):
     parallel.parse_pairs(_config(tmp_path, tlm_pairs=('en',)))
-  with pytest.raises(ValueError, match=r"known languages: \['en', 'es'\]"):
+  with pytest.raises(ValueError, match=r"known languages: \['en', 'en_web', 'es'\]"):
     parallel.load_pairs(_config(tmp_path, parallel_dir='', languages=('en', 'fr')), 'en', 'fr',
                         'train')
