@@ -22,8 +22,6 @@ eval, for every run:
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 import zlib
@@ -31,35 +29,14 @@ import zlib
 import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
+import arms as runner  # pylint: disable=wrong-import-position  # experiments/arms.py
 from plm import run  # pylint: disable=wrong-import-position
 from plm.data import bible  # pylint: disable=wrong-import-position
 from plm.evaluate import embedding, mining  # pylint: disable=wrong-import-position
 
 PAIR = ('en_kjv', 'es_rv1909')  # the two sides of every table
 LANGS = ('en', 'es')
-
-
-def step(cmd, done, log, commands):
-  """Runs `cmd` (output to `log`) unless `done` exists; records the command and wall time."""
-  text = ' '.join(shlex.quote(c) for c in cmd).replace(sys.executable, 'python')
-  commands.append(text)
-  if os.path.exists(done):
-    return
-  print('$ ' + text, flush=True)
-  t0 = time.time()
-  with open(log, 'w') as f:
-    if subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT):
-      sys.exit(f'failed; see {log}')
-  with open(log.rsplit('.', 1)[0] + '.seconds', 'w') as f:
-    f.write(f'{time.time() - t0:.0f}\n')
-
-
-def seconds(path: str) -> str:
-  try:
-    with open(path) as f:
-      return f.read().strip()
-  except OSError:
-    return '-'
 
 
 def chapter_third(ref: str, salt: str) -> int:
@@ -171,8 +148,9 @@ def main():
   vocab = f'{runs}/vocab/vocab/spm.model'
   common = [f'--config.data.vocab_path={vocab}', f'--config.train.batch_size={args.batch}',
             f'--config.seed={args.seed}']
-  step(py + ['--config=configs/laser.py', '--config.job=vocab', '--config.data.vocab_size=8000',
-             f'--workdir={runs}/vocab'], vocab, f'{runs}/vocab.log', commands)
+  runner.step(py + ['--config=configs/laser.py', '--config.job=vocab',
+                    '--config.data.vocab_size=8000', f'--workdir={runs}/vocab'], vocab,
+              f'{runs}/vocab.log', commands)
   arms = {
       'laser': py + ['--config=configs/laser.py', f'--config.train.steps={args.laser_steps}',
                      f'--config.laser.src_len={args.seq_len}',
@@ -185,7 +163,7 @@ def main():
   arms = {name: arms[name] for name in args.arms.split(',')}
   if args.phase == 'train':
     for name, cmd in arms.items():
-      step(cmd + common + [f'--workdir={runs}/{name}'], f'{runs}/{name}/results.json',
+      runner.step(cmd + common + [f'--workdir={runs}/{name}'], f'{runs}/{name}/results.json',
            f'{runs}/{name}.log', commands)
   else:
     data_dir = os.path.expanduser('~/tensorflow_datasets')
@@ -196,18 +174,18 @@ def main():
     for name, cmd in arms.items():
       work = f'{runs}/{name}'
       zero = f'{runs}/{name}_zeroshot'
-      step(cmd + common + [
+      runner.step(cmd + common + [
           '--config.job=classify', f'--config.init_from={work}/checkpoints',
           '--config.finetune.freeze_encoder=True', "--config.finetune.train_language=en",
           "--config.finetune.test_languages=('en','es')",
           f'--config.finetune.seq_len={args.seq_len}', '--config.finetune.skip_long=True',
           f'--config.finetune.steps={args.classify_steps}', f'--workdir={zero}'],
-           f'{zero}/results.json', f'{zero}.log', commands)
+                  f'{zero}/results.json', f'{zero}.log', commands)
       embed = Embedder(work, None)
       t0 = time.time()
       results[name] = dict(xsim=xsim_table(embed, data_dir, args.seq_len),
                            mining=mining_table(embed, data_dir, args.distractors, args.seed),
-                           train_seconds=seconds(f'{work}.seconds'),
+                           train_seconds=runner.seconds(work),
                            pooling=embed.loaded.config.embed.pooling)
       results[name]['eval_seconds'] = round(time.time() - t0)
       with open(f'{zero}/results.json') as f:

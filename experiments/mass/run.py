@@ -23,30 +23,15 @@ recorded beside its results (runs/<arm>.seconds).
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import arms  # pylint: disable=wrong-import-position  # experiments/arms.py
 
 K_ARMS = {'1 token': ['--config.objective.mass_span_tokens=1'],
           '25%': ['--config.objective.mass_span=0.25'],
           '50%': ['--config.objective.mass_span=0.5'],
           '100%': ['--config.objective.mass_span=1.0']}
-
-
-def step(cmd, done, log, commands):
-  """Runs `cmd` (logging to `log`) unless `done` exists; records the command and wall time."""
-  text = ' '.join(shlex.quote(c) for c in cmd).replace(sys.executable, 'python')
-  commands.append(text)
-  if os.path.exists(done):
-    return
-  print('$ ' + text, flush=True)
-  t0 = time.time()
-  with open(log, 'w') as f:
-    if subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT):
-      sys.exit(f'failed; see {log}')
-  with open(log.rsplit('.', 1)[0] + '.seconds', 'w') as f:
-    f.write(f'{time.time() - t0:.0f}\n')
 
 
 def main():
@@ -77,7 +62,7 @@ def main():
       f'--config.mt.src_len={args.seq_len}', f'--config.mt.tgt_len={args.seq_len}',
       f'--config.mt.max_target_len={args.seq_len}']
   vocab = f'{runs}/vocab/vocab/spm.model'
-  step(mass + ['--config.job=vocab', f'--workdir={runs}/vocab'], vocab, f'{runs}/vocab.log',
+  arms.step(mass + ['--config.job=vocab', f'--workdir={runs}/vocab'], vocab, f'{runs}/vocab.log',
        commands)
   mass += [f'--config.data.vocab_path={vocab}', '--config.train.eval_every=0',
            f'--config.optim.lr={args.lr}', f'--config.finetune.lr={args.lr}',
@@ -85,7 +70,7 @@ def main():
   mt = ['--config.job=mt', '--config.finetune.warmup_steps=100']
   if args.phase == 'sanity':
     work = f'{runs}/sanity_all_pairs'
-    step(mass + mt + [f'--config.finetune.steps={args.sanity_steps}', f'--workdir={work}'],
+    arms.step(mass + mt + [f'--config.finetune.steps={args.sanity_steps}', f'--workdir={work}'],
          f'{work}/results.json', f'{work}.log', commands)
   seeds = [int(s) for s in args.seeds.split(',')]
   low = mt + [f'--config.mt.train_pairs={args.pairs}', f'--config.finetune.steps={args.mt_steps}']
@@ -94,24 +79,25 @@ def main():
     xlm = (py + ['--config=configs/xlm.py'] + size + [
         f'--config.data.vocab_path={vocab}', '--config.train.eval_every=0',
         f'--config.optim.lr={args.lr}'])
-    step(xlm + pre + [f'--workdir={runs}/xlm'], f'{runs}/xlm/results.json', f'{runs}/xlm.log',
+    arms.step(xlm + pre + [f'--workdir={runs}/xlm'], f'{runs}/xlm/results.json', f'{runs}/xlm.log',
          commands)
-    step(mass + pre + [f'--workdir={runs}/mass_k50'], f'{runs}/mass_k50/results.json',
+    arms.step(mass + pre + [f'--workdir={runs}/mass_k50'], f'{runs}/mass_k50/results.json',
          f'{runs}/mass_k50.log', commands)
     for seed in seeds:
-      for name, init in (('none', []), ('mass', [f'--config.init_from={runs}/mass_k50/checkpoints']),
+      for name, init in (('none', []),
+                         ('mass', [f'--config.init_from={runs}/mass_k50/checkpoints']),
                          ('xlm', [f'--config.init_from={runs}/xlm/checkpoints'])):
         work = f'{runs}/mt_{name}_seed{seed}'
-        step(mass + low + init + [f'--config.seed={seed}', f'--workdir={work}'],
+        arms.step(mass + low + init + [f'--config.seed={seed}', f'--workdir={work}'],
              f'{work}/results.json', f'{work}.log', commands)
   if args.phase == 'k':
     for name, flags in K_ARMS.items():
       tag = name.replace(' ', '').replace('%', '')
-      step(mass + pre + flags + [f'--workdir={runs}/mass_k{tag}'],
+      arms.step(mass + pre + flags + [f'--workdir={runs}/mass_k{tag}'],
            f'{runs}/mass_k{tag}/results.json', f'{runs}/mass_k{tag}.log', commands)
       for seed in seeds:  # k = 50% is the main phase's MASS arm: the same run, not redone
         work = f'{runs}/mt_mass_seed{seed}' if tag == '50' else f'{runs}/mt_k{tag}_seed{seed}'
-        step(mass + low + [f'--config.init_from={runs}/mass_k{tag}/checkpoints',
+        arms.step(mass + low + [f'--config.init_from={runs}/mass_k{tag}/checkpoints',
                            f'--config.seed={seed}', f'--workdir={work}'],
              f'{work}/results.json', f'{work}.log', commands)
   if args.phase == 'unsup':  # no pairs at all: dae + back-translation on disjoint chapters
@@ -120,7 +106,7 @@ def main():
     for seed in seeds:
       for name, ckpt in (('mass', 'mass_k50'), ('xlm', 'xlm')):
         work = f'{runs}/unsup_{name}_seed{seed}'
-        step(mass + unsup + [f'--config.init_from={runs}/{ckpt}/checkpoints',
+        arms.step(mass + unsup + [f'--config.init_from={runs}/{ckpt}/checkpoints',
                              f'--config.seed={seed}', f'--workdir={work}'],
              f'{work}/results.json', f'{work}.log', commands)
   with open(f'{runs}/commands_{args.phase}.sh', 'w') as f:
@@ -143,21 +129,13 @@ def table(runs: str) -> str:
       r = json.load(f)
     t, (head,) = r['translation'], r['test'].values()
     init = r.get('init_from') or ''
-    pre = _seconds(init.rsplit('/checkpoints', 1)[0]) if init else '-'
+    pre = arms.seconds(init.rsplit('/checkpoints', 1)[0]) if init else '-'
     rows.append(f"| {name} | {t['model']['bleu']:.2f} | {t['model']['chrf']:.1f} | "
                 f"{t['copy_source']['bleu']:.2f} / {t['copy_source']['chrf']:.1f} | "
                 f"{t['word_dictionary']['bleu']:.2f} / {t['word_dictionary']['chrf']:.1f} | "
                 f"{head['mt']['accuracy']:.3f} | {head['mt']['unigram_accuracy']:.3f} | {pre} | "
-                f'{_seconds(f"{runs}/{name}")} |')
+                f'{arms.seconds(f"{runs}/{name}")} |')
   return '\n'.join(rows) + '\n'
-
-
-def _seconds(work: str) -> str:
-  try:
-    with open(f'{work}.seconds') as f:
-      return f.read().strip()
-  except OSError:
-    return '-'
 
 
 if __name__ == '__main__':
