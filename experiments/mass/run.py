@@ -93,6 +93,8 @@ def main():
   if args.phase == 'k':
     for name, flags in K_ARMS.items():
       tag = name.replace(' ', '').replace('%', '')
+      if tag == '100':  # the span is the whole sentence: a slot for each of its tokens
+        flags = flags + [f'--config.objective.num_predictions={args.seq_len - 2}']
       arms.step(mass + pre + flags + [f'--workdir={runs}/mass_k{tag}'],
            f'{runs}/mass_k{tag}/results.json', f'{runs}/mass_k{tag}.log', commands)
       for seed in seeds:  # k = 50% is the main phase's MASS arm: the same run, not redone
