@@ -13,6 +13,7 @@ Jobs (--config.job=...):
   generate   UNILM seq2seq fine-tuning and beam search, BLEU
   mt         encoder-decoder translation fine-tuning (MASS, XLM-initialised), BLEU/chrF
   translate  translate mt.input line by line into mt.output
+  transe     TransE on a knowledge graph (kg.*), filtered link prediction, entity vectors
   laser      LASER: BiLSTM sentence encoder trained through translation (configs/laser.py)
   mine       margin-based bitext mining of mine.src against mine.tgt, TSV out
 
@@ -47,6 +48,7 @@ JOBS = {
     'generate': ('plm.jobs.generate', 'generate_job'),
     'mt': ('plm.jobs.mt', 'mt_job'),
     'translate': ('plm.jobs.mt', 'translate_job'),
+    'transe': ('plm.jobs.transe', 'transe_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,

@@ -38,10 +38,14 @@ def test_default_rules_cover_every_registered_model(name):
   mc.update({k: v for k, v in dict(size='test', max_len=8).items() if k in mc})
   if name == 'classifier':
     mc.num_classes = 3
+  if name == 'transe':  # a graph's tables: 40 entities, 3 relations
+    mc.update(num_entities=40, num_relations=3)
   model = models.build(mc, 40)
   ids = jnp.zeros((2, 8), jnp.int32)
-  # An encoder-decoder reads a source and a target; every other model one sequence.
+  # An encoder-decoder reads a source and a target; TransE a triple; the others one sequence.
   inputs = (ids, ids, None) * 2 + (None,) if name in ('seq2seq', 'laser') else (ids, ids, None)
+  if name == 'transe':
+    inputs = (ids[:, 0],) * 3
   boxed = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *inputs))
   partitioning.check_logical_axes(partitioning.DEFAULT_RULES, boxed)
   if name == 'classifier':  # the head's own axis is covered too, not just the encoder's
