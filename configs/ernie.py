@@ -8,7 +8,7 @@ vectors) into the tokens they are linked to; MLM + NSP + dEA pre-training.
       --config.ernie.entity_vectors=/tmp/transe_tiny/entities.npz
   # the BERT baseline: the same model, rows and steps without entities
   python -m plm.main --config=configs/ernie.py:tiny --config.ernie.entities=False ...
-  # fine-tuning: entity typing or relation classification (plm/jobs/ernie_finetune.py)
+  # fine-tuning: entity typing or relation classification (plm/jobs/ernie.py)
   python -m plm.main --config=configs/ernie.py:tiny --config.job=ernie_finetune \
       --config.finetune.task=typing --config.init_from=/tmp/ernie_tiny/checkpoints \
       --config.data.vocab_path=/tmp/ernie_tiny/vocab/spm.model --workdir=/tmp/ernie_typing ...
@@ -35,7 +35,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.ernie.entities = True  # False: no entity reaches the model, no dEA (the BERT baseline)
   c.ernie.corpus_dir = ''  # cache of the linked corpus; '' = {workdir}/linked
   c.ernie.max_pairs = 0  # sentence pairs per source (Bible, glosses); 0 = all
-  c.ernie.max_examples = 0  # ernie_finetune: examples per split; 0 = all
+  c.ernie.max_examples = 0  # ernie_finetune: training examples (a seeded subset); 0 = all
+  c.ernie.max_eval_examples = 0  # ernie_finetune: validation/test examples; 0 = all
   c.finetune.task = 'typing'  # ernie_finetune: typing | relation (plm/data/ernie_tasks.py)
   c.train.steps = 3000
   c.train.eval_every = 500
@@ -44,6 +45,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.model.knowledge_layers = 1
     c.ernie.max_pairs = 2000
     c.ernie.max_examples = 2000
+    c.ernie.max_eval_examples = 500
     c.train.steps = 200
     c.train.eval_every = 0
     c.finetune.steps = 150

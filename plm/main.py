@@ -52,7 +52,7 @@ JOBS = {
     'translate': ('plm.jobs.mt', 'translate_job'),
     'transe': ('plm.jobs.transe', 'transe_job'),
     'ernie': ('plm.jobs.ernie', 'ernie_job'),
-    'ernie_finetune': ('plm.jobs.ernie_finetune', 'finetune_job'),
+    'ernie_finetune': ('plm.jobs.ernie', 'finetune_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,

@@ -174,7 +174,7 @@ class ErnieClassifier(nn.Module):
     w, _ = self.backbone(tokens, positions, mask, entities=entities, entity_table=entity_table,
                          token_types=token_types, deterministic=deterministic)
     x = jnp.take_along_axis(w, markers[..., None], 1).reshape(w.shape[0], -1)
-    x = jnp.tanh(dense(t.hidden, 'pooler', ('mlp', 'embed'), dtype=t.dtype)(x))
+    x = jnp.tanh(dense(t.hidden, 'marker_pooler', ('mlp', 'embed'), dtype=t.dtype)(x))
     x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
     return dense(self.num_classes, 'classifier', ('embed', 'classes'),
                  dtype=t.dtype)(x).astype(jnp.float32)

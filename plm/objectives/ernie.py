@@ -98,14 +98,40 @@ def make(*, mask_id: int, vocab_size: int, special_ids, num_predictions: int,
                              t['dea']['ids'], t['dea']['weights']))
     return sums
 
-  def make_extras():
-    return {'entities': nn.LogicallyPartitioned(jnp.asarray(entity_table, jnp.float32),
-                                                ('vocab', 'kv'))}
+  return base.Objective(prepare, loss, heads, lambda: extras_of(entity_table))
 
-  return base.Objective(prepare, loss, heads, make_extras)
+
+def extras_of(entity_table: np.ndarray) -> dict:
+  """The frozen extras: the entity table, its rows sharded like a token table's."""
+  return {'entities': nn.LogicallyPartitioned(jnp.asarray(entity_table, jnp.float32),
+                                              ('vocab', 'kv'))}
 
 
 def entity_table(vectors: np.ndarray) -> np.ndarray:
   """[E + 1, dim] with a zero row 0 (no entity) above the TransE vectors of entities 0..E-1."""
   return np.concatenate([np.zeros((1, vectors.shape[1]), np.float32),
                          np.asarray(vectors, np.float32)])
+
+
+def classifier(class_counts: np.ndarray, *, entity_table: np.ndarray,
+               entities: bool = True) -> base.Objective:
+  """Fine-tuning at marker tokens (plm/data/ernie_tasks.py): one label per row, the
+  majority-class baseline from `class_counts`; entities=False hides every entity (BERT)."""
+  logp = jnp.asarray(base.unigram_logp(np.asarray(class_counts)))
+
+  def prepare(rng, batch, extras):
+    del rng
+    valid = batch['segment_ids'] > 0
+    ents = batch['entities'] * valid if entities else jnp.zeros_like(batch['tokens'])
+    inputs = dict(tokens=batch['tokens'], positions=batch['positions'],
+                  mask=masks.padding_mask(valid), token_types=batch['token_types'],
+                  entities=ents, markers=batch['markers'], entity_table=extras['entities'])
+    return inputs, {'classify': dict(ids=batch['labels'],
+                                     weights=valid[:, 0].astype(jnp.float32))}
+
+  def loss(model_fn, inputs, targets, extras):
+    del extras
+    t = targets['classify']
+    return base.prediction_sums('classify', model_fn(**inputs), t['ids'], t['weights'], logp)
+
+  return base.Objective(prepare, loss, ('classify',), lambda: extras_of(entity_table))
