@@ -37,6 +37,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.ernie.max_pairs = 0  # sentence pairs per source (Bible, glosses); 0 = all
   c.ernie.max_examples = 0  # ernie_finetune: training examples (a seeded subset); 0 = all
   c.ernie.max_eval_examples = 0  # ernie_finetune: validation/test examples; 0 = all
+  c.ernie.max_sentences = 0  # ernie_finetune: sentences linked per split (a seeded subset); 0 = all
   c.finetune.task = 'typing'  # ernie_finetune: typing | relation (plm/data/ernie_tasks.py)
   c.train.steps = 3000
   c.train.eval_every = 500

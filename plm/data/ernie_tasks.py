@@ -162,16 +162,21 @@ def check_markers(arrays: dict, marker: int) -> None:
 
 
 def task_rows(task: str, split: str, tokenizer, graph, linking_fn, *, seq_len: int, seed: int,
-              max_examples: int, tfds_dir: str, corpus_dir: str) -> Rows:
+              max_examples: int, tfds_dir: str, corpus_dir: str, max_sentences: int = 0) -> Rows:
   """The split's rows of `task` (cached in corpus_dir/<task>_<split>.npz); max_examples > 0
-  keeps a seeded random subset of that many."""
+  keeps a seeded random subset of that many; max_sentences > 0 links only a seeded random
+  subset of the split's sentences (quick runs and tests)."""
   labels(task)
   key = ernie_data.corpus_key(tokenizer, graph, dict(split=split, seq_len=seq_len, seed=seed,
-                                                     max_examples=max_examples, what=task))
+                                                     max_examples=max_examples, what=task,
+                                                     max_sentences=max_sentences))
 
   def build():
-    sentences = ernie_data.linked_sentences(split_sentences(split, tfds_dir), tokenizer,
-                                            linking_fn())
+    texts = split_sentences(split, tfds_dir)
+    if max_sentences and len(texts) > max_sentences:
+      keep = np.random.default_rng(seed + 2).choice(len(texts), max_sentences, replace=False)
+      texts = [texts[i] for i in np.sort(keep)]
+    sentences = ernie_data.linked_sentences(texts, tokenizer, linking_fn())
     items = examples(task, sentences, graph, seed)
     if max_examples and len(items) > max_examples:
       keep = np.sort(np.random.default_rng(seed + 1).choice(len(items), max_examples, False))

@@ -144,7 +144,8 @@ def make_finetune_task(config, tokenizer, workdir: str) -> train.Task:
   rows_of = functools.cache(lambda split: ernie_tasks.task_rows(
       fc.task, split, tokenizer, graph, linking, seq_len=fc.seq_len, seed=0,
       max_examples=ec.max_examples if split == 'train' else ec.max_eval_examples,
-      tfds_dir=config.data.tfds_dir, corpus_dir=corpus_dir(config, workdir)))
+      tfds_dir=config.data.tfds_dir, corpus_dir=corpus_dir(config, workdir),
+      max_sentences=ec.max_sentences))
   rows = rows_of('train')
   check_entity_ids(rows, len(graph.entities), f'the {fc.task} rows')
   counts = np.bincount(rows.arrays['labels'], minlength=len(names))
