@@ -85,6 +85,7 @@ def inputs(entities):
               mask=masks.padding_mask(valid), entities=jnp.asarray(entities))
 
 
+@pytest.mark.model
 @pytest.mark.parametrize('table', ke.ENTITY_TABLES)
 def test_entities_reach_only_through_aligned_tokens(table):
   model = models.build(small_config(table), vocab_size=20)
