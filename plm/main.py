@@ -16,6 +16,8 @@ Jobs (--config.job=...):
   transe     TransE on a knowledge graph (kg.*), filtered link prediction, entity vectors
   laser      LASER: BiLSTM sentence encoder trained through translation (configs/laser.py)
   mine       margin-based bitext mining of mine.src against mine.tgt, TSV out
+  ernie      ERNIE (THU): MLM + NSP + dEA pre-training with WordNet entities (configs/ernie.py)
+  ernie_finetune  ERNIE/BERT fine-tuning: entity typing or relation classification
 
 Every training run writes {workdir}/config.json and {workdir}/results.json
 (train and the fine-tuning jobs); evaluate writes {workdir}/results_evaluate.json. A user error (bad path, config or data) ends
@@ -49,6 +51,8 @@ JOBS = {
     'mt': ('plm.jobs.mt', 'mt_job'),
     'translate': ('plm.jobs.mt', 'translate_job'),
     'transe': ('plm.jobs.transe', 'transe_job'),
+    'ernie': ('plm.jobs.ernie', 'ernie_job'),
+    'ernie_finetune': ('plm.jobs.ernie', 'finetune_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,

@@ -40,13 +40,20 @@ def test_default_rules_cover_every_registered_model(name):
     mc.num_classes = 3
   if name == 'transe':  # a graph's tables: 40 entities, 3 relations
     mc.update(num_entities=40, num_relations=3)
+  kwargs = {}
+  if name.startswith('ernie'):  # a trained entity table, so its axes are checked too
+    mc.update(num_entities=10, entity_dim=4, entity_table='trained',
+              num_classes=3 if name == 'ernie_classifier' else 0)
+    kwargs = dict(entities=jnp.ones((2, 8), jnp.int32), entity_table=jnp.zeros((11, 4)))
+    kwargs.update(markers=jnp.zeros((2, 2), jnp.int32)) if name == 'ernie_classifier' else \
+        kwargs.update(candidates=jnp.arange(3))
   model = models.build(mc, 40)
   ids = jnp.zeros((2, 8), jnp.int32)
   # An encoder-decoder reads a source and a target; TransE a triple; the others one sequence.
   inputs = (ids, ids, None) * 2 + (None,) if name in ('seq2seq', 'laser') else (ids, ids, None)
   if name == 'transe':
     inputs = (ids[:, 0],) * 3
-  boxed = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *inputs))
+  boxed = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *inputs, **kwargs))
   partitioning.check_logical_axes(partitioning.DEFAULT_RULES, boxed)
   if name == 'classifier':  # the head's own axis is covered too, not just the encoder's
     rules = tuple(r for r in partitioning.DEFAULT_RULES if r[0] != 'classes')

@@ -10,7 +10,8 @@ import difflib
 import flax.linen as nn
 import ml_collections
 
-from plm.models import classifier, encoder, laser, sentence_classifier, seq2seq, transe
+from plm.models import (classifier, encoder, knowledge_encoder, laser, sentence_classifier,
+                        seq2seq, transe)
 
 # name -> module with config() and build(model_config, vocab_size)
 REGISTRY = {
@@ -21,6 +22,8 @@ REGISTRY = {
     'laser': laser,  # BiLSTM max-pool sentence encoder + LSTM decoder (LASER)
     'sentence_classifier': sentence_classifier,  # an MLP on any model's sentence vectors
     'transe': transe,  # TransE entity and relation tables of a knowledge graph (ERNIE)
+    'ernie': knowledge_encoder,  # T-encoder + K-encoder (entity fusion) + MLM/NSP/dEA heads
+    'ernie_classifier': knowledge_encoder,  # the same, pooled at marker tokens (fine-tuning)
 }
 NAMES = tuple(REGISTRY)
 # How a model computes, not what it is: a checkpoint serves every setting of these.
