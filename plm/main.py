@@ -15,6 +15,7 @@ Jobs (--config.job=...):
   translate  translate mt.input line by line into mt.output
   transe     TransE on a knowledge graph (kg.*), filtered link prediction, entity vectors
   laser      LASER: BiLSTM sentence encoder trained through translation (configs/laser.py)
+  ernie2     ERNIE 2.0 continual multi-task pre-training (configs/ernie2.py)
   mine       margin-based bitext mining of mine.src against mine.tgt, TSV out
 
 Every training run writes {workdir}/config.json and {workdir}/results.json
@@ -49,6 +50,7 @@ JOBS = {
     'mt': ('plm.jobs.mt', 'mt_job'),
     'translate': ('plm.jobs.mt', 'translate_job'),
     'transe': ('plm.jobs.transe', 'transe_job'),
+    'ernie2': ('plm.jobs.ernie2', 'train_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,

@@ -110,6 +110,11 @@ def check_meta(saved: dict, current: dict) -> None:
     raise ValueError(f"the checkpoint was trained with frozen parameters {saved.get('frozen', [])}"
                      f" but this run freezes {current.get('frozen', [])}; set "
                      'finetune.freeze_encoder as the run had it, or start in a new --workdir')
+  if saved.get('schedule') != current.get('schedule'):  # ERNIE 2.0's continual stages
+    raise ValueError(f"the checkpoint was trained with the stage schedule {saved.get('schedule')}"
+                     f" but this run's is {current.get('schedule')}; a resumed run must continue "
+                     'the same schedule: restore ernie2.stages as the run had them, or start in '
+                     'a new --workdir')
   if 'data' in current and saved.get('data') != current['data']:
     logging.warning('the training data changed since the checkpoint (fingerprint %s -> %s); '
                     'continuing at the saved step on the new data', saved.get('data'),

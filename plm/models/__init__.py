@@ -10,7 +10,7 @@ import difflib
 import flax.linen as nn
 import ml_collections
 
-from plm.models import classifier, encoder, laser, sentence_classifier, seq2seq, transe
+from plm.models import classifier, encoder, ernie2, laser, sentence_classifier, seq2seq, transe
 
 # name -> module with config() and build(model_config, vocab_size)
 REGISTRY = {
@@ -20,7 +20,8 @@ REGISTRY = {
     'seq2seq': seq2seq,  # Transformer encoder-decoder (MASS, translation)
     'laser': laser,  # BiLSTM max-pool sentence encoder + LSTM decoder (LASER)
     'sentence_classifier': sentence_classifier,  # an MLP on any model's sentence vectors
-    'transe': transe,  # TransE entity and relation tables of a knowledge graph (ERNIE)
+    'transe': transe,
+    'ernie2': ernie2,  # shared encoder + task embeddings + a head per task (ERNIE 2.0)  # TransE entity and relation tables of a knowledge graph (ERNIE)
 }
 NAMES = tuple(REGISTRY)
 # How a model computes, not what it is: a checkpoint serves every setting of these.
