@@ -37,6 +37,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.ernie2 = ml_collections.ConfigDict()
   c.ernie2.translation = 'en_kjv'  # the Bible the tasks read (plm/data/bible.py)
   c.ernie2.parallel = 'en_web'  # ir_relevance: the second translation of the same verses
+  c.ernie2.max_chapters = 0  # the first N chapters of each split only (quick tests); 0 = all
   c.ernie2.entity_share = 0.5  # knowledge masking: at most this share of masked tokens in entities
   c.ernie2.entity_prob = 0.5  # knowledge masking: chance an entity mention is drawn
   # the continual schedule: ({'steps': n, 'tasks': {task: share}}, ...); task ids follow the

@@ -40,6 +40,7 @@ def make_task(config, tokenizer) -> train.Task:
 
   def split_rows(split):
     chapters = ernie2_tasks.load_chapters(ec.translation, split, config.data.tfds_dir, parallel)
+    chapters = chapters[:ec.max_chapters or None]
     return {n: ernie2_tasks.build_rows(n, chapters, tokenizer, seq_len, seed=config.seed,
                                        stream=i, table=table) for i, n in enumerate(names)}
 
