@@ -57,6 +57,17 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.train.eval_every = 0
     c.train.log_every = 20
     c.train.checkpoint_every = 60
+  elif arg in ('tiny_all', 'tiny_masking'):  # experiments/ernie2: CPU-sized, 600 steps
+    configlib.shrink_for_cpu(c)
+    c.objective.num_predictions = 14
+    if arg == 'tiny_masking':  # the single-task arm: knowledge masking alone, same steps
+      c.model.num_tasks = 1
+      c.ernie2.stages = (dict(steps=600, tasks=dict(knowledge_masking=1.0)),)
+    c.train.steps = 600
+    c.train.eval_every = 0
+    c.train.log_every = 100
+    c.train.checkpoint_every = 200
   elif arg:
-    raise ValueError(f"configs/ernie2.py:{arg}: unknown variant; use '' or 'tiny'")
+    raise ValueError(f"configs/ernie2.py:{arg}: unknown variant; use '', 'tiny', 'tiny_all' "
+                     "or 'tiny_masking'")
   return c

@@ -102,7 +102,9 @@ def check_meta(saved: dict, current: dict) -> None:
                      f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
                      'original vocabulary or start in a new --workdir')
   # dtype / remat / attention change how a model computes, not its parameters.
-  model = lambda m: {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS}
+  # Through JSON, as the checkpoint saved it: tuple fields (ERNIE 2.0's task_heads) are lists.
+  model = lambda m: json.loads(json.dumps(
+      {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS}))
   if model(saved.get('model')) != model(current['model']):
     raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
                      'config it was trained with or start in a new --workdir')

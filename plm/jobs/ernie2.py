@@ -11,10 +11,18 @@ train.steps. Held out: every task's rows of the validation/test chapters, each h
 accuracy and majority-class (or unigram) baseline. The schedule is saved in the checkpoint:
 resuming under another schedule is refused.
 """
+import functools
+
 from plm import models, objectives, run, train
 from plm.data import ernie2_tasks, schedule
 from plm.kg import linker
 from plm.objectives import base, ernie2
+
+
+@functools.lru_cache(maxsize=1)
+def wordnet_table() -> linker.AliasTable:
+  """WordNet's noun aliases (~10 s to build): once per process."""
+  return linker.wordnet_aliases()
 
 
 def stages_of(config) -> list[schedule.Stage]:
@@ -35,7 +43,7 @@ def make_task(config, tokenizer) -> train.Task:
   if len(names) > config.model.num_tasks:
     raise ValueError(f'the schedule trains {len(names)} tasks {list(names)} (task ids 0..'
                      f'{len(names) - 1}) but model.num_tasks={config.model.num_tasks}; raise it')
-  table = linker.wordnet_aliases() if 'knowledge_masking' in names else None
+  table = wordnet_table() if 'knowledge_masking' in names else None
   parallel = ec.parallel if 'ir_relevance' in names else ''
 
   def split_rows(split):
