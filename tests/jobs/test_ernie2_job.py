@@ -14,13 +14,13 @@ def _config(tiny_config, stages=None):
   c = ernie2_config.get_config('tiny')
   c.data.tfds_dir = tiny_config.data.tfds_dir
   c.data.vocab_path = tiny_config.data.vocab_path  # 1000 pieces, trained once per session
-  c.ernie2.max_chapters = 60
+  c.ernie2.max_chapters = 150
   c.ernie2.stages = stages or (
       dict(steps=12, tasks=dict(knowledge_masking=1.0, capitalization=1.0)),
       dict(steps=12, tasks=dict(knowledge_masking=1.0, capitalization=1.0,
                                 sentence_distance=1.0, ir_relevance=1.0)))
   c.train.steps = 24
-  c.train.batch_size = 8
+  c.train.batch_size = 16
   c.train.checkpoint_every = 6
   return c
 
