@@ -98,15 +98,15 @@ def load_chapters(translation: str, split: str, data_dir: str, parallel: str = '
 
 
 def word_labels(text: str, tokenizer, label_of) -> tuple[list[int], list[int]]:
-  """(piece ids of `text`, a label per piece): `label_of(word)` on each word's first piece
-  (linker.WORD words), -1 elsewhere."""
+  """(piece ids of `text`, a label per piece): `label_of(word match)` on each word's first
+  piece (linker.WORD words), -1 elsewhere."""
   ids, spans = linker.subword_spans(text, tokenizer)
   labels, j = [-1] * len(ids), 0
   for word in linker.WORD.finditer(text):
     while j < len(spans) and spans[j][1] <= word.start():
       j += 1
     if j < len(spans) and labels[j] == -1:
-      labels[j] = int(label_of(word.group()))
+      labels[j] = int(label_of(word))
   return ids, labels
 
 
@@ -118,15 +118,7 @@ def capitalization(chapters: Sequence[Chapter], tokenizer, rng: random.Random) -
       lower = verse.lower()
       if len(lower) != len(verse) or not verse:  # lower() must keep character offsets
         continue
-      caps = {m.start(): m.group()[0].isupper() for m in linker.WORD.finditer(verse)}
-      ids, labels = word_labels(lower, tokenizer, lambda w: False)
-      _, spans = linker.subword_spans(lower, tokenizer)
-      j = 0
-      for start in caps:  # the original case of the word that starts at `start`
-        while j < len(spans) and spans[j][1] <= start:
-          j += 1
-        if j < len(spans) and labels[j] != -1:
-          labels[j] = int(caps[start])
+      ids, labels = word_labels(lower, tokenizer, lambda m: verse[m.start()].isupper())
       out.append(Example([ids], token_labels=[labels]))
   return out
 
@@ -135,13 +127,13 @@ def token_document(chapters: Sequence[Chapter], tokenizer, rng: random.Random) -
   del rng
   out = []
   for chapter in chapters:
-    words = [{w.lower() for w in linker.WORD.findall(v)} for v in chapter.verses]
-    counts = collections.Counter(w for ws in words for w in ws)
     if len(chapter.verses) < 2:
       continue
-    for verse, own in zip(chapter.verses, words):
-      # in another verse: counted in more verses than this one alone
-      ids, labels = word_labels(verse, tokenizer, lambda w: counts[w.lower()] > 1)
+    # in how many of the chapter's verses each word occurs: > 1 = in another one too
+    counts = collections.Counter(w for v in chapter.verses
+                                 for w in {w.lower() for w in linker.WORD.findall(v)})
+    for verse in chapter.verses:
+      ids, labels = word_labels(verse, tokenizer, lambda m: counts[m.group().lower()] > 1)
       if ids:
         out.append(Example([ids], token_labels=[labels]))
   return out
