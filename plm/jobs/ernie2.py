@@ -12,6 +12,10 @@ accuracy and majority-class (or unigram) baseline. The schedule is saved in the 
 resuming under another schedule is refused.
 """
 import functools
+import os
+
+import jax
+from tensorboardX import SummaryWriter
 
 from plm import models, objectives, run, train
 from plm.data import ernie2_tasks, schedule
@@ -77,8 +81,23 @@ def make_task(config, tokenizer) -> train.Task:
   return train.Task('ernie2', model, config.model, objective, data, split_rows, report=report)
 
 
+def log_schedule(data: schedule.ScheduledDataset, workdir: str) -> None:
+  """The schedule to TensorBoard beside the loop's summaries: its text, and the stage and
+  task id of every step (the loop logs a task's train/<task>/* only at its own steps)."""
+  if jax.process_index():
+    return
+  with SummaryWriter(os.path.join(workdir, 'tb')) as writer:
+    writer.add_text('ernie2/schedule', data.summary, 0)
+    for step in range(data.steps):
+      writer.add_scalar('ernie2/stage', data.stage_of(step) + 1, step + 1)
+      writer.add_scalar('ernie2/task_id', data.task_of(step), step + 1)
+
+
 def train_job(config, workdir: str) -> dict:
   """Trains the schedule (resuming mid-stage), then the held-out table per task."""
   config = run.resolve(config)
-  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
-  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer), tokenizer)
+  workdir = run.workdir_path(workdir)
+  tokenizer = run.load_tokenizer(config, workdir)
+  task = make_task(config, tokenizer)
+  log_schedule(task.train_rows, workdir)
+  return train.train_and_evaluate(config, workdir, task, tokenizer)

@@ -34,6 +34,8 @@ def test_two_stages_end_to_end_and_exact_resume(tiny_config, tmp_path):
   assert set(test) == set(results['task_ids'])  # one held-out set per task, its head alone
   cap = test['capitalization']['capitalization']
   assert cap['accuracy'] > cap['unigram_accuracy']  # beats the majority class, held out
+  events = b''.join(p.read_bytes() for p in (tmp_path / 'straight' / 'tb').iterdir())
+  assert b'ernie2/task_id' in events and b'train/sentence_distance/loss' in events
 
   # Stopped mid-stage 2 (step 15 of 24), then resumed by the same command: the same run.
   config = run.resolve(_config(tiny_config))
