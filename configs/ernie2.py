@@ -4,7 +4,7 @@ r"""ERNIE 2.0 (Sun et al., 2020): continual multi-task pre-training with task em
   python -m plm.main --config=configs/ernie2.py:tiny --workdir=/tmp/ernie2_tiny
   # fine-tune it (params only; its vocabulary) to genre classification:
   python -m plm.main --config=configs/ernie2.py:tiny --config.job=classify \
-      --config.model.name=classifier --config.init_from=/tmp/ernie2_tiny/checkpoints \
+      --config.init_from=/tmp/ernie2_tiny/checkpoints \
       --config.data.vocab_path=/tmp/ernie2_tiny/vocab/spm.model --workdir=/tmp/ernie2_cls
 
 A BERT-style encoder with task embeddings (`model.num_tasks`) and one head per task, on the
@@ -12,7 +12,9 @@ shipped KJV Bible (chapters = documents, verses = sentences) with the WEB as the
 translation for IR relevance and WordNet entities for knowledge masking. The continual
 schedule (`ernie2.stages`, plm/data/schedule.py) adds tasks stage by stage, every stage
 training its new tasks with all earlier ones, one task a batch, steps shared as configured;
-train.steps must equal the stages' sum. `:tiny` runs two stages in about a minute on a CPU.
+train.steps must equal the stages' sum. `:tiny` runs two stages in about two minutes on a CPU (most of it building the
+tasks: linking WordNet entities in every KJV verse); `:tiny_all` and `:tiny_masking` are
+experiments/ernie2's arms.
 """
 import ml_collections
 
