@@ -12,9 +12,9 @@ shipped KJV Bible (chapters = documents, verses = sentences) with the WEB as the
 translation for IR relevance and WordNet entities for knowledge masking. The continual
 schedule (`ernie2.stages`, plm/data/schedule.py) adds tasks stage by stage, every stage
 training its new tasks with all earlier ones, one task a batch, steps shared as configured;
-train.steps must equal the stages' sum. `:tiny` runs two stages in about two minutes on a CPU (most of it building the
-tasks: linking WordNet entities in every KJV verse); `:tiny_all` and `:tiny_masking` are
-experiments/ernie2's arms.
+train.steps must equal the stages' sum. `:tiny` runs two stages in about two minutes on a
+CPU (most of it building the tasks: linking WordNet entities in every KJV verse);
+`:tiny_all` and `:tiny_masking` are experiments/ernie2's arms.
 """
 import ml_collections
 
