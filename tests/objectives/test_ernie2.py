@@ -88,7 +88,9 @@ def test_task_embeddings_change_outputs_only_through_the_task_id():
   # a task's row reads only its own embedding: changing task 2's leaves rows 0, 1, 3 alone
   table = params['encoder']['embeddings']['task']['embedding']
   edited = jax.tree_util.tree_map(lambda a: a, params)
-  edited['encoder']['embeddings']['task']['embedding'] = table.at[2].add(jnp.linspace(-1.0, 1.0, table.shape[1]))  # not constant: LN
+  # not a constant vector: the embeddings' LayerNorm would remove that
+  edited['encoder']['embeddings']['task']['embedding'] = table.at[2].add(
+      jnp.linspace(-1.0, 1.0, table.shape[1]))
   y = model.apply({'params': edited}, **inputs)
   np.testing.assert_allclose(y[jnp.array([0, 1, 3])], x[jnp.array([0, 1, 3])], atol=1e-6)
   assert float(jnp.abs(y[2] - x[2]).max()) > 1e-2
