@@ -134,7 +134,7 @@ def make_steps(model, objective: Objective, tx, accum_steps: int, weights: dict,
                    skipped=1.0 - finite.astype(jnp.float32))
     for h in heads:
       metrics[f'{h}/loss'] = sums[f'{h}/loss'] / denoms[h]
-      if len(heads) > 1:  # a head with no target in this batch logs nothing (plm/progress.py)
+      if len(heads) > 1 and f'{h}/weight' in sums:  # weight 0: logs nothing (plm/progress.py)
         metrics[f'{h}/weight'] = sums[f'{h}/weight']
       if f'{h}/correct' in sums:
         metrics[f'{h}/accuracy'] = sums[f'{h}/correct'] / denoms[h]
