@@ -15,6 +15,7 @@ Jobs (--config.job=...):
   translate  translate mt.input line by line into mt.output
   transe     TransE on a knowledge graph (kg.*), filtered link prediction, entity vectors
   laser      LASER: BiLSTM sentence encoder trained through translation (configs/laser.py)
+  ernie2     ERNIE 2.0 continual multi-task pre-training (configs/ernie2.py)
   mine       margin-based bitext mining of mine.src against mine.tgt, TSV out
   ernie      ERNIE (THU): MLM + NSP + dEA pre-training with WordNet entities (configs/ernie.py)
   ernie_finetune  ERNIE/BERT fine-tuning: entity typing or relation classification
@@ -53,6 +54,7 @@ JOBS = {
     'transe': ('plm.jobs.transe', 'transe_job'),
     'ernie': ('plm.jobs.ernie', 'ernie_job'),
     'ernie_finetune': ('plm.jobs.ernie', 'finetune_job'),
+    'ernie2': ('plm.jobs.ernie2', 'train_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,

@@ -36,6 +36,8 @@ def table_from_sums(sums: dict) -> dict:
         m['unigram_loss'] = float(sums[f'{head}/unigram_loss']) / w
         m['unigram_accuracy'] = float(sums[f'{head}/unigram_correct']) / w
       heads[head] = m
+  if any(m['predictions'] for m in heads.values()):  # a set of one task: its head alone
+    heads = {h: m for h, m in heads.items() if m['predictions']}
   return heads
 
 
@@ -72,6 +74,9 @@ class Progress:
             "train.nonfinite='skip'). Checkpoints before it are intact: rerun to resume")
       if self.writer:
         for k, v in m.items():
+          head = k.rsplit('/', 1)[0]
+          if '/' in k and m.get(f'{head}/weight', 1.0) == 0:
+            continue  # the head had no target in this batch (one task a batch: ERNIE 2.0)
           self.writer.add_scalar(f'train/{k}', float(v), s)
     self.pending = []
     now = time.time()
@@ -81,7 +86,7 @@ class Progress:
     self.last_time = now
     last = fetched[-1]
     heads = ''.join(f' {h} {last[f"{h}/loss"]:.3f}' for h in self.heads
-                    if len(self.heads) > 1)
+                    if len(self.heads) > 1 and last.get(f'{h}/weight', 1.0) > 0)
     acc = f' acc {last["accuracy"]:.3f}' if 'accuracy' in last else ''
     print(f'step {step}/{self.total} loss {last["loss"]:.3f}{heads}{acc} '
           f'tokens/s {tokens_per_s:,.0f} ETA {eta / 60:.1f} min'

@@ -102,7 +102,9 @@ def check_meta(saved: dict, current: dict) -> None:
                      f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
                      'original vocabulary or start in a new --workdir')
   # dtype / remat / attention change how a model computes, not its parameters.
-  model = lambda m: {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS}
+  # Through JSON, as the checkpoint saved it: tuple fields (ERNIE 2.0's task_heads) are lists.
+  model = lambda m: json.loads(json.dumps(
+      {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS}))
   if model(saved.get('model')) != model(current['model']):
     raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
                      'config it was trained with or start in a new --workdir')
@@ -110,6 +112,11 @@ def check_meta(saved: dict, current: dict) -> None:
     raise ValueError(f"the checkpoint was trained with frozen parameters {saved.get('frozen', [])}"
                      f" but this run freezes {current.get('frozen', [])}; set "
                      'finetune.freeze_encoder as the run had it, or start in a new --workdir')
+  if saved.get('schedule') != current.get('schedule'):  # ERNIE 2.0's continual stages
+    raise ValueError(f"the checkpoint was trained with the stage schedule {saved.get('schedule')}"
+                     f" but this run's is {current.get('schedule')}; a resumed run must continue "
+                     'the same schedule: restore ernie2.stages as the run had them, or start in '
+                     'a new --workdir')
   if 'data' in current and saved.get('data') != current['data']:
     logging.warning('the training data changed since the checkpoint (fingerprint %s -> %s); '
                     'continuing at the saved step on the new data', saved.get('data'),

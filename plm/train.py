@@ -134,6 +134,8 @@ def make_steps(model, objective: Objective, tx, accum_steps: int, weights: dict,
                    skipped=1.0 - finite.astype(jnp.float32))
     for h in heads:
       metrics[f'{h}/loss'] = sums[f'{h}/loss'] / denoms[h]
+      if len(heads) > 1 and f'{h}/weight' in sums:  # weight 0: logs nothing (plm/progress.py)
+        metrics[f'{h}/weight'] = sums[f'{h}/weight']
       if f'{h}/correct' in sums:
         metrics[f'{h}/accuracy'] = sums[f'{h}/correct'] / denoms[h]
     if f'{heads[0]}/accuracy' in metrics:
@@ -235,7 +237,8 @@ def setup(config, task: Task, tokenizer, devices=None) -> Setup:
     init_fn = jax.jit(unboxed_init, out_shardings=state_sharding)
   meta = dict(vocab=tokenizer.fingerprint, data=task.train_rows.fingerprint,
               vocab_size=tokenizer.vocab_size, model=task.model_config.to_dict(), task=task.name,
-              frozen=sorted(task.frozen))  # the optimizer state's structure depends on it
+              frozen=sorted(task.frozen),  # the optimizer state's structure depends on it
+              **getattr(task.train_rows, 'meta', {}))  # e.g. ERNIE 2.0's stage schedule
   put = lambda b: jax.make_array_from_process_local_data(batch_sharding, keep(b))
   return Setup(mesh, init_fn, abstract_state, state_sharding, extras, train_step,
                jax.jit(eval_step), put, meta, tc.eval_batch_size, task.init_map)

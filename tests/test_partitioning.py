@@ -41,12 +41,15 @@ def test_default_rules_cover_every_registered_model(name):
   if name == 'transe':  # a graph's tables: 40 entities, 3 relations
     mc.update(num_entities=40, num_relations=3)
   kwargs = {}
-  if name.startswith('ernie'):  # a trained entity table, so its axes are checked too
+  if name in ('ernie', 'ernie_classifier'):  # a trained entity table, so its axes are checked too
     mc.update(num_entities=10, entity_dim=4, entity_table='trained',
               num_classes=3 if name == 'ernie_classifier' else 0)
     kwargs = dict(entities=jnp.ones((2, 8), jnp.int32), entity_table=jnp.zeros((11, 4)))
     kwargs.update(markers=jnp.zeros((2, 2), jnp.int32)) if name == 'ernie_classifier' else \
         kwargs.update(candidates=jnp.arange(3))
+  if name == 'ernie2':  # two task embeddings, a vocabulary head and a 2-class head
+    mc.update(num_tasks=2, task_heads=(('knowledge_masking', 0), ('capitalization', 2)))
+    kwargs = dict(tasks=jnp.zeros((2, 8), jnp.int32))
   model = models.build(mc, 40)
   ids = jnp.zeros((2, 8), jnp.int32)
   # An encoder-decoder reads a source and a target; TransE a triple; the others one sequence.

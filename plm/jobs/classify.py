@@ -25,13 +25,15 @@ from plm.models import sentence_classifier
 from plm.objectives import classify
 
 # Models fine-tuned whole under BERT's pooler head unless finetune.freeze_encoder.
-ENCODER_FAMILY = ('encoder', 'encoder_lm', 'classifier')
+ENCODER_FAMILY = ('encoder', 'encoder_lm', 'classifier', 'ernie2')
+# Pre-training heads' fields a classifier does not have (ERNIE 2.0's per-task heads).
+PRETRAINING_ONLY_FIELDS = ('name', 'task_heads')
 
 
 def model_config(config, num_classes: int):
   """The pre-trained run's model fields under a classifier head."""
   mc = models.config('classifier')
-  mc.update({k: v for k, v in config.model.items() if k != 'name'})
+  mc.update({k: v for k, v in config.model.items() if k not in PRETRAINING_ONLY_FIELDS})
   mc.num_classes = num_classes
   return mc
 

@@ -10,8 +10,8 @@ import difflib
 import flax.linen as nn
 import ml_collections
 
-from plm.models import (classifier, encoder, knowledge_encoder, laser, sentence_classifier,
-                        seq2seq, transe)
+from plm.models import (classifier, encoder, ernie2, knowledge_encoder, laser,
+                        sentence_classifier, seq2seq, transe)
 
 # name -> module with config() and build(model_config, vocab_size)
 REGISTRY = {
@@ -24,6 +24,7 @@ REGISTRY = {
     'transe': transe,  # TransE entity and relation tables of a knowledge graph (ERNIE)
     'ernie': knowledge_encoder,  # T-encoder + K-encoder (entity fusion) + MLM/NSP/dEA heads
     'ernie_classifier': knowledge_encoder,  # the same, pooled at marker tokens (fine-tuning)
+    'ernie2': ernie2,  # shared encoder + task embeddings + a head per task (ERNIE 2.0)
 }
 NAMES = tuple(REGISTRY)
 # How a model computes, not what it is: a checkpoint serves every setting of these.

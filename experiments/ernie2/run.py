@@ -1,0 +1,98 @@
+r"""ERNIE 2.0 issue #17 (4): continual multi-task pre-training against knowledge masking
+alone at the same steps, each fine-tuned to Bible genre classification, 2 seeds.
+
+  python experiments/ernie2/run.py --runs=runs/ernie2_exp            # every arm, then the table
+  python experiments/ernie2/run.py --runs=runs/ernie2_exp --table    # the table only
+
+Arms (configs/ernie2.py variants; one vocabulary for all):
+  all       :tiny_all      three stages (word, + structure, + semantic tasks), 600 steps
+  masking   :tiny_masking  knowledge masking alone, 600 steps (the single-task baseline)
+  none      no pre-training (the classifier from scratch)
+then `job=classify` (genres of KJV verses, test chapters held out) from each, per seed.
+A step whose output exists is skipped, so a rerun resumes; wall times are saved beside
+each arm (runs/<arm>.seconds).
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import arms  # pylint: disable=wrong-import-position  # experiments/arms.py
+
+PRETRAIN = {'all': 'configs/ernie2.py:tiny_all', 'masking': 'configs/ernie2.py:tiny_masking'}
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument('--runs', default='runs/ernie2_exp')
+  p.add_argument('--seeds', default='0,1')
+  p.add_argument('--table', action='store_true', help='only write the table')
+  args = p.parse_args()
+  runs = os.path.abspath(args.runs)
+  os.makedirs(runs, exist_ok=True)
+  seeds = [int(s) for s in args.seeds.split(',')]
+  if not args.table:
+    commands, py = [], [sys.executable, '-m', 'plm.main']
+    vocab = f'{runs}/vocab/vocab/spm.model'
+    arms.step(py + [f'--config={PRETRAIN["all"]}', '--config.job=vocab', f'--workdir={runs}/vocab'],
+              vocab, f'{runs}/vocab.log', commands)
+    shared = [f'--config.data.vocab_path={vocab}']
+    for seed in seeds:
+      for arm, config in PRETRAIN.items():
+        work = f'{runs}/pre_{arm}_seed{seed}'
+        arms.step(py + [f'--config={config}', f'--config.seed={seed}', f'--workdir={work}']
+                  + shared, f'{work}/results.json', f'{work}.log', commands)
+      for arm in ('all', 'masking', 'none'):
+        work = f'{runs}/cls_{arm}_seed{seed}'
+        init = ([] if arm == 'none' else
+                [f'--config.init_from={runs}/pre_{arm}_seed{seed}/checkpoints'])
+        arms.step(py + [f'--config={PRETRAIN.get(arm, PRETRAIN["all"])}', '--config.job=classify',
+                        f'--config.seed={seed}', f'--workdir={work}'] + shared + init,
+                  f'{work}/results.json', f'{work}.log', commands)
+    with open(f'{runs}/commands.sh', 'w') as f:
+      f.write('\n'.join(commands) + '\n')
+  text = table(runs, seeds)
+  with open(f'{runs}/results.md', 'w') as f:
+    f.write(text)
+  print(text)
+
+
+def load(path):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except OSError:
+    return None
+
+
+def table(runs: str, seeds) -> str:
+  lines = ['## Genre classification (test split, KJV verses <= 64 tokens)', '',
+           '| pre-training | seed | genre accuracy | test majority share | pre-train s | '
+           'fine-tune s |', '|---|---|---|---|---|---|']
+  for arm in ('all', 'masking', 'none'):
+    for seed in seeds:
+      r = load(f'{runs}/cls_{arm}_seed{seed}/results.json')
+      if r is None:
+        continue
+      acc = r['test']['en']['classify']['accuracy']
+      pre = '-' if arm == 'none' else arms.seconds(f'{runs}/pre_{arm}_seed{seed}')
+      lines.append(f"| {arm} | {seed} | {acc:.3f} | {r['majority_share']['en']:.3f} | {pre} | "
+                   f"{arms.seconds(f'{runs}/cls_{arm}_seed{seed}')} |")
+  lines += ['', '## Pre-training tasks (test split, after the last stage)', '',
+            '| pre-training | seed | task | accuracy | majority (train prior) accuracy | '
+            'predictions |', '|---|---|---|---|---|---|']
+  for arm in PRETRAIN:
+    for seed in seeds:
+      r = load(f'{runs}/pre_{arm}_seed{seed}/results.json')
+      if r is None:
+        continue
+      for task, heads in r['test'].items():
+        m = heads[task]
+        lines.append(f"| {arm} | {seed} | {task} | {m['accuracy']:.3f} | "
+                     f"{m['unigram_accuracy']:.3f} | {m['predictions']} |")
+  return '\n'.join(lines) + '\n'
+
+
+if __name__ == '__main__':
+  main()
