@@ -16,6 +16,8 @@ Jobs (--config.job=...):
   transe     TransE on a knowledge graph (kg.*), filtered link prediction, entity vectors
   laser      LASER: BiLSTM sentence encoder trained through translation (configs/laser.py)
   mine       margin-based bitext mining of mine.src against mine.tgt, TSV out
+  convert    a transformers checkpoint (configs/hf.py:<dir>) into a plm run directory
+  export     a plm encoder run as a transformers directory (export.output)
 
 Every training run writes {workdir}/config.json and {workdir}/results.json
 (train and the fine-tuning jobs); evaluate writes {workdir}/results_evaluate.json. A user error (bad path, config or data) ends
@@ -49,6 +51,8 @@ JOBS = {
     'mt': ('plm.jobs.mt', 'mt_job'),
     'translate': ('plm.jobs.mt', 'translate_job'),
     'transe': ('plm.jobs.transe', 'transe_job'),
+    'convert': ('plm.jobs.convert', 'convert_job'),
+    'export': ('plm.jobs.convert', 'export_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
