@@ -271,6 +271,17 @@ def init_from(config, s: Setup, params):
                        'parameter shapes; it must return the fresh tree with saved values')
     print(f'init_from: mapped step {step} of {config.init_from} onto this model', flush=True)
     return jax.device_put(mapped, s.state_sharding['params'])
+  if 'encoder' in fresh and 'encoder' not in saved and 'embeddings' in saved:
+    # An `encoder` run (e.g. a converted checkpoint without an LM head) holds the Encoder's
+    # own tree: it is this model's 'encoder' part.
+    if shapes(saved) != shapes(fresh['encoder']):
+      raise ValueError(f'config.init_from={config.init_from!r} holds an encoder of other shapes '
+                       "than this model's; use the config the pre-trained run used")
+    restored, _ = checkpoint.restore_params(config.init_from, fresh['encoder'],
+                                            s.state_sharding['params']['encoder'])
+    print(f'init_from: encoder from step {step} of {config.init_from}; '
+          f'{", ".join(k for k in fresh if k != "encoder")} freshly initialized', flush=True)
+    return {**params, 'encoder': restored}
   take = [k for k in fresh if k in saved and shapes(saved[k]) == shapes(fresh[k])]
   if not take:
     raise ValueError(f'config.init_from={config.init_from!r} holds parameters '
