@@ -79,6 +79,8 @@ class _Data:
     if not files:
       raise ValueError('finetune.test_files is empty: name the test files as language=path, e.g. '
                        'finetune.test_files=en=test.en.tsv,de=test.de.tsv')
+    for path in files.values():  # a bad test file stops the run now, not after training
+      tsv.label_ids(path, tsv.read(path, fields)[1], self.classes)
     # Sentence pairs get BERT's token types where the model has them.
     types = fields == 3 and config.model.get('num_segments', 0) > 0
     def make(lang, split):
