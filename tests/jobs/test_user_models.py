@@ -56,15 +56,15 @@ def _classify_config(hf_dir, ckpt, train, tests):
   config.job, config.init_from = 'classify', ckpt
   fc = config.finetune
   fc.train_file, fc.test_files = train, ','.join(f'{k}={v}' for k, v in tests.items())
-  fc.seq_len, fc.skip_long, fc.steps, fc.batch_size, fc.lr = 64, True, 150, 32, 3e-3
+  fc.seq_len, fc.skip_long, fc.steps, fc.batch_size, fc.lr = 48, True, 80, 16, 3e-3
   config.model.dropout = config.model.attention_dropout = 0.0
   return config
 
 
 def test_classify_user_tsv_zero_shot(hf_dir, converted, tfds_dir, tmp_path):
-  train = _write_tsv(tmp_path / 'train.tsv', 'en_kjv', 'train', tfds_dir, 3000)
-  tests = {'en': _write_tsv(tmp_path / 'en.tsv', 'en_kjv', 'test', tfds_dir, 400),
-           'es': _write_tsv(tmp_path / 'es.tsv', 'es_rv1909', 'test', tfds_dir, 400)}
+  train = _write_tsv(tmp_path / 'train.tsv', 'en_kjv', 'train', tfds_dir, 1500)
+  tests = {'en': _write_tsv(tmp_path / 'en.tsv', 'en_kjv', 'test', tfds_dir, 300),
+           'es': _write_tsv(tmp_path / 'es.tsv', 'es_rv1909', 'test', tfds_dir, 300)}
   results = classify.classify_job(_classify_config(hf_dir, converted, train, tests),
                                   str(tmp_path / 'cls'))
   assert results['classes'] == sorted(bible_tasks.GENRES)
