@@ -67,7 +67,11 @@ def close_matches(word, choices) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
-  config = _CONFIG.value
+  try:
+    config = _CONFIG.value
+    _ = config is not None and config.job  # a config file's FileNotFoundError surfaces here
+  except OSError as e:
+    sys.exit(f'error: {str(e).split("earlier failure to load: ")[-1]}')
   if config is None:
     sys.exit('error: --config is required, e.g. --config=configs/xlm.py (or configs/xlm.py:tiny);'
              ' python -m plm.main --help lists the jobs')
@@ -96,6 +100,11 @@ def parse_flags(argv):
     return flags.FLAGS(argv)
   except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
     text = str(e.args[0] if e.args else e).replace('\\n', ' ').replace("\\'", "'")
+    if 'Error whilst parsing config file' in text and 'Traceback' in text:
+      # get_config itself refused (e.g. configs/hf.py:<dir> of an unsupported model): its
+      # message, not ml_collections' traceback.
+      last = text.strip().splitlines()[-1] if '\n' in text.strip() else text
+      sys.exit(f'error: {last.split("Error: ", 1)[-1].strip()}')
     if text[:1] == text[-1:] == "'":  # a repr()'d KeyError message
       text = text[1:-1]
     reason = ' '.join(text.split()).rstrip('.?') + '.'

@@ -41,6 +41,8 @@ def hf_dir(tfds_dir, tmp_path_factory):
   config = transformers.BertConfig(vocab_size=wp.get_vocab_size(), hidden_size=64,
                                    num_hidden_layers=2, num_attention_heads=4,
                                    intermediate_size=128, max_position_embeddings=64)
+  torch = pytest.importorskip('torch')
+  torch.manual_seed(0)  # transformers initializes from torch's global generator
   transformers.BertForMaskedLM(config).save_pretrained(str(path))
   return str(path)
 
@@ -56,7 +58,7 @@ def _classify_config(hf_dir, ckpt, train, tests):
   config.job, config.init_from = 'classify', ckpt
   fc = config.finetune
   fc.train_file, fc.test_files = train, ','.join(f'{k}={v}' for k, v in tests.items())
-  fc.seq_len, fc.skip_long, fc.steps, fc.batch_size, fc.lr = 48, True, 80, 16, 3e-3
+  fc.seq_len, fc.skip_long, fc.steps, fc.batch_size, fc.lr = 64, True, 80, 16, 3e-3
   config.model.dropout = config.model.attention_dropout = 0.0
   return config
 
@@ -70,7 +72,9 @@ def test_classify_user_tsv_zero_shot(hf_dir, converted, tfds_dir, tmp_path):
   assert results['classes'] == sorted(bible_tasks.GENRES)
   assert set(results['test']) == {'en', 'es'}
   en, share = results['test']['en']['classify'], results['majority_share']['en']
-  assert en['accuracy'] > share + 0.05, (en, share)  # held-out chapters, a real signal
+  # Held-out chapters: better than the majority class and than the training label
+  # distribution (the unigram baseline's cross-entropy).
+  assert en['accuracy'] > share and en['loss'] < en['unigram_loss'] - 0.1, (en, share)
   assert run.read_config(str(tmp_path / 'cls')).model.name == 'classifier'
 
 
