@@ -98,6 +98,10 @@ def check_meta(saved: dict, current: dict) -> None:
   `current` without 'data' (a job that reads no corpus) skips the data check; without
   'frozen' (params only, e.g. plm.load) the frozen-parameters check.
   """
+  if 'frozen' in current and saved.get('task') == 'convert':  # a resume: params alone won't do
+    raise ValueError('this --workdir holds parameters imported by job=convert, not a training '
+                     'run to resume; train in a new --workdir with config.init_from='
+                     '<this workdir>/checkpoints')
   if saved.get('vocab') != current['vocab']:
     raise ValueError(f"the checkpoint was trained with vocabulary {saved.get('vocab')} but "
                      f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "

@@ -300,13 +300,14 @@ def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
   workdir = run.workdir_path(workdir)
   tc = config.train
   s = setup(config, task, tokenizer)
-  run.write_config(config, workdir)
   eval_rng = jax.random.PRNGKey(config.seed + 2)  # the same masks at every evaluation
   validation = task.heldout('validation') if tc.eval_every else {}
 
   # ----- Restore -----
   mngr = checkpoint.manager(workdir, max_to_keep=tc.keep_checkpoints)
   state = restore_or_init(config, s, mngr)
+  # After the restore's checks: a refused workdir keeps the config.json of its own run.
+  run.write_config(config, workdir)
   step = int(state['step'])
   if step:
     print(f'resumed from step {step} in {mngr.directory}', flush=True)

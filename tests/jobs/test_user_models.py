@@ -58,13 +58,13 @@ def _classify_config(hf_dir, ckpt, train, tests):
   config.job, config.init_from = 'classify', ckpt
   fc = config.finetune
   fc.train_file, fc.test_files = train, ','.join(f'{k}={v}' for k, v in tests.items())
-  fc.seq_len, fc.skip_long, fc.steps, fc.batch_size, fc.lr = 64, True, 80, 16, 3e-3
+  fc.seq_len, fc.skip_long, fc.steps, fc.batch_size, fc.lr = 64, True, 120, 32, 1e-3
   config.model.dropout = config.model.attention_dropout = 0.0
   return config
 
 
 def test_classify_user_tsv_zero_shot(hf_dir, converted, tfds_dir, tmp_path):
-  train = _write_tsv(tmp_path / 'train.tsv', 'en_kjv', 'train', tfds_dir, 1500)
+  train = _write_tsv(tmp_path / 'train.tsv', 'en_kjv', 'train', tfds_dir, 3000)
   tests = {'en': _write_tsv(tmp_path / 'en.tsv', 'en_kjv', 'test', tfds_dir, 300),
            'es': _write_tsv(tmp_path / 'es.tsv', 'es_rv1909', 'test', tfds_dir, 300)}
   results = classify.classify_job(_classify_config(hf_dir, converted, train, tests),
@@ -74,7 +74,7 @@ def test_classify_user_tsv_zero_shot(hf_dir, converted, tfds_dir, tmp_path):
   en, share = results['test']['en']['classify'], results['majority_share']['en']
   # Held-out chapters: better than the majority class and than the training label
   # distribution (the unigram baseline's cross-entropy).
-  assert en['accuracy'] > share and en['loss'] < en['unigram_loss'] - 0.1, (en, share)
+  assert en['accuracy'] > share + 0.05 and en['loss'] < en['unigram_loss'], (en, share)
   assert run.read_config(str(tmp_path / 'cls')).model.name == 'classifier'
 
 
@@ -99,3 +99,18 @@ def test_export_writes_hf_directory(converted, tmp_path):
     assert json.load(f)['architectures'] == ['BertForMaskedLM']
   model = transformers.AutoModelForMaskedLM.from_pretrained(out)
   assert type(model).__name__ == 'BertForMaskedLM'
+
+
+def test_converted_run_is_not_resumed_by_training(hf_dir, converted, tfds_dir, tmp_path):
+  """Training in the convert job's workdir would find params without optimizer state: it
+  is refused by name, and the converted run is left as it was."""
+  workdir = os.path.dirname(converted)
+  train = _write_tsv(tmp_path / 't.tsv', 'en_kjv', 'train', tfds_dir, 40)
+  config = _classify_config(hf_dir, '', train, {'en': train})
+  with open(os.path.join(workdir, 'config.json'), encoding='utf-8') as f:
+    before = f.read()
+  with pytest.raises(ValueError, match='holds parameters imported by job=convert'):
+    classify.classify_job(config, workdir)
+  assert os.listdir(converted) == ['0']  # not set aside as broken
+  with open(os.path.join(workdir, 'config.json'), encoding='utf-8') as f:
+    assert f.read() == before
