@@ -44,15 +44,20 @@ class Task(NamedTuple):
   frozen: tuple = ()
 
 
-def make_optimizer(c) -> optax.GradientTransformation:
-  """AdamW with linear warmup, linear or cosine decay and global-norm clipping."""
+def learning_rate(c) -> optax.Schedule:
+  """optim.*'s schedule: linear warmup, then linear or cosine decay (count = updates done)."""
   horizon = max(c.total_steps - c.warmup_steps, 1)
   decays = {'linear': lambda: optax.linear_schedule(c.lr, 0.0, horizon),
             'cosine': lambda: optax.cosine_decay_schedule(c.lr, horizon)}
   if c.schedule not in decays:
     raise ValueError(f'optim.schedule={c.schedule!r}: use one of {sorted(decays)}')
-  lr = optax.join_schedules([optax.linear_schedule(0.0, c.lr, c.warmup_steps),
-                             decays[c.schedule]()], [c.warmup_steps])
+  return optax.join_schedules([optax.linear_schedule(0.0, c.lr, c.warmup_steps),
+                               decays[c.schedule]()], [c.warmup_steps])
+
+
+def make_optimizer(c) -> optax.GradientTransformation:
+  """AdamW with linear warmup, linear or cosine decay and global-norm clipping."""
+  lr = learning_rate(c)
   return optax.chain(optax.clip_by_global_norm(c.grad_clip),
                      optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay,
                                  mask=decay_mask))
@@ -317,7 +322,8 @@ def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
   previous = signal.signal(signal.SIGTERM, lambda sig, frame: stop.update(signal=sig))
   writer = SummaryWriter(os.path.join(workdir, 'tb')) if jax.process_index() == 0 else None
   bar = progress.Progress(step, tc.steps, writer, task.objective.heads,
-                          stop_on_nonfinite=tc.nonfinite == 'stop')
+                          stop_on_nonfinite=tc.nonfinite == 'stop',
+                          learning_rate=learning_rate(config.optim))
   seen_compiles = 0  # a compile-count guard: the step must compile once
   try:
     with jax.set_mesh(s.mesh):
