@@ -16,11 +16,11 @@ plm cannot represent is an error, never dropped.
 """
 import json
 import os
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-# model_type -> (what it covers, weight prefix of the task heads' base model)
+# model_type -> the checkpoints it covers
 SUPPORTED = {
     'bert': 'BERT, UNILM (BertModel, BertForMaskedLM, BertForPreTraining)',
     'ernie': 'ERNIE 1.0 / 2.0 (ErnieModel, ErnieForMaskedLM, ErnieForPreTraining)',
@@ -308,8 +308,3 @@ def write_checkpoint(path: str, params: dict, kw: dict, special_ids: dict | None
     json.dump(cfg, f, indent=1, sort_keys=True)
   return path
 
-
-def flatten(params: Any, sep: str = '/') -> dict:
-  """'/'-joined paths of a nested dict (for messages and comparisons)."""
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  return {sep.join(k): v for k, v in traverse_util.flatten_dict(dict(params)).items()}

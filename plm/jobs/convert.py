@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 
+import flax.linen as nn
 import jax
 import numpy as np
 
@@ -48,7 +49,6 @@ def convert_job(config, workdir: str) -> str:
   want = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens,
                                            np.zeros_like(tokens), None))
   shapes = lambda t: jax.tree.map(lambda x: tuple(x.shape), t)
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   if shapes(nn.unbox(want)['params']) != shapes(params):
     raise ValueError(f'the converted parameters of {source} do not fit model '
                      f'{config.model.to_dict()}; the config and the checkpoint disagree')

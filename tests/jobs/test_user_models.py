@@ -29,7 +29,8 @@ def _write_tsv(path, translation, split, data_dir, n):
 
 @pytest.fixture(scope='module')
 def hf_dir(tfds_dir, tmp_path_factory):
-  """A BertForMaskedLM directory as transformers writes it, with a WordPiece vocab.txt."""
+  """A BertModel directory (no LM head: plm's `encoder`, which init_from puts under the
+  classifier's head) as transformers writes it, with a WordPiece vocab.txt."""
   path = tmp_path_factory.mktemp('hf_bert')
   texts, _ = bible_tasks.genre_examples('en_kjv', 'train', tfds_dir)
   wp = tokenizers.BertWordPieceTokenizer(lowercase=True)
@@ -43,7 +44,7 @@ def hf_dir(tfds_dir, tmp_path_factory):
                                    intermediate_size=128, max_position_embeddings=64)
   torch = pytest.importorskip('torch')
   torch.manual_seed(0)  # transformers initializes from torch's global generator
-  transformers.BertForMaskedLM(config).save_pretrained(str(path))
+  transformers.BertModel(config).save_pretrained(str(path))
   return str(path)
 
 
@@ -63,12 +64,13 @@ def _classify_config(hf_dir, ckpt, train, tests):
   return config
 
 
-def test_classify_user_tsv_zero_shot(hf_dir, converted, tfds_dir, tmp_path):
+def test_classify_user_tsv_zero_shot(hf_dir, converted, tfds_dir, tmp_path, capsys):
   train = _write_tsv(tmp_path / 'train.tsv', 'en_kjv', 'train', tfds_dir, 3000)
   tests = {'en': _write_tsv(tmp_path / 'en.tsv', 'en_kjv', 'test', tfds_dir, 300),
            'es': _write_tsv(tmp_path / 'es.tsv', 'es_rv1909', 'test', tfds_dir, 300)}
   results = classify.classify_job(_classify_config(hf_dir, converted, train, tests),
                                   str(tmp_path / 'cls'))
+  assert f'init_from: encoder from step 0 of {converted}; ' in capsys.readouterr().out
   assert results['classes'] == sorted(bible_tasks.GENRES)
   assert set(results['test']) == {'en', 'es'}
   en, share = results['test']['en']['classify'], results['majority_share']['en']
@@ -96,9 +98,9 @@ def test_export_writes_hf_directory(converted, tmp_path):
   assert sorted(os.listdir(out)) == ['config.json', 'model.safetensors', 'tokenizer.json',
                                      'tokenizer_config.json']
   with open(os.path.join(out, 'config.json')) as f:
-    assert json.load(f)['architectures'] == ['BertForMaskedLM']
-  model = transformers.AutoModelForMaskedLM.from_pretrained(out)
-  assert type(model).__name__ == 'BertForMaskedLM'
+    assert json.load(f)['architectures'] == ['BertModel']
+  model = transformers.AutoModel.from_pretrained(out)
+  assert type(model).__name__ == 'BertModel'
 
 
 def test_converted_run_is_not_resumed_by_training(hf_dir, converted, tfds_dir, tmp_path):
