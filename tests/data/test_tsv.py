@@ -86,3 +86,13 @@ def test_long_examples_stop_or_are_counted(tmp_path, tok):
   assert len(rows) == 1 and rows.info == {'skipped': 1}
   with pytest.raises(ValueError, match=r"s\.tsv:2 has the label 'b'"):
     labelled.tsv_set(tok, path, ('a',), 2, 0, _fc(12), token_types=False)
+
+
+def test_classify_objective_feeds_token_types_of_pairs(tmp_path, tok):
+  from plm.objectives import classify  # pylint: disable=g-import-not-at-top
+  path = _write(tmp_path / 'p.tsv', ['In the beginning\tGod created\tyes'])
+  rows = labelled.tsv_set(tok, path, ('no', 'yes'), 3, 0, _fc(), token_types=True)
+  inputs, _ = classify.prepare(None, rows.arrays, {})
+  np.testing.assert_array_equal(inputs['token_types'], rows.arrays['token_types'])
+  single = labelled.tsv_set(tok, path, ('no', 'yes'), 3, 0, _fc(), token_types=False)
+  assert 'token_types' not in classify.prepare(None, single.arrays, {})[0]
