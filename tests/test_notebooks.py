@@ -2,6 +2,7 @@
 (PLM_NOTEBOOK_TINY=1), in a fresh Jupyter kernel, as Colab would run it."""
 import glob
 import os
+import re
 
 import pytest
 
@@ -41,3 +42,7 @@ def test_notebook_runs(path, tfds_dir, tmp_path, monkeypatch):
   if os.path.basename(path) == 'xlm_quickstart.ipynb':
     assert "{'tiny': True, 'steps': 12, 'batch_size': 8}" in text
     assert 'loss ' in text and 'en accuracy' in text and 'es accuracy' in text
+  if os.path.basename(path) == 'hf_import.ipynb':
+    assert 'P@1 of KJV -> WEB' in text
+    diff = float(re.search(r'max abs difference, plm vs transformers: (\S+)', text).group(1))
+    assert diff < 1e-4
