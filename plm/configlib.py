@@ -122,6 +122,10 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.finetune.eval_every = 0  # validation period in steps; 0 = none
   c.finetune.train_language = languages[0]  # classify: the labelled language it trains on
   c.finetune.test_languages = tuple(languages)  # classify: accuracy on each one's test split
+  # classify on the user's TSV (plm/data/tsv.py): `text \t label` or `text_a \t text_b \t label`
+  # lines; '' = the Bible genre task. Trained in finetune.train_language.
+  c.finetune.train_file = ''
+  c.finetune.test_files = ''  # with train_file: language=path,... e.g. en=test.en.tsv,de=test.de.tsv
   # classify: True = train an MLP on the model's frozen sentence vectors (embed.layer and
   # embed.pooling; LASER's zero-shot protocol); False = fine-tune it all (the encoder families
   # with BERT's pooler head; LASER with its BiLSTM under the MLP)

@@ -19,6 +19,8 @@ Jobs (--config.job=...):
   mine       margin-based bitext mining of mine.src against mine.tgt, TSV out
   ernie      ERNIE (THU): MLM + NSP + dEA pre-training with WordNet entities (configs/ernie.py)
   ernie_finetune  ERNIE/BERT fine-tuning: entity typing or relation classification
+  convert    a transformers checkpoint (configs/hf.py:<dir>) into a plm run directory
+  export     a plm encoder run as a transformers directory (export.output)
 
 Every training run writes {workdir}/config.json and {workdir}/results.json
 (train and the fine-tuning jobs); evaluate writes {workdir}/results_evaluate.json. A user error (bad path, config or data) ends
@@ -55,6 +57,8 @@ JOBS = {
     'ernie': ('plm.jobs.ernie', 'ernie_job'),
     'ernie_finetune': ('plm.jobs.ernie', 'finetune_job'),
     'ernie2': ('plm.jobs.ernie2', 'train_job'),
+    'convert': ('plm.jobs.convert', 'convert_job'),
+    'export': ('plm.jobs.convert', 'export_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
@@ -69,7 +73,11 @@ def close_matches(word, choices) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
-  config = _CONFIG.value
+  try:
+    config = _CONFIG.value
+    _ = config is not None and config.job  # a config file's FileNotFoundError surfaces here
+  except OSError as e:
+    sys.exit(f'error: {str(e).split("earlier failure to load: ")[-1]}')
   if config is None:
     sys.exit('error: --config is required, e.g. --config=configs/xlm.py (or configs/xlm.py:tiny);'
              ' python -m plm.main --help lists the jobs')
@@ -98,6 +106,11 @@ def parse_flags(argv):
     return flags.FLAGS(argv)
   except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
     text = str(e.args[0] if e.args else e).replace('\\n', ' ').replace("\\'", "'")
+    if 'Error whilst parsing config file' in text and 'Traceback' in text:
+      # get_config itself refused (e.g. configs/hf.py:<dir> of an unsupported model): its
+      # message, not ml_collections' traceback.
+      last = text.strip().splitlines()[-1] if '\n' in text.strip() else text
+      sys.exit(f'error: {last.split("Error: ", 1)[-1].strip()}')
     if text[:1] == text[-1:] == "'":  # a repr()'d KeyError message
       text = text[1:-1]
     reason = ' '.join(text.split()).rstrip('.?') + '.'

@@ -44,8 +44,10 @@ def table_from_sums(sums: dict) -> dict:
 class Progress:
   """Queues step metrics on device, fetches them in batches, checks, logs."""
 
-  def __init__(self, step: int, total_steps: int, writer, heads=(), stop_on_nonfinite=True):
+  def __init__(self, step: int, total_steps: int, writer, heads=(), stop_on_nonfinite=True,
+               learning_rate=None):
     self.total, self.writer, self.pending, self.heads = total_steps, writer, [], tuple(heads)
+    self.learning_rate = learning_rate  # optax schedule: logged as train/learning_rate
     self.stop_on_nonfinite, self.skipped = stop_on_nonfinite, 0
     self.start_step, self.t0 = step, time.time()
     self.last_time = self.t0
@@ -78,8 +80,13 @@ class Progress:
           if '/' in k and m.get(f'{head}/weight', 1.0) == 0:
             continue  # the head had no target in this batch (one task a batch: ERNIE 2.0)
           self.writer.add_scalar(f'train/{k}', float(v), s)
-    self.pending = []
+        if self.learning_rate is not None:  # the rate step s's update used (count s - 1)
+          self.writer.add_scalar('train/learning_rate', float(self.learning_rate(s - 1)), s)
     now = time.time()
+    if self.writer:  # wall seconds per step, averaged over the flushed block
+      seconds = (now - self.last_time) / len(self.pending)
+      self.writer.add_scalar('train/step_time_s', seconds, self.pending[-1][0])
+    self.pending = []
     tokens_per_s = sum(float(m['tokens']) for m in fetched) / max(now - self.last_time, 1e-9)
     steps_per_s = (step - self.start_step) / max(now - self.t0, 1e-9)
     eta = (self.total - step) / max(steps_per_s, 1e-9)

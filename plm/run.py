@@ -10,6 +10,7 @@ import os
 from typing import Any, NamedTuple
 
 from absl import logging
+from flax import traverse_util
 import jax
 import ml_collections
 
@@ -88,7 +89,7 @@ def open_tokenizer(config, workdir: str):
   if not os.path.isfile(path):
     raise FileNotFoundError(f'no vocabulary at {path}; point --workdir at a trained run or set '
                             'data.vocab_path')
-  return tokenizer_lib.Tokenizer.load(path)
+  return tokenizer_lib.load(path)
 
 
 def check_meta(saved: dict, current: dict) -> None:
@@ -97,6 +98,10 @@ def check_meta(saved: dict, current: dict) -> None:
   `current` without 'data' (a job that reads no corpus) skips the data check; without
   'frozen' (params only, e.g. plm.load) the frozen-parameters check.
   """
+  if 'frozen' in current and saved.get('task') == 'convert':  # a resume: params alone won't do
+    raise ValueError('this --workdir holds parameters imported by job=convert, not a training '
+                     'run to resume; train in a new --workdir with config.init_from='
+                     '<this workdir>/checkpoints')
   if saved.get('vocab') != current['vocab']:
     raise ValueError(f"the checkpoint was trained with vocabulary {saved.get('vocab')} but "
                      f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
@@ -138,6 +143,15 @@ def check_init_from(config, saved: dict, current: dict) -> None:
                      + '); use the config the pre-trained run used')
 
 
+def check_token_table(tokenizer, shapes, where: str) -> None:
+  """The tokenizer's size must be the token embedding table's (an imported vocabulary can
+  differ from the checkpoint it came with)."""
+  flat = traverse_util.flatten_dict(dict(shapes))
+  rows = [v.shape[0] for k, v in flat.items() if k[-2:] == ('token', 'embedding')]
+  if rows:
+    tokenizer_lib.check_vocab_size(tokenizer, rows[0], f'the checkpoint in {where}')
+
+
 class Loaded(NamedTuple):
   """A trained run: what `plm.load(workdir)` returns."""
   config: ml_collections.ConfigDict
@@ -163,6 +177,7 @@ def load(workdir: str, config=None) -> Loaded:
   model = models.build(config.model, tokenizer.vocab_size)
   current = dict(vocab=tokenizer.fingerprint, model=config.model.to_dict())
   step, shapes, _ = checkpoint.saved_params(ckpt_dir, lambda saved: check_meta(saved, current))
+  check_token_table(tokenizer, shapes, ckpt_dir)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   params, _ = checkpoint.restore_params(ckpt_dir, shapes,
                                         jax.tree_util.tree_map(lambda _: device, shapes))

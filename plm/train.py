@@ -44,15 +44,20 @@ class Task(NamedTuple):
   frozen: tuple = ()
 
 
-def make_optimizer(c) -> optax.GradientTransformation:
-  """AdamW with linear warmup, linear or cosine decay and global-norm clipping."""
+def learning_rate(c) -> optax.Schedule:
+  """optim.*'s schedule: linear warmup, then linear or cosine decay (count = updates done)."""
   horizon = max(c.total_steps - c.warmup_steps, 1)
   decays = {'linear': lambda: optax.linear_schedule(c.lr, 0.0, horizon),
             'cosine': lambda: optax.cosine_decay_schedule(c.lr, horizon)}
   if c.schedule not in decays:
     raise ValueError(f'optim.schedule={c.schedule!r}: use one of {sorted(decays)}')
-  lr = optax.join_schedules([optax.linear_schedule(0.0, c.lr, c.warmup_steps),
-                             decays[c.schedule]()], [c.warmup_steps])
+  return optax.join_schedules([optax.linear_schedule(0.0, c.lr, c.warmup_steps),
+                               decays[c.schedule]()], [c.warmup_steps])
+
+
+def make_optimizer(c) -> optax.GradientTransformation:
+  """AdamW with linear warmup, linear or cosine decay and global-norm clipping."""
+  lr = learning_rate(c)
   return optax.chain(optax.clip_by_global_norm(c.grad_clip),
                      optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay,
                                  mask=decay_mask))
@@ -274,6 +279,17 @@ def init_from(config, s: Setup, params):
                        'parameter shapes; it must return the fresh tree with saved values')
     print(f'init_from: mapped step {step} of {config.init_from} onto this model', flush=True)
     return jax.device_put(mapped, s.state_sharding['params'])
+  if 'encoder' in fresh and 'encoder' not in saved and 'embeddings' in saved:
+    # An `encoder` run (e.g. a converted checkpoint without an LM head) holds the Encoder's
+    # own tree: it is this model's 'encoder' part.
+    if shapes(saved) != shapes(fresh['encoder']):
+      raise ValueError(f'config.init_from={config.init_from!r} holds an encoder of other shapes '
+                       "than this model's; use the config the pre-trained run used")
+    restored, _ = checkpoint.restore_params(config.init_from, fresh['encoder'],
+                                            s.state_sharding['params']['encoder'])
+    print(f'init_from: encoder from step {step} of {config.init_from}; '
+          f'{", ".join(k for k in fresh if k != "encoder")} freshly initialized', flush=True)
+    return {**params, 'encoder': restored}
   take = [k for k in fresh if k in saved and shapes(saved[k]) == shapes(fresh[k])]
   if not take:
     raise ValueError(f'config.init_from={config.init_from!r} holds parameters '
@@ -292,13 +308,14 @@ def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
   workdir = run.workdir_path(workdir)
   tc = config.train
   s = setup(config, task, tokenizer)
-  run.write_config(config, workdir)
   eval_rng = jax.random.PRNGKey(config.seed + 2)  # the same masks at every evaluation
   validation = task.heldout('validation') if tc.eval_every else {}
 
   # ----- Restore -----
   mngr = checkpoint.manager(workdir, max_to_keep=tc.keep_checkpoints)
   state = restore_or_init(config, s, mngr)
+  # After the restore's checks: a refused workdir keeps the config.json of its own run.
+  run.write_config(config, workdir)
   step = int(state['step'])
   if step:
     print(f'resumed from step {step} in {mngr.directory}', flush=True)
@@ -308,7 +325,8 @@ def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
   previous = signal.signal(signal.SIGTERM, lambda sig, frame: stop.update(signal=sig))
   writer = SummaryWriter(os.path.join(workdir, 'tb')) if jax.process_index() == 0 else None
   bar = progress.Progress(step, tc.steps, writer, task.objective.heads,
-                          stop_on_nonfinite=tc.nonfinite == 'stop')
+                          stop_on_nonfinite=tc.nonfinite == 'stop',
+                          learning_rate=learning_rate(config.optim))
   seen_compiles = 0  # a compile-count guard: the step must compile once
   try:
     with jax.set_mesh(s.mesh):

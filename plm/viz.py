@@ -51,3 +51,31 @@ def save_unilm_masks_png(path: str, source_len: int = 4, target_len: int = 4) ->
   fig.tight_layout()
   fig.savefig(path, dpi=80, bbox_inches='tight')
   plt.close(fig)
+
+
+def read_scalars(tb_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{tag: (steps, values)} of every scalar in the TensorBoard event files under `tb_dir`
+  (a run's {workdir}/tb), for plotting loss curves without TensorBoard."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(tb_dir, 'events.out.tfevents.*')))
+  if not files:
+    raise FileNotFoundError(f'no TensorBoard event files in {tb_dir}; train first (a run writes '
+                            'them to {workdir}/tb)')
+  points = {}
+  for path in files:
+    with open(path, 'rb') as f:
+      data = f.read()
+    at = 0
+    while at + 12 <= len(data):  # TFRecord: length, its crc, the record, its crc
+      (length,) = struct.unpack('<Q', data[at:at + 8])
+      record = data[at + 12:at + 12 + length]
+      at += 12 + length + 4
+      event = event_pb2.Event.FromString(record)
+      for v in event.summary.value:
+        if v.HasField('simple_value'):
+          points.setdefault(v.tag, {})[event.step] = v.simple_value
+  return {tag: (np.array(sorted(p)), np.array([p[s] for s in sorted(p)]))
+          for tag, p in points.items()}

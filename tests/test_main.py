@@ -66,6 +66,17 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
   assert hint == '(rerun with --verbosity=1 for the traceback)'
 
 
+def test_bad_transformers_directory_is_one_line(tmp_path):
+  message = cli_error(f'--config=configs/hf.py:{tmp_path}/none', f'--workdir={tmp_path}/run')
+  assert message == (f'error: {tmp_path}/none/config.json does not exist: point at a '
+                     'transformers checkpoint directory (config.json and model.safetensors)')
+  (tmp_path / 'config.json').write_text('{"model_type": "gpt2"}')
+  message = cli_error(f'--config=configs/hf.py:{tmp_path}', f'--workdir={tmp_path}/run')
+  assert message.startswith(f"error: {tmp_path}/config.json: model_type='gpt2' (architectures "
+                            'None) is not supported; plm converts bert: '), message
+  assert len(message.splitlines()) == 1
+
+
 def test_model_fields_belong_to_the_model():
   mc = models.config('encoder_lm')
   with mc.unlocked():

@@ -1,6 +1,7 @@
 """The jitted train step: accumulation, non-finite handling, the progress guard."""
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -89,6 +90,31 @@ def test_progress_stops_on_nonfinite_loss_naming_the_step():
   skipping.add(1, dict(ok, loss=float('nan'), skipped=1.0))
   skipping.flush(1)
   assert skipping.skipped == 1
+
+
+def test_progress_logs_learning_rate_and_step_time():
+  """TensorBoard gets the rate each step's update used and the wall time per step."""
+  class Writer:
+    def __init__(self):
+      self.scalars = {}
+    def add_scalar(self, tag, value, step):
+      self.scalars[tag, step] = value
+  c = ml_collections.ConfigDict(dict(lr=1e-3, warmup_steps=4, total_steps=12,
+                                     schedule='linear'))
+  writer = Writer()
+  bar = progress.Progress(0, 12, writer, learning_rate=train.learning_rate(c))
+  ok = dict(loss=1.0, accuracy=0.1, tokens=10.0, grad_norm=1.0, skipped=0.0)
+  for step in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12):
+    bar.add(step, ok)
+    if step % 6 == 0:
+      bar.flush(step)
+  lr = [writer.scalars['train/learning_rate', s] for s in range(1, 13)]
+  # Warmup from 0 over 4 updates, then linear decay to 0 at update 12.
+  np.testing.assert_allclose(lr, [0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 8.75e-4, 7.5e-4, 6.25e-4, 5e-4,
+                                  3.75e-4, 2.5e-4, 1.25e-4], rtol=1e-6, atol=1e-12)
+  assert {k for k in writer.scalars if k[0] == 'train/step_time_s'} == {
+      ('train/step_time_s', 6), ('train/step_time_s', 12)}
+  assert all(writer.scalars['train/step_time_s', s] >= 0 for s in (6, 12))
 
 
 @pytest.mark.parametrize('objective', ['mlm', 'clm'])

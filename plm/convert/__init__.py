@@ -1,1 +1,1 @@
-"""Converters from public checkpoints to plm parameter trees."""
+"""Converters between public checkpoints (transformers safetensors) and plm parameter trees."""

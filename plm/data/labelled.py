@@ -1,7 +1,7 @@
 """Labelled fine-tuning examples as fixed-length int32 Rows (plm.data.rows)."""
 import numpy as np
 
-from plm.data import bible, bible_tasks, packing, pipeline
+from plm.data import bible, bible_tasks, packing, pipeline, tsv
 from plm.data.rows import Rows
 
 
@@ -54,6 +54,39 @@ def genre_set(tokenizer, language: str, lang_id: int, split: str, fc, data_dir: 
   return Rows(dict(tokens=tokens, segment_ids=valid, positions=positions,
                    langs=np.full((n, width), lang_id), labels=np.asarray(labels)[kept]),
               info=dict(skipped=len(rows) - n))
+
+
+def tsv_set(tokenizer, path: str, classes: tuple[str, ...], fields: int, lang_id: int, fc,
+            token_types: bool) -> Rows:
+  """Rows of a user's TSV file (plm/data/tsv.py): `[bos] text [eos]`, or for pairs
+  `[bos] text_a [eos] text_b [eos]` with token types 0 then 1 when `token_types`."""
+  texts, labels = tsv.read(path, fields)
+  ids = tsv.label_ids(path, labels, classes)
+  segments = [tokenizer.encode([t[k] for t in texts]) for k in range(len(texts[0]))]
+  rows, types = [], []
+  for parts in zip(*segments):
+    row, kind = [tokenizer.bos_id], [0]
+    for k, part in enumerate(parts):
+      row += part + [tokenizer.eos_id]
+      kind += [k] * (len(part) + 1)
+    rows.append(row)
+    types.append(kind)
+  kept = keep_fitting([len(r) for r in rows], fc.seq_len, fc.skip_long, f'examples of {path}')
+  if not kept:
+    raise ValueError(f'no example of {path} fits finetune.seq_len={fc.seq_len}')
+  n, width = len(kept), fc.seq_len
+  arrays = dict(tokens=np.full((n, width), tokenizer.pad_id), segment_ids=np.zeros((n, width)),
+                token_types=np.zeros((n, width)))
+  for out, i in enumerate(kept):
+    arrays['tokens'][out, :len(rows[i])] = rows[i]
+    arrays['segment_ids'][out, :len(rows[i])] = 1
+    arrays['token_types'][out, :len(rows[i])] = types[i]
+  if not token_types:
+    del arrays['token_types']
+  arrays['positions'] = np.where(arrays['segment_ids'], np.arange(width), 0)
+  arrays['langs'] = np.full((n, width), lang_id)
+  arrays['labels'] = np.asarray(ids)[kept]
+  return Rows(arrays, info=dict(skipped=len(rows) - n))
 
 
 def pair_set(tokenizer, split: str, fc, data_dir: str):

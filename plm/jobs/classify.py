@@ -1,10 +1,16 @@
-"""The `classify` job: a pre-trained model to Bible verse genres, zero-shot across languages.
+"""The `classify` job: a pre-trained model to Bible verse genres or the user's TSV files,
+zero-shot across languages.
 
   python -m plm.main --config=configs/xlm.py:tiny --config.job=classify \
       --config.init_from=/tmp/xlm_tiny/checkpoints \
       --config.data.vocab_path=/tmp/xlm_tiny/vocab/spm.model --workdir=/tmp/xlm_zeroshot
 
-Trains on `finetune.train_language`'s labelled verses and tests on each of
+  # the user's own task: `text \t label` (or `text_a \t text_b \t label`) lines
+  python -m plm.main --config=configs/hf.py:/path/to/hf_model --config.job=classify \
+      --config.init_from=runs/minilm/checkpoints --config.finetune.train_file=train.tsv \
+      --config.finetune.test_files=en=test.en.tsv,de=test.de.tsv --workdir=runs/minilm_cls
+
+Trains on `finetune.train_language`'s labelled verses (or finetune.train_file) and tests on each of
 `finetune.test_languages` (zero-shot transfer when they differ), through the one
 loop: checkpoints, resume, TensorBoard, results.json. Two models:
   - the encoder families (BERT, XLM, UNILM) with finetune.freeze_encoder=False:
@@ -20,7 +26,7 @@ import functools
 import numpy as np
 
 from plm import checkpoint, models, run, train
-from plm.data import bible_tasks, labelled
+from plm.data import bible_tasks, labelled, tsv
 from plm.models import sentence_classifier
 from plm.objectives import classify
 
@@ -54,11 +60,57 @@ def uses_sentence_vectors(config) -> bool:
   return config.finetune.freeze_encoder or config.model.name not in ENCODER_FAMILY
 
 
+class _Data:
+  """The task's examples: Bible verse genres, or the user's TSV files (finetune.train_file)."""
+
+  def __init__(self, config, tokenizer, lang_id):
+    fc = config.finetune
+    self.user = bool(fc.train_file)
+    if not self.user:
+      self.classes = tuple(bible_tasks.GENRES)
+      self.make = lambda lang, split: labelled.genre_set(tokenizer, lang, lang_id(lang), split,
+                                                         fc, config.data.tfds_dir)
+      self.test_languages = tuple(fc.test_languages)
+      return
+    texts, labels = tsv.read(fc.train_file)
+    fields, self.classes = len(texts[0]) + 1, tuple(sorted(set(labels)))
+    if len(self.classes) < 2:
+      raise ValueError(f'{fc.train_file} has one label ({self.classes[0]!r}); a classifier needs '
+                       'at least two')
+    files = tsv.parse_files(fc.test_files)
+    if not files:
+      raise ValueError('finetune.test_files is empty: name the test files as language=path, e.g. '
+                       'finetune.test_files=en=test.en.tsv,de=test.de.tsv')
+    for path in files.values():  # a bad test file stops the run now, not after training
+      tsv.label_ids(path, tsv.read(path, fields)[1], self.classes)
+    # Sentence pairs get BERT's token types where the model has them.
+    types = fields == 3 and config.model.get('num_segments', 0) > 0
+    def make(lang, split):
+      if split != 'test':
+        raise ValueError(f'finetune.train_file tasks have no {split} split; set '
+                         'finetune.eval_every=0 (the test files are evaluated at the end)')
+      return labelled.tsv_set(tokenizer, files[lang], self.classes, fields, lang_id(lang), fc,
+                              types)
+    self.make = make
+    self.train = lambda: labelled.tsv_set(tokenizer, fc.train_file, self.classes, fields,
+                                          lang_id(fc.train_language), fc, types)
+    self.test_languages = tuple(files)
+
+
 def make_task(config, tokenizer) -> train.Task:
   fc, languages = config.finetune, tuple(config.data.languages)
   num_languages = config.model.get('num_languages', 0)
+
+  def lang_id(lang):
+    if num_languages and lang not in languages:
+      raise ValueError(f'finetune language {lang!r} is not in data.languages {languages} (the '
+                       'language embeddings); use one of them')
+    return languages.index(lang) if num_languages else 0
+
+  data = _Data(config, tokenizer, lang_id)
+  num_classes = len(data.classes)
   if uses_sentence_vectors(config):
-    mc = sentence_model_config(config, len(bible_tasks.GENRES))
+    mc = sentence_model_config(config, num_classes)
     init_map = None
     if config.init_from:  # a checkpoint of another model is refused before any data is read
       _, _, meta = checkpoint.saved_params(config.init_from)
@@ -68,23 +120,17 @@ def make_task(config, tokenizer) -> train.Task:
             'initialization (a random-features baseline)', flush=True)
     frozen = (sentence_classifier.PART,) if fc.freeze_encoder else ()
   else:
-    mc, init_map, frozen = model_config(config, len(bible_tasks.GENRES)), None, ()
+    mc, init_map, frozen = model_config(config, num_classes), None, ()
 
-  def lang_id(lang):
-    if num_languages and lang not in languages:
-      raise ValueError(f'finetune language {lang!r} is not in data.languages {languages} (the '
-                       'language embeddings); use one of them')
-    return languages.index(lang) if num_languages else 0
-
-  make = lambda lang, split: labelled.genre_set(tokenizer, lang, lang_id(lang), split, fc,
-                                                config.data.tfds_dir)
-  rows = make(fc.train_language, 'train')
-  print(f'classify: {len(rows)} training verses of {fc.seq_len} tokens, fingerprint '
+  rows = data.train() if data.user else data.make(fc.train_language, 'train')
+  what = f'examples of {fc.train_file} ({num_classes} labels)' if data.user else 'verses'
+  print(f'classify: {len(rows)} training {what} of {fc.seq_len} tokens, fingerprint '
         f'{rows.fingerprint}; vocabulary {tokenizer.fingerprint}; '
         + (f'an MLP on the {"frozen " if frozen else ""}{config.model.name} sentence vectors'
            if mc.name == 'sentence_classifier' else 'the whole encoder fine-tuned'), flush=True)
-  counts = np.bincount(rows.arrays['labels'], minlength=len(bible_tasks.GENRES))
-  heldout = functools.cache(lambda split: {lang: make(lang, split) for lang in fc.test_languages})
+  counts = np.bincount(rows.arrays['labels'], minlength=num_classes)
+  heldout = functools.cache(lambda split: {lang: data.make(lang, split)
+                                           for lang in data.test_languages})
 
   def report(params, table):
     del params
@@ -92,11 +138,11 @@ def make_task(config, tokenizer) -> train.Task:
     shares = {}
     for name, ds in heldout('test').items():
       shares[name] = float(np.bincount(ds.arrays['labels']).max() / len(ds))
-    lines = ['| test language | accuracy | test majority share | verses |', '|---|---|---|---|']
+    lines = ['| test language | accuracy | test majority share | examples |', '|---|---|---|---|']
     lines += [f"| {k} | {table[k]['classify']['accuracy']:.3f} | {shares[k]:.3f} | "
               f"{table[k]['classify']['predictions']} |" for k in table]
     print('\nclassify results (test split):\n' + '\n'.join(lines), flush=True)
-    return dict(majority_share=shares)
+    return dict(majority_share=shares, classes=list(data.classes))
 
   return train.Task('classify', models.build(mc, tokenizer.vocab_size), mc,
                     classify.make(counts), rows, heldout, report=report, init_map=init_map,

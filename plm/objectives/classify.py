@@ -19,8 +19,9 @@ def prepare(rng, batch, extras):
   valid = batch['segment_ids'] > 0
   inputs = dict(tokens=batch['tokens'], positions=batch['positions'],
                 mask=masks.padding_mask(valid))
-  if 'langs' in batch:
-    inputs['langs'] = batch['langs']
+  for key in ('langs', 'token_types'):  # token types: sentence pairs (A = 0, B = 1)
+    if key in batch:
+      inputs[key] = batch[key]
   return inputs, {HEAD: dict(ids=batch['labels'], weights=valid[:, 0].astype(jnp.float32))}
 
 

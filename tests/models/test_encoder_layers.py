@@ -1,22 +1,21 @@
 """Encoder(all_layers=True): every layer's hidden states, same params and output.
 
-Checked against transformers' FlaxBertModel(output_hidden_states=True) on the
+Checked against transformers' PyTorch BertModel(output_hidden_states=True) on the
 same random weights, and against a shorter Encoder holding the first k blocks.
 """
-import functools
-
 import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 
 from plm import masks
-from plm.convert.hf_bert import from_hf_flax_bert, hf_config_kwargs
+from plm.convert import hf as hf_convert
 from plm.models.encoder import Encoder
 
 pytestmark = pytest.mark.model
 
 transformers = pytest.importorskip('transformers')
+torch = pytest.importorskip('torch')
 L, LENGTHS = 12, (12, 7, 3)
 
 
@@ -74,20 +73,19 @@ def test_hidden_states_match_transformers(batch):
   config = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3,
                                    num_attention_heads=4, intermediate_size=64,
                                    max_position_embeddings=L, type_vocab_size=2)
-  hf = transformers.FlaxBertModel(config, _do_init=False)
-  rng = np.random.RandomState(3)
-  shapes = jax.eval_shape(functools.partial(hf.init_weights, input_shape=(1, L)),
-                          jax.random.PRNGKey(0))
-  def draw(path, x):  # every tensor random (a 0 bias or unit scale would hide a mix-up)
-    noise = 0.1 * rng.standard_normal(x.shape).astype(x.dtype)
-    return noise + 1 if jax.tree_util.keystr(path).endswith("'scale']") else noise
-  hf_params = jax.tree_util.tree_map_with_path(draw, shapes)
+  hf = transformers.BertModel(config).eval()
+  g = torch.Generator().manual_seed(3)
+  with torch.no_grad():  # every tensor random (a 0 bias or unit scale would hide a mix-up)
+    for name, p in hf.named_parameters():
+      p.copy_(0.1 * torch.randn(p.shape, generator=g) + (name.endswith('LayerNorm.weight')))
   tokens, _, _, valid = batch
-  with jax.default_matmul_precision('highest'):
-    want = hf(tokens, valid.astype(np.int32), np.zeros_like(tokens), params=hf_params,
+  with torch.no_grad():
+    want = hf(torch.tensor(tokens, dtype=torch.long), torch.tensor(valid, dtype=torch.long),
               output_hidden_states=True).hidden_states
-  enc = Encoder(**hf_config_kwargs(config))
-  got = _run(enc, from_hf_flax_bert(hf_params, heads=4, with_mlm_head=False), batch,
+  tensors = {k: v.numpy() for k, v in hf.state_dict().items()}
+  cfg = config.to_dict()
+  enc = Encoder(**hf_convert.encoder_kwargs(cfg))
+  got = _run(enc, hf_convert.to_plm(tensors, cfg, with_mlm_head=False), batch,
              token_types=np.zeros_like(tokens), all_layers=True)
   assert len(got) == len(want) == 4
   for k, (g, w) in enumerate(zip(got, want)):
