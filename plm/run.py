@@ -102,7 +102,9 @@ def check_meta(saved: dict, current: dict) -> None:
                      f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
                      'original vocabulary or start in a new --workdir')
   # dtype / remat / attention change how a model computes, not its parameters.
-  model = lambda m: {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS}
+  # A run saved before plm/compress's fields existed had their defaults.
+  model = lambda m: {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS
+                     and not (k in encoder_lib.COMPRESS_DEFAULTS and not v)}
   if model(saved.get('model')) != model(current['model']):
     raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
                      'config it was trained with or start in a new --workdir')
