@@ -16,6 +16,8 @@ Jobs (--config.job=...):
   transe     TransE on a knowledge graph (kg.*), filtered link prediction, entity vectors
   laser      LASER: BiLSTM sentence encoder trained through translation (configs/laser.py)
   mine       margin-based bitext mining of mine.src against mine.tgt, TSV out
+  distill    ERNIE-Tiny: a student learns from a trained teacher run (configs/tiny.py)
+  compress   prune heads / FFN units and int8-quantize a trained run, then its test table
 
 Every training run writes {workdir}/config.json and {workdir}/results.json
 (train and the fine-tuning jobs); evaluate writes {workdir}/results_evaluate.json. A user error (bad path, config or data) ends
@@ -49,6 +51,8 @@ JOBS = {
     'mt': ('plm.jobs.mt', 'mt_job'),
     'translate': ('plm.jobs.mt', 'translate_job'),
     'transe': ('plm.jobs.transe', 'transe_job'),
+    'distill': ('plm.jobs.distill', 'distill_job'),
+    'compress': ('plm.jobs.compress', 'compress_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
