@@ -46,8 +46,8 @@ def encoder_config(**fields):
 
 def init(model, batch, seed=0):
   mask = masks.packed_mask(batch['segment_ids'])
-  return nn.unbox(model.init(jax.random.PRNGKey(seed), batch['tokens'], batch['positions'],
-                          mask)['params'])
+  fn = jax.jit(lambda rng: model.init(rng, batch['tokens'], batch['positions'], mask))
+  return nn.unbox(fn(jax.random.PRNGKey(seed))['params'])
 
 
 def objective_for(tok, teacher, student_layers, losses):
@@ -89,16 +89,16 @@ def test_every_loss_is_zero_when_the_student_is_the_teacher(data):
   assert set(init(student, batch)) == set(s_params)
   obj = objective_for(tok, teacher, 2, distill.LOSSES)
   inputs, targets = obj.prepare(jax.random.PRNGKey(1), batch, {})
-  fn = base.ModelFn(student, {'params': s_params}, {}, True)
-  sums = obj.loss(fn, inputs, targets, {'teacher': t_params})
+  loss = jax.jit(lambda p, t: obj.loss(base.ModelFn(student, {'params': p}, {}, True), inputs,
+                                       targets, {'teacher': t}))
+  sums = loss(s_params, t_params)
   for head in ('kl', 'hidden', 'attention'):
     assert abs(float(sums[f'{head}/loss'])) < 1e-5, head
   assert float(sums['mlm/loss']) > 1.0
   assert float(sums['hidden/weight']) == float(jnp.sum(batch['segment_ids'] > 0))
   # a different student: every distillation loss is positive
   other = dict(init(student, batch, seed=3))
-  sums = obj.loss(base.ModelFn(student, {'params': other}, {}, True), inputs, targets,
-                  {'teacher': t_params})
+  sums = loss(other, t_params)
   for head in ('kl', 'hidden', 'attention'):
     assert float(sums[f'{head}/loss']) > 1e-3, head
 
@@ -117,7 +117,8 @@ def test_gradients_reach_the_student_and_never_the_teacher(data):
                     extras)
     return sum(sums[f'{h}/loss'] for h in obj.heads)
 
-  g_student, g_teacher = jax.grad(total, argnums=(0, 1))(s_params, {'teacher': t_params})
+  g_student, g_teacher = jax.jit(jax.grad(total, argnums=(0, 1)))(s_params,
+                                                                   {'teacher': t_params})
   assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree_util.tree_leaves(g_teacher))
   flat = flax.traverse_util.flatten_dict(g_student)
   assert float(jnp.max(jnp.abs(flat[('kd_projection',)]))) > 0
@@ -140,9 +141,10 @@ def test_pruned_model_equals_the_unpruned_model_with_those_heads_masked(data):
   shapes = lambda t: jax.tree_util.tree_map(jnp.shape, t)
   assert shapes(small) == shapes(init(pruned, batch))
   args = (batch['tokens'], batch['positions'], masks.packed_mask(batch['segment_ids']))
-  got = pruned.apply({'params': small}, *args)
-  want = full.apply({'params': prune.mask_params(params, keep_h, keep_f)}, *args)
-  unmasked = full.apply({'params': params}, *args)
+  got = jax.jit(lambda p: pruned.apply({'params': p}, *args))(small)
+  apply_full = jax.jit(lambda p: full.apply({'params': p}, *args))
+  want = apply_full(prune.mask_params(params, keep_h, keep_f))
+  unmasked = apply_full(params)
   np.testing.assert_allclose(got, want, atol=2e-5)
   assert float(jnp.max(jnp.abs(unmasked - want))) > 1e-2  # the masked heads mattered
 
@@ -164,7 +166,7 @@ def test_taylor_scores_are_the_gate_gradients(data):
   params = init(model, batch)
   args = (batch['tokens'], batch['positions'], masks.packed_mask(batch['segment_ids']))
   loss = lambda p: jnp.sum(model.apply({'params': p}, *args)[..., :5] ** 2)
-  heads, _ = prune.taylor_scores(params, jax.grad(loss)(params))
+  heads, _ = prune.taylor_scores(params, jax.jit(jax.grad(loss))(params))
 
   def gated(g):  # scale head 1 of layer 0 by g
     out = params['encoder']['layer_0']['self_attention']['out']['kernel']
@@ -172,7 +174,7 @@ def test_taylor_scores_are_the_gate_gradients(data):
     p[('encoder', 'layer_0', 'self_attention', 'out', 'kernel')] = out.at[1].multiply(g)
     return loss(flax.traverse_util.unflatten_dict(p))
 
-  np.testing.assert_allclose(heads[0][1], abs(float(jax.grad(gated)(1.0))), rtol=1e-3)
+  np.testing.assert_allclose(heads[0][1], abs(float(jax.jit(jax.grad(gated))(1.0))), rtol=1e-3)
 
 
 def test_quantized_tree_is_the_int8_models_and_shrinks(data):

@@ -1,0 +1,77 @@
+r"""ERNIE-Tiny on the English Bible: teacher, distilled student, the same student without
+distillation, and the compressed models, each tested on held-out verses.
+
+  nice python experiments/tiny/run.py --runs=runs/tiny          # every arm, then the table
+  nice python experiments/tiny/run.py --runs=runs/tiny --phase=table
+
+Each arm is one `python -m plm.main` command (printed, logged to <runs>/<arm>.log, its
+wall time in <arm>.seconds); a rerun skips finished arms and resumes the unfinished one.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import arms  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+PY = [sys.executable, '-m', 'plm.main', '--config=configs/tiny.py']
+
+
+def commands(runs: str, tfds: str) -> list:
+  """(arm, command) in order; each arm's workdir is <runs>/<arm>."""
+  w = lambda arm: f'--workdir={runs}/{arm}'
+  data = [f'--config.data.tfds_dir={tfds}'] if tfds else []
+  vocab = f'--config.data.vocab_path={runs}/teacher/vocab/spm.model'
+  return [
+      ('teacher', PY[:-1] + ['--config=configs/tiny.py:teacher', w('teacher')] + data),
+      ('student', PY + [f'--config.distill.teacher={runs}/teacher', w('student')] + data),
+      ('scratch', PY + ['--config.job=train', vocab, w('scratch')] + data),
+      ('teacher_int8', PY + ['--config.job=compress', f'--config.compress.source={runs}/teacher',
+                             '--config.compress.quantize=int8', w('teacher_int8')] + data),
+      ('student_int8', PY + ['--config.job=compress', f'--config.compress.source={runs}/student',
+                             '--config.compress.quantize=int8', w('student_int8')] + data),
+      ('teacher_pruned', PY + ['--config.job=compress',
+                               f'--config.compress.source={runs}/teacher',
+                               '--config.compress.prune_heads=0.25',
+                               '--config.compress.prune_ff=0.25', w('teacher_pruned')] + data),
+  ]
+
+
+def table(runs: str) -> str:
+  rows = ['| arm | layers x hidden | params (MB) | held-out MLM loss | perplexity | accuracy '
+          '| unigram accuracy | wall (s) |', '|---|---|---|---|---|---|---|---|']
+  for arm in ('teacher', 'student', 'scratch', 'teacher_int8', 'student_int8',
+              'teacher_pruned'):
+    path = os.path.join(runs, arm, 'results.json')
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      r = json.load(f)
+    with open(os.path.join(runs, arm, 'config.json')) as f:
+      m = json.load(f)['model']
+    mlm = r['test']['en']['mlm']
+    mb = f"{r['bytes'] / 1e6:.2f}" if 'bytes' in r else '-'
+    rows.append(f"| {arm} | {m['layers']} x {m['hidden']} | {mb} | {mlm['loss']:.3f} | "
+                f"{mlm['ppl']:.1f} | {mlm['accuracy']:.3f} | {mlm['unigram_accuracy']:.3f} | "
+                f'{arms.seconds(os.path.join(runs, arm))} |')
+  return '\n'.join(rows)
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument('--runs', default='runs/tiny')
+  ap.add_argument('--tfds_dir', default='', help='data.tfds_dir ("" = the config default)')
+  ap.add_argument('--phase', default='all', choices=('all', 'table'))
+  args = ap.parse_args()
+  os.makedirs(args.runs, exist_ok=True)
+  done = []
+  if args.phase == 'all':
+    for arm, cmd in commands(args.runs, args.tfds_dir):
+      arms.step(cmd, os.path.join(args.runs, arm, 'results.json'),
+                os.path.join(args.runs, f'{arm}.log'), done)
+  print(table(args.runs))
+
+
+if __name__ == '__main__':
+  main()
