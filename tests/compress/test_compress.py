@@ -1,4 +1,4 @@
-"""Distillation losses, frozen teacher, structured pruning, int8 (unit tier).
+"""Distillation losses, frozen teacher, structured pruning, int8 (unit and model tiers).
 
 Real text: the first KJV verses under a small BPE vocabulary trained here.
 """
@@ -78,6 +78,7 @@ def test_layer_map_is_uniform():
   assert distill.layer_map(1, 2) == [0, 2]
 
 
+@pytest.mark.model
 def test_every_loss_is_zero_when_the_student_is_the_teacher(data):
   """Same weights, identity projection: kl, hidden and attention are 0; mlm is not."""
   tok, batch = data
@@ -103,6 +104,7 @@ def test_every_loss_is_zero_when_the_student_is_the_teacher(data):
     assert float(sums[f'{head}/loss']) > 1e-3, head
 
 
+@pytest.mark.model
 def test_gradients_reach_the_student_and_never_the_teacher(data):
   tok, batch = data
   teacher = models.build(encoder_config(), tok.vocab_size)
@@ -131,6 +133,7 @@ def test_unknown_distillation_loss_is_an_error():
     distill.make(base.Objective(None, None, ('mlm',)), None, 1, losses=('kl', 'logits'))
 
 
+@pytest.mark.model
 def test_pruned_model_equals_the_unpruned_model_with_those_heads_masked(data):
   tok, batch = data
   full = models.build(encoder_config(), tok.vocab_size)
@@ -159,6 +162,7 @@ def test_choose_ranks_across_layers_and_keeps_one_per_layer():
       prune.choose(scores, bad, 'prune_ff')
 
 
+@pytest.mark.model
 def test_taylor_scores_are_the_gate_gradients(data):
   """<W_out[h], dL/dW_out[h]> is dL/d(gate of head h) at gate 1 (checked by scaling)."""
   tok, batch = data
@@ -177,6 +181,7 @@ def test_taylor_scores_are_the_gate_gradients(data):
   np.testing.assert_allclose(heads[0][1], abs(float(jax.jit(jax.grad(gated))(1.0))), rtol=1e-3)
 
 
+@pytest.mark.model
 def test_quantized_tree_is_the_int8_models_and_shrinks(data):
   tok, batch = data
   params = init(models.build(encoder_config(), tok.vocab_size), batch)
@@ -207,5 +212,5 @@ def test_unknown_quantization_mode_is_an_error():
   with pytest.raises(ValueError, match="compress.quantize='int4' is unknown"):
     quantize.check_backend('int4')
   with pytest.raises(ValueError, match="model.quant='fp8' is unknown"):
-    models.build(encoder_config(quant='fp8'), 100).init(
-        jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32), jnp.zeros((1, 4), jnp.int32), None)
+    jax.eval_shape(models.build(encoder_config(quant='fp8'), 100).init, jax.random.PRNGKey(0),
+                   jnp.ones((1, 4), jnp.int32), jnp.zeros((1, 4), jnp.int32), None)
