@@ -12,8 +12,14 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import arms  # pylint: disable=g-import-not-at-top,wrong-import-position
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import arms
+import jax
+import numpy as np
+
+from plm import checkpoint
 
 PY = [sys.executable, '-m', 'plm.main', '--config=configs/tiny.py']
 
@@ -38,6 +44,13 @@ def commands(runs: str, tfds: str) -> list:
   ]
 
 
+def param_bytes(workdir: str) -> int:
+  """Bytes of the saved params a deployed model needs (not the distillation projection)."""
+  shapes = checkpoint.saved_params(os.path.join(workdir, 'checkpoints'))[1]
+  shapes.pop('kd_projection', None)
+  return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
+
+
 def table(runs: str) -> str:
   rows = ['| arm | layers x hidden | params (MB) | held-out MLM loss | perplexity | accuracy '
           '| unigram accuracy | wall (s) |', '|---|---|---|---|---|---|---|---|']
@@ -51,7 +64,7 @@ def table(runs: str) -> str:
     with open(os.path.join(runs, arm, 'config.json')) as f:
       m = json.load(f)['model']
     mlm = r['test']['en']['mlm']
-    mb = f"{r['bytes'] / 1e6:.2f}" if 'bytes' in r else '-'
+    mb = f'{param_bytes(os.path.join(runs, arm)) / 1e6:.2f}'
     rows.append(f"| {arm} | {m['layers']} x {m['hidden']} | {mb} | {mlm['loss']:.3f} | "
                 f"{mlm['ppl']:.1f} | {mlm['accuracy']:.3f} | {mlm['unigram_accuracy']:.3f} | "
                 f'{arms.seconds(os.path.join(runs, arm))} |')

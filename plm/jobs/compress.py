@@ -92,7 +92,8 @@ def compress_job(config, workdir: str) -> dict:
                  source_test=heldout_table(loss_fn(src.model, objective, drop), src.params,
                                            sets('test'), bs, rng),
                  source_bytes=quantize.nbytes(src.params))
-  params = src.params
+  # a distilled student's projections to the teacher's width served training only
+  params = {k: v for k, v in src.params.items() if k != 'kd_projection'}
   if cc.prune_heads or cc.prune_ff:
     heads, ff = importance(loss_fn(src.model, objective, drop), params,
                            sets('validation')[out.data.languages[0]], cc.importance_batches,
