@@ -14,7 +14,6 @@ checkpoint with a config.json, so `plm.load(workdir)` and every job read it as a
 import os
 
 import jax
-import numpy as np
 
 from plm import checkpoint, models, objectives, progress, run
 from plm.compress import prune, quantize

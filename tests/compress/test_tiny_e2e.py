@@ -3,7 +3,6 @@ pruned and int8-quantized; each result is tested on held-out verses."""
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
