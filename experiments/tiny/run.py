@@ -41,7 +41,20 @@ def commands(runs: str, tfds: str) -> list:
                                f'--config.compress.source={runs}/teacher',
                                '--config.compress.prune_heads=0.25',
                                '--config.compress.prune_ff=0.25', w('teacher_pruned')] + data),
-  ]
+  ] + [(f'cls_{arm}', PY[:-1] + [f'--config=configs/tiny.py{variant}', '--config.job=classify',
+                                 f'--config.init_from={runs}/{arm}/checkpoints', vocab,
+                                 '--config.finetune.seq_len=64', '--config.finetune.skip_long=True',
+                                 w(f'cls_{arm}')] + data)
+        for arm, variant in (('teacher', ':teacher'), ('student', ''), ('scratch', ''))]
+
+
+def genre(runs: str, arm: str) -> str:
+  """Test genre accuracy of the arm's classify run ('-' if none)."""
+  try:
+    with open(os.path.join(runs, f'cls_{arm}', 'results.json')) as f:
+      return f"{json.load(f)['test']['en']['classify']['accuracy']:.3f}"
+  except OSError:
+    return '-'
 
 
 def param_bytes(workdir: str) -> int:
@@ -53,7 +66,7 @@ def param_bytes(workdir: str) -> int:
 
 def table(runs: str) -> str:
   rows = ['| arm | layers x hidden | params (MB) | held-out MLM loss | perplexity | accuracy '
-          '| unigram accuracy | wall (s) |', '|---|---|---|---|---|---|---|---|']
+          '| unigram accuracy | wall (s) | genre accuracy |', '|---|---|---|---|---|---|---|---|---|']
   for arm in ('teacher', 'student', 'scratch', 'teacher_int8', 'student_int8',
               'teacher_pruned'):
     path = os.path.join(runs, arm, 'results.json')
@@ -67,7 +80,7 @@ def table(runs: str) -> str:
     mb = f'{param_bytes(os.path.join(runs, arm)) / 1e6:.2f}'
     rows.append(f"| {arm} | {m['layers']} x {m['hidden']} | {mb} | {mlm['loss']:.3f} | "
                 f"{mlm['ppl']:.1f} | {mlm['accuracy']:.3f} | {mlm['unigram_accuracy']:.3f} | "
-                f'{arms.seconds(os.path.join(runs, arm))} |')
+                f'{arms.seconds(os.path.join(runs, arm))} | {genre(runs, arm)} |')
   return '\n'.join(rows)
 
 
