@@ -21,6 +21,8 @@ Jobs (--config.job=...):
   ernie_finetune  ERNIE/BERT fine-tuning: entity typing or relation classification
   convert    a transformers checkpoint (configs/hf.py:<dir>) into a plm run directory
   export     a plm encoder run as a transformers directory (export.output)
+  distill    ERNIE-Tiny: a student learns from a trained teacher run (configs/tiny.py)
+  compress   prune heads / FFN units and int8-quantize a trained run, then its test table
 
 Every training run writes {workdir}/config.json and {workdir}/results.json
 (train and the fine-tuning jobs); evaluate writes {workdir}/results_evaluate.json. A user error (bad path, config or data) ends
@@ -59,6 +61,8 @@ JOBS = {
     'ernie2': ('plm.jobs.ernie2', 'train_job'),
     'convert': ('plm.jobs.convert', 'convert_job'),
     'export': ('plm.jobs.convert', 'export_job'),
+    'distill': ('plm.jobs.distill', 'distill_job'),
+    'compress': ('plm.jobs.compress', 'compress_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,

@@ -108,8 +108,10 @@ def check_meta(saved: dict, current: dict) -> None:
                      'original vocabulary or start in a new --workdir')
   # dtype / remat / attention change how a model computes, not its parameters.
   # Through JSON, as the checkpoint saved it: tuple fields (ERNIE 2.0's task_heads) are lists.
+  # A run saved before plm/compress's fields existed had their defaults.
   model = lambda m: json.loads(json.dumps(
-      {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS}))
+      {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS
+       and not (k in encoder_lib.COMPRESS_DEFAULTS and not v)}))
   if model(saved.get('model')) != model(current['model']):
     raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
                      'config it was trained with or start in a new --workdir')

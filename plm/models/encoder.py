@@ -38,9 +38,17 @@ def make_blocks(m: nn.Module, cross_attention: bool = False) -> list[nn.Module]:
   # Positional indices with self = 0: deterministic (5) and decode (6) are Python bools.
   block = TransformerBlock if remat == 'none' else nn.remat(
       TransformerBlock, static_argnums=(5, 6), policy=REMAT_POLICIES[remat])
-  return [block(m.heads, m.hidden // m.heads, m.ff, m.activation, m.dropout,
+  # Pruned models (plm/compress/prune.py) keep per-layer head and FFN counts; the head
+  # width stays hidden // heads.
+  layer_heads = getattr(m, 'layer_heads', ()) or (m.heads,) * m.layers
+  layer_ff = getattr(m, 'layer_ff', ()) or (m.ff,) * m.layers
+  if len(layer_heads) != m.layers or len(layer_ff) != m.layers:
+    raise ValueError(f'model.layer_heads={tuple(layer_heads)} / model.layer_ff='
+                     f'{tuple(layer_ff)} need one entry per layer ({m.layers}), or none')
+  return [block(layer_heads[i], m.hidden // m.heads, layer_ff[i], m.activation, m.dropout,
                 m.attention_dropout, m.post_ln, m.ln_eps, cross_attention=cross_attention,
-                dtype=m.dtype, attention=m.attention, name=f'layer_{i}')
+                dtype=m.dtype, attention=m.attention, quant=getattr(m, 'quant', ''),
+                name=f'layer_{i}')
           for i in range(m.layers)]
 
 
@@ -64,6 +72,9 @@ class Encoder(nn.Module):
   remat: str = 'none'  # a REMAT_POLICIES key (True / False mean 'full' / 'none')
   dtype: Any = jnp.float32  # compute dtype; params, LayerNorm statistics and logits stay float32
   attention: str = 'einsum'  # einsum | xla | cudnn (plm/nn/attention.py)
+  layer_heads: tuple = ()  # heads per layer after pruning; () = `heads` in every layer
+  layer_ff: tuple = ()  # feed-forward units per layer after pruning; () = `ff` in every layer
+  quant: str = ''  # '' = float weights; 'int8' = int8 block kernels (plm/compress/quantize.py)
 
   def setup(self):
     self.embeddings = Embeddings(self.vocab_size, self.hidden, self.max_len, self.num_segments,
@@ -150,6 +161,8 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # model.dtype: comp
 COMPUTE_FIELDS = ('dtype', 'remat', 'attention')
 SHAPE_FIELDS = ('size', 'layers', 'hidden', 'heads', 'ff', 'max_len', 'num_segments',
                 'num_languages', 'num_tasks', 'positions', 'post_ln')  # fix the param shapes
+# Written by plm/compress (pruning, int8); a run saved before they existed had the defaults.
+COMPRESS_DEFAULTS = dict(layer_heads=(), layer_ff=(), quant='')
 
 
 def config() -> ml_collections.ConfigDict:
@@ -174,6 +187,11 @@ def config() -> ml_collections.ConfigDict:
   c.dtype = 'float32'  # compute dtype: float32 | bfloat16 (params, optimizer, loss stay fp32)
   c.remat = 'none'  # recompute activations in backward: none | full | dots_saveable | ...
   c.attention = 'einsum'  # einsum (ours) | xla | cudnn (jax.nn.dot_product_attention)
+  # set by the compress job (plm/compress/), not by hand: per-layer heads and feed-forward
+  # units left by pruning (() = heads / ff everywhere), and 'int8' for quantized weights
+  c.layer_heads = ()
+  c.layer_ff = ()
+  c.quant = ''
   return c
 
 
@@ -196,8 +214,11 @@ def build_encoder(mc, vocab_size: int) -> Encoder:
                      'sets -1 to the number of data.languages')
   fields = ('activation', 'dropout', 'attention_dropout', 'max_len', 'num_segments',
             'num_languages', 'num_tasks', 'positions', 'post_ln', 'ln_eps', 'remat', 'attention')
+  compressed = {k: mc.get(k, v) for k, v in COMPRESS_DEFAULTS.items()}
+  compressed['layer_heads'] = tuple(compressed['layer_heads'])  # JSON gives lists
+  compressed['layer_ff'] = tuple(compressed['layer_ff'])
   return Encoder(vocab_size=vocab_size, **shape, **{k: mc[k] for k in fields},
-                 dtype=DTYPES[mc.dtype])
+                 dtype=DTYPES[mc.dtype], **compressed)
 
 
 def build(mc, vocab_size: int) -> nn.Module:
