@@ -26,6 +26,7 @@ def affine(x, p):
   return x @ np.asarray(p['kernel']) + (np.asarray(p['bias']) if 'bias' in p else 0)
 
 
+@pytest.mark.model
 def test_fusion_matches_numpy_on_hand_made_inputs():
   # Two rows of three tokens, hidden 4; token (0, 1) and (1, 0) carry an entity.
   w = np.array([[[1., -2., 0.5, 3.], [0., 1., -1., 2.], [2., 2., -3., 0.]],
@@ -51,6 +52,7 @@ def test_fusion_matches_numpy_on_hand_made_inputs():
   assert not np.asarray(got_e)[~has].any()
 
 
+@pytest.mark.model
 def test_aggregator_without_entities_is_a_bert_layer_on_the_same_weights():
   rng = np.random.default_rng(0)
   w = rng.normal(size=(2, 5, 8)).astype(np.float32)

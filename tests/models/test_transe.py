@@ -53,6 +53,7 @@ def test_init_is_unit_rows_with_logical_axes():
     np.testing.assert_allclose(np.linalg.norm(table, axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.model
 def test_negative_scores_match_plain_triples_on_both_normalisation_paths():
   """Scores [B, 1 + K] of positives and corruptions equal scoring each triple alone, and the
   two ways of normalising (whole table / gathered rows) agree, gradients included."""

@@ -28,6 +28,7 @@ def test_entity_mask_takes_whole_units_within_the_budget():
   assert not none.any()
 
 
+@pytest.mark.model
 def test_knowledge_masking_masks_entities_whole_and_hits_the_rate():
   rng = np.random.default_rng(0)
   batch, length = 64, 48
