@@ -140,6 +140,8 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.finetune.max_target_len = 96  # generate: most tokens decoded per verse (within seq_len)
   c.finetune.max_test_examples = 0  # generate: decode the first N test pairs only; 0 = all
   c.finetune.decode_batch_size = 32  # generate: sources per beam search
+  c.finetune.input = ''  # generate: decode this UTF-8 file (one source a line) instead of training
+  c.finetune.output = ''  # generate: where finetune.input's outputs go, one a line
   c.finetune.decode_cache = True  # generate: KV-cached steps (False: recompute, the reference)
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))  # -1 = all devices

@@ -5,24 +5,57 @@
       --workdir=/tmp/u_gen
 
 Fine-tunes through the one loop (plm/objectives/seq2seq_finetune.py), then
-decodes the test sources (plm/unilm_decode.py) and scores BLEU against the
-references, beside the BLEU of copying the source.
+decodes the test sources (plm/unilm_decode.py) and scores BLEU and chrF against the
+references (sacrebleu, signatures in results.json), beside copying the source; the
+hypotheses go to {workdir}/test_hypotheses.txt.
+
+With finetune.input set it trains nothing: it decodes that UTF-8 file, one source a
+line, with the fine-tuned run in --workdir, into finetune.output (one output a line, in
+order; an empty line gives an empty line):
+
+  python -m plm.main --config=configs/unilm.py:tiny --config.job=generate \
+      --config.finetune.input=kjv.txt --config.finetune.output=web.txt --workdir=/tmp/u_gen
 """
 import functools
 import math
+import os
 
 import numpy as np
 import sacrebleu
 
 from plm import models, objectives, run, train, unilm_decode
-from plm.data import labelled
+from plm.data import labelled, text
 from plm.objectives import base, seq2seq_finetune
 
 HEAD = 'seq2seq'
 
 
+def decode_ids(config, model, tokenizer, params, sources: list[list[int]]) -> list[str]:
+  """Beam search of each source's ids (without bos/eos) into text, in order."""
+  fc, tok = config.finetune, tokenizer
+  if not sources:
+    return []
+  width = max(len(src) for src in sources) + 2
+  decoder = unilm_decode.make_decoder(
+      model, mask_id=tok.mask_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
+      batch_size=fc.decode_batch_size, prompt_width=width,
+      max_len=min(fc.seq_len, width + fc.max_target_len), beam_size=fc.beam_size,
+      length_penalty=fc.length_penalty, no_repeat_ngram=fc.no_repeat_ngram,
+      cached=fc.decode_cache)
+  hyps = []
+  for start in range(0, len(sources), fc.decode_batch_size):
+    chunk = sources[start:start + fc.decode_batch_size]
+    chunk += [chunk[-1]] * (fc.decode_batch_size - len(chunk))  # one shape: one compile
+    prompt, valid = unilm_decode.left_pad(chunk, width, bos_id=tok.bos_id, eos_id=tok.eos_id,
+                                          pad_id=tok.pad_id)
+    out = np.asarray(decoder(params, prompt, valid))
+    hyps += [tok.decode(unilm_decode.strip(row, tok.eos_id)) for row in out]
+  return hyps[:len(sources)]
+
+
 def decode_test(config, model, tokenizer, params, pairs=None) -> dict:
-  """Beam-search the test sources; BLEU against the references (and of copying the source).
+  """Beam-search the test sources; BLEU and chrF against the references (and of copying
+  the source), with sacrebleu's signatures and every hypothesis.
 
   `pairs`: the test split's (source ids, reference) from labelled.pair_set, if already read.
   """
@@ -31,31 +64,21 @@ def decode_test(config, model, tokenizer, params, pairs=None) -> dict:
     _, pairs = labelled.pair_set(tok, 'test', fc, config.data.tfds_dir)
   if fc.max_test_examples:
     pairs = pairs[:fc.max_test_examples]
-  width = max(len(src) for src, _ in pairs) + 2
-  decoder = unilm_decode.make_decoder(
-      model, mask_id=tok.mask_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-      batch_size=fc.decode_batch_size, prompt_width=width,
-      max_len=min(fc.seq_len, width + fc.max_target_len), beam_size=fc.beam_size,
-      length_penalty=fc.length_penalty, no_repeat_ngram=fc.no_repeat_ngram,
-      cached=fc.decode_cache)
-  hyps = []
-  for start in range(0, len(pairs), fc.decode_batch_size):
-    chunk = [src for src, _ in pairs[start:start + fc.decode_batch_size]]
-    chunk += [chunk[-1]] * (fc.decode_batch_size - len(chunk))  # one shape: one compile
-    prompt, valid = unilm_decode.left_pad(chunk, width, bos_id=tok.bos_id, eos_id=tok.eos_id,
-                                          pad_id=tok.pad_id)
-    out = np.asarray(decoder(params, prompt, valid))
-    hyps += [tok.decode(unilm_decode.strip(row, tok.eos_id)) for row in out]
-  hyps = hyps[:len(pairs)]
+  hyps = decode_ids(config, model, tok, params, [src for src, _ in pairs])
   refs = [ref for _, ref in pairs]
   sources = [tok.decode(src) for src, _ in pairs]
-  return dict(bleu=sacrebleu.corpus_bleu(hyps, [refs]).score,
+  bleu, chrf = sacrebleu.BLEU(), sacrebleu.CHRF()
+  return dict(bleu=bleu.corpus_score(hyps, [refs]).score,
+              chrf=chrf.corpus_score(hyps, [refs]).score,
               copy_bleu=sacrebleu.corpus_bleu(sources, [refs]).score,
-              examples=len(pairs), samples=[dict(source=s, hypothesis=h, reference=r)
-                                            for s, h, r in list(zip(sources, hyps, refs))[:5]])
+              copy_chrf=sacrebleu.corpus_chrf(sources, [refs]).score,
+              signature=dict(bleu=str(bleu.get_signature()), chrf=str(chrf.get_signature())),
+              examples=len(pairs), hypotheses=hyps,
+              samples=[dict(source=s, hypothesis=h, reference=r)
+                       for s, h, r in list(zip(sources, hyps, refs))[:5]])
 
 
-def make_task(config, tokenizer) -> train.Task:
+def make_task(config, tokenizer, workdir: str = '') -> train.Task:
   fc = config.finetune
   if config.model.num_segments < 2:
     raise ValueError(f'generate needs model.num_segments >= 2 (source/target token types), got '
@@ -80,12 +103,18 @@ def make_task(config, tokenizer) -> train.Task:
 
   def report(params, table):
     d = decode_test(config, model, tokenizer, params, sets('test')[1])
+    hyps = d.pop('hypotheses')
+    if workdir:
+      d['hypotheses'] = os.path.join(workdir, 'test_hypotheses.txt')
+      with open(d['hypotheses'], 'w', encoding='utf-8') as f:
+        f.write(''.join(h + '\n' for h in hyps))
     m = table[pair][HEAD]
     print('\ngenerate results (test split):\n'
-          '| pair | masked-target accuracy | unigram | BLEU | copy-source BLEU | decoded |\n'
-          '|---|---|---|---|---|---|\n'
+          '| pair | masked-target accuracy | unigram | BLEU | chrF | copy-source BLEU / chrF | '
+          'decoded |\n|---|---|---|---|---|---|---|\n'
           f"| {pair} | {m['accuracy']:.3f} | {m['unigram_accuracy']:.3f} | {d['bleu']:.2f} | "
-          f"{d['copy_bleu']:.2f} | {d['examples']} |", flush=True)
+          f"{d['chrf']:.1f} | {d['copy_bleu']:.2f} / {d['copy_chrf']:.1f} | {d['examples']} |\n"
+          f"sacrebleu: {d['signature']['bleu']}", flush=True)
     for sample in d['samples'][:3]:
       print(f"  source: {sample['source']}\n  output: {sample['hypothesis']}\n"
             f"  target: {sample['reference']}", flush=True)
@@ -95,7 +124,41 @@ def make_task(config, tokenizer) -> train.Task:
   return train.Task('generate', model, config.model, objective, rows, heldout, report=report)
 
 
-def generate_job(config, workdir: str) -> dict:
+def decode_file(config, workdir: str) -> list[str]:
+  """finetune.input, one source a line, decoded by the run in `workdir` into finetune.output."""
+  fc = config.finetune
+  if not fc.output:
+    raise ValueError('finetune.input is set but finetune.output is not: name the file the '
+                     'outputs go to (--config.finetune.output=out.txt)')
+  loaded = run.load(workdir, config)
+  # a row holds [bos] source [eos] and the output: at most seq_len - width tokens of it
+  tok, limit = loaded.tokenizer, loaded.config.finetune.seq_len - 1
+  lines = text.read_lines(fc.input, 'finetune.input: a UTF-8 text file, one source per line')
+  ids = tok.encode(lines)
+  for number, row in enumerate(ids, start=1):
+    if len(row) + 2 > limit:
+      raise ValueError(f'{fc.input}, line {number}: {len(row) + 2} tokens with bos/eos leave '
+                       f'no room for an output in finetune.seq_len={limit + 1}; split the line '
+                       'or fine-tune with a longer finetune.seq_len')
+  todo = [i for i, line in enumerate(lines) if line.strip()]
+  hyps = decode_ids(loaded.config, loaded.model, tok, loaded.params, [ids[i] for i in todo])
+  out = [''] * len(lines)
+  for i, h in zip(todo, hyps):
+    out[i] = h
+  os.makedirs(os.path.dirname(os.path.abspath(fc.output)), exist_ok=True)
+  with open(fc.output, 'w', encoding='utf-8') as f:
+    f.write(''.join(o + '\n' for o in out))
+  print(f'generated {len(todo)} lines of {fc.input} into {fc.output}; '
+        f'{len(lines) - len(todo)} empty lines left empty', flush=True)
+  return out
+
+
+def generate_job(config, workdir: str):
+  """Fine-tunes and scores the test split, or (finetune.input set) decodes a file."""
   config = run.finetune_config(run.resolve(config))
-  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
-  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer), tokenizer)
+  if config.finetune.input:
+    return decode_file(config, workdir)
+  workdir = run.workdir_path(workdir)
+  tokenizer = run.load_tokenizer(config, workdir)
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir),
+                                  tokenizer)

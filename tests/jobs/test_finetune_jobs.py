@@ -105,6 +105,22 @@ def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
   assert decoded['bleu'] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
   assert decoded['copy_bleu'] == pytest.approx(sacrebleu.corpus_bleu(sources, [refs]).score)
   assert 5 < decoded['copy_bleu'] < 100  # KJV and WEB share words, never whole verses
+  assert decoded['chrf'] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+  assert decoded['signature']['bleu'].startswith('nrefs:1|')
+  with open(decoded['hypotheses'], encoding='utf-8') as f:
+    assert f.read().splitlines() == hyps
+
+  # The same run decodes a user's file: one output a line, in order, empty lines kept.
+  source_file, out_file = tmp_path / 'in.txt', tmp_path / 'out.txt'
+  source_file.write_text(f'{sources[0]}\n\n{sources[1]}\n{sources[0]}\n', encoding='utf-8')
+  config.finetune.input, config.finetune.output = str(source_file), str(out_file)
+  out = generate.generate_job(config, str(tmp_path))
+  assert out_file.read_text(encoding='utf-8').split('\n') == out + ['']
+  # (not equal to `hyps`: a batch's widest source sets how long its outputs may grow)
+  assert len(out) == 4 and out[1] == '' and out[0] == out[3] and out[0] and out[2]
+  source_file.write_text('word ' * 200, encoding='utf-8')
+  with pytest.raises(ValueError, match=r'in.txt, line 1: .* tokens with bos/eos leave no room'):
+    generate.generate_job(config, str(tmp_path))
 
 
 def test_decode_test_scores_each_hypothesis_against_its_own_reference(unilm_config,
