@@ -1,9 +1,9 @@
-"""The one UTF-8 line reader every text input goes through.
+"""The one UTF-8 line reader every text input goes through, and its writer.
 
 A missing file and a byte that is not UTF-8 are each one clear error naming the
 file (and line) and the fix. A byte-order mark on the first line is dropped.
 """
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 import os
 
 
@@ -23,3 +23,20 @@ def utf8_lines(path: str, what: str = 'a UTF-8 text file') -> Iterator[tuple[int
 def read_lines(path: str, what: str = 'a UTF-8 text file') -> list[str]:
   """Every line of `path`, without line ends, in order."""
   return [line for _, line in utf8_lines(path, what)]
+
+
+def map_lines(lines: list[str], fn: Callable[[list[int]], list[str]]) -> list[str]:
+  """fn on the indices of the non-empty lines (one output each, in order); an empty line
+  gives an empty output. What line-by-line jobs (translate, generate) write."""
+  todo = [i for i, line in enumerate(lines) if line.strip()]
+  out = [''] * len(lines)
+  for i, o in zip(todo, fn(todo)):
+    out[i] = o
+  return out
+
+
+def write_lines(path: str, lines: list[str]) -> None:
+  """`lines` to `path` as UTF-8, one a line (folders made as needed)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write(''.join(line + '\n' for line in lines))

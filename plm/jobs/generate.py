@@ -106,8 +106,7 @@ def make_task(config, tokenizer, workdir: str = '') -> train.Task:
     hyps = d.pop('hypotheses')
     if workdir:
       d['hypotheses'] = os.path.join(workdir, 'test_hypotheses.txt')
-      with open(d['hypotheses'], 'w', encoding='utf-8') as f:
-        f.write(''.join(h + '\n' for h in hyps))
+      text.write_lines(d['hypotheses'], hyps)
     m = table[pair][HEAD]
     print('\ngenerate results (test split):\n'
           '| pair | masked-target accuracy | unigram | BLEU | chrF | copy-source BLEU / chrF | '
@@ -140,16 +139,12 @@ def decode_file(config, workdir: str) -> list[str]:
       raise ValueError(f'{fc.input}, line {number}: {len(row) + 2} tokens with bos/eos leave '
                        f'no room for an output in finetune.seq_len={limit + 1}; split the line '
                        'or fine-tune with a longer finetune.seq_len')
-  todo = [i for i, line in enumerate(lines) if line.strip()]
-  hyps = decode_ids(loaded.config, loaded.model, tok, loaded.params, [ids[i] for i in todo])
-  out = [''] * len(lines)
-  for i, h in zip(todo, hyps):
-    out[i] = h
-  os.makedirs(os.path.dirname(os.path.abspath(fc.output)), exist_ok=True)
-  with open(fc.output, 'w', encoding='utf-8') as f:
-    f.write(''.join(o + '\n' for o in out))
-  print(f'generated {len(todo)} lines of {fc.input} into {fc.output}; '
-        f'{len(lines) - len(todo)} empty lines left empty', flush=True)
+  out = text.map_lines(lines, lambda todo: decode_ids(
+      loaded.config, loaded.model, tok, loaded.params, [ids[i] for i in todo]))
+  text.write_lines(fc.output, out)
+  empty = sum(not line.strip() for line in lines)
+  print(f'generated {len(lines) - empty} lines of {fc.input} into {fc.output}; {empty} empty '
+        'lines left empty', flush=True)
   return out
 
 

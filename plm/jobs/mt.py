@@ -182,8 +182,7 @@ def make_task(config, tokenizer, workdir: str) -> train.Task:
                   word_dictionary=scores(mt_baselines.translate_words(sources, dictionary),
                                          refs), examples=len(test))
     path = os.path.join(workdir, f'test_hypotheses.{mc.target}.txt')
-    with open(path, 'w', encoding='utf-8') as f:
-      f.write(''.join(h + '\n' for h in hyps))
+    text.write_lines(path, hyps)
     print(f'\nmt results ({pair}, test split, {len(test)} sentences; hypotheses in {path}):\n'
           '| system | BLEU | chrF |\n|---|---|---|\n' + '\n'.join(
               f"| {k} | {result[k]['bleu']:.2f} | {result[k]['chrf']:.2f} |"
@@ -223,14 +222,10 @@ def translate_job(config, workdir: str) -> list[str]:
       raise ValueError(f'{mc.input}, line {number}: {len(row) + 2} tokens with bos/eos, more '
                        f'than mt.src_len={mc.src_len}; split the line or raise mt.src_len (at '
                        f'most model.max_len={config.model.max_len})')
-  todo = [i for i, line in enumerate(lines) if line.strip()]
-  hyps = translate_ids(config, loaded.model, tokenizer, loaded.params, [ids[i] for i in todo])
-  out = [''] * len(lines)
-  for i, h in zip(todo, hyps):
-    out[i] = h
-  os.makedirs(os.path.dirname(os.path.abspath(mc.output)), exist_ok=True)
-  with open(mc.output, 'w', encoding='utf-8') as f:
-    f.write(''.join(o + '\n' for o in out))
-  print(f'translated {len(todo)} lines of {mc.input} ({mc.source}->{mc.target}) into '
-        f'{mc.output}; {len(lines) - len(todo)} empty lines left empty', flush=True)
+  out = text.map_lines(lines, lambda todo: translate_ids(
+      config, loaded.model, tokenizer, loaded.params, [ids[i] for i in todo]))
+  text.write_lines(mc.output, out)
+  empty = sum(not line.strip() for line in lines)
+  print(f'translated {len(lines) - empty} lines of {mc.input} ({mc.source}->{mc.target}) into '
+        f'{mc.output}; {empty} empty lines left empty', flush=True)
   return out

@@ -64,16 +64,8 @@ def make_knowledge_masking(*, mask_id: int, vocab_size: int, special_ids, num_pr
     phrases, _, _ = unilm.span_mask(k_span, eligible & ~entities, seg, rest, num_predictions,
                                     ngram_prob)
     masked = entities | phrases
-    length = tokens.shape[1]
-    _, positions = jax.lax.top_k(jnp.where(masked, length - jnp.arange(length), 0),
-                                 num_predictions)
-    weights = jnp.take_along_axis(masked, positions, axis=1)
-    targets = jnp.take_along_axis(tokens, positions, axis=1)
-    replaced = mlm.corrupt(k_corrupt, targets, weights, mask_id=mask_id, vocab_size=vocab_size,
-                           first_normal_id=first_normal_id)
-    rows = jnp.arange(tokens.shape[0])[:, None]
-    return (tokens.at[rows, positions].set(replaced), positions.astype(jnp.int32), targets,
-            weights.astype(jnp.float32), masked)
+    return mlm.predict_masked(k_corrupt, tokens, masked, num_predictions, mask_id=mask_id,
+                              vocab_size=vocab_size, first_normal_id=first_normal_id) + (masked,)
 
   return km
 

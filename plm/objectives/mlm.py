@@ -47,6 +47,23 @@ def corrupt(rng, targets, weights, *, mask_id, vocab_size, first_normal_id,
   return jnp.where(weights, new, targets)
 
 
+
+def predict_masked(rng, tokens, masked, num_predictions: int, **corrupt_kwargs):
+  """Masked positions [B, L] (bool) into `num_predictions` slots per row, masked positions
+  first and in order (weight-0 padding slots after), their tokens corrupted by `corrupt`.
+
+  Returns (corrupted tokens [B, L], positions, targets, weights [B, num_predictions]).
+  """
+  length = tokens.shape[1]
+  _, positions = jax.lax.top_k(jnp.where(masked, length - jnp.arange(length), 0),
+                               num_predictions)
+  weights = jnp.take_along_axis(masked, positions, axis=1)
+  targets = jnp.take_along_axis(tokens, positions, axis=1)
+  replaced = corrupt(rng, targets, weights, **corrupt_kwargs)
+  rows = jnp.arange(tokens.shape[0])[:, None]
+  return (tokens.at[rows, positions].set(replaced), positions.astype(jnp.int32), targets,
+          weights.astype(jnp.float32))
+
 def make(*, mask_id: int, vocab_size: int, special_ids, num_predictions: int,
          rate: float = 0.15, mask_prob: float = 0.8, random_prob: float = 0.1,
          token_weights: np.ndarray | None = None):

@@ -171,21 +171,12 @@ def make(*, mask_id: int, vocab_size: int, special_ids, num_predictions: int,
                          + jax.random.uniform(k_round, n_eligible.shape))
     masked, starts, lengths = span_mask(k_span, eligible, seg, n_target.astype(jnp.int32),
                                         num_predictions, ngram_prob)
-    # Masked positions first, in order; the rest are weight-0 padding slots.
-    length = tokens.shape[1]
-    _, positions = jax.lax.top_k(jnp.where(masked, length - jnp.arange(length), 0),
-                                 num_predictions)
-    weights = jnp.take_along_axis(masked, positions, axis=1)
-    targets = jnp.take_along_axis(tokens, positions, axis=1)
-    replaced = mlm.corrupt(k_corrupt, targets, weights, mask_id=mask_id, vocab_size=vocab_size,
-                           first_normal_id=first_normal_id, mask_prob=mask_prob,
-                           random_prob=random_prob)
-    rows = jnp.arange(tokens.shape[0])[:, None]
-    inputs = dict(tokens=tokens.at[rows, positions].set(replaced),
-                  positions=batch['positions'], mask=mask,
-                  token_types=token_types.astype(jnp.int32),
-                  predict_positions=positions.astype(jnp.int32))
-    out = (inputs, targets, weights.astype(jnp.float32))
+    corrupted, positions, targets, weights = mlm.predict_masked(
+        k_corrupt, tokens, masked, num_predictions, mask_id=mask_id, vocab_size=vocab_size,
+        first_normal_id=first_normal_id, mask_prob=mask_prob, random_prob=random_prob)
+    inputs = dict(tokens=corrupted, positions=batch['positions'], mask=mask,
+                  token_types=token_types.astype(jnp.int32), predict_positions=positions)
+    out = (inputs, targets, weights)
     if with_plan:
       return out + (Plan(objective_ids.astype(jnp.int32), inputs['token_types'], masked,
                          starts, lengths),)
