@@ -64,6 +64,10 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     d = json.load(f)
   for key in ('languages', 'tlm_pairs'):  # JSON lists back to the tuples configs use
     d['data'][key] = tuple(d['data'][key])
+  # model fields that are sequences are tuples in every model's config (layer_heads,
+  # task_heads, ...), nested ones too
+  as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, list) else v
+  d['model'] = {k: as_tuple(v) for k, v in d['model'].items()}
   return ml_collections.ConfigDict(d)
 
 

@@ -114,7 +114,7 @@ else:
   positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
   ours = np.asarray(loaded.model.apply({'params': loaded.params}, ids, positions,
                                        masks.padding_mask(valid),
-                                       token_types=batch['token_type_ids']))
+                                       token_types=batch.get('token_type_ids', np.zeros_like(ids))))
   print(f'max abs difference, plm vs transformers: {np.abs(ours - theirs)[valid].max():.1e}')"""),
 ]
 nb = nbf.v4.new_notebook(cells=cells, metadata={
