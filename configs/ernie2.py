@@ -14,7 +14,8 @@ schedule (`ernie2.stages`, plm/data/schedule.py) adds tasks stage by stage, ever
 training its new tasks with all earlier ones, one task a batch, steps shared as configured;
 train.steps must equal the stages' sum. `:tiny` runs two stages in about two minutes on a
 CPU (most of it building the tasks: linking WordNet entities in every KJV verse);
-`:tiny_all` and `:tiny_masking` are experiments/ernie2's arms.
+`:tiny_all`, `:tiny_masking`, `:tiny_sequential` and `:tiny_together` are
+experiments/ernie2's arms.
 """
 import ml_collections
 
@@ -26,6 +27,13 @@ from plm import models
 WORD = dict(knowledge_masking=2.0, capitalization=1.0, token_document=1.0)
 STRUCTURE = dict(WORD, sentence_reorder=1.0, sentence_distance=1.0)
 SEMANTIC = dict(STRUCTURE, discourse=1.0, ir_relevance=1.0)
+# The paper's two baselines (its Table 1): each stage trains only its new tasks
+# (sequential, continual=False), or every task from the first step (multi-task).
+SEQUENTIAL = (WORD, dict(sentence_reorder=1.0, sentence_distance=1.0),
+              dict(discourse=1.0, ir_relevance=1.0))
+
+
+ARMS = ('tiny_all', 'tiny_masking', 'tiny_sequential', 'tiny_together')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -46,6 +54,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # order in which tasks first appear
   c.ernie2.stages = (dict(steps=200, tasks=WORD), dict(steps=200, tasks=STRUCTURE),
                      dict(steps=200, tasks=SEMANTIC))
+  # True: every stage keeps the earlier stages' tasks; False lets a stage drop them
+  c.ernie2.continual = True
   c.train.steps = 600
   c.train.eval_every = 0  # held-out table per task at the end
   if arg == 'tiny':
@@ -59,17 +69,22 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.train.eval_every = 0
     c.train.log_every = 20
     c.train.checkpoint_every = 60
-  elif arg in ('tiny_all', 'tiny_masking'):  # experiments/ernie2: CPU-sized, 600 steps
+  elif arg in ARMS:  # experiments/ernie2: CPU-sized, 600 steps
     configlib.shrink_for_cpu(c)
     c.objective.num_predictions = 14
     if arg == 'tiny_masking':  # the single-task arm: knowledge masking alone, same steps
       c.model.num_tasks = 1
       c.ernie2.stages = (dict(steps=600, tasks=dict(knowledge_masking=1.0)),)
+    elif arg == 'tiny_sequential':  # each stage its new tasks only: forgetting
+      c.ernie2.continual = False
+      c.ernie2.stages = tuple(dict(steps=200, tasks=t) for t in SEQUENTIAL)
+    elif arg == 'tiny_together':  # every task from the first step, one stage
+      c.ernie2.stages = (dict(steps=600, tasks=SEMANTIC),)
     c.train.steps = 600
     c.train.eval_every = 0
     c.train.log_every = 100
     c.train.checkpoint_every = 200
   elif arg:
-    raise ValueError(f"configs/ernie2.py:{arg}: unknown variant; use '', 'tiny', 'tiny_all' "
-                     "or 'tiny_masking'")
+    raise ValueError(f"configs/ernie2.py:{arg}: unknown variant; use '', 'tiny' or one of "
+                     f'{ARMS}')
   return c

@@ -5,8 +5,10 @@ alone at the same steps, each fine-tuned to Bible genre classification, 2 seeds.
   python experiments/ernie2/run.py --runs=runs/ernie2_exp --table    # the table only
 
 Arms (configs/ernie2.py variants; one vocabulary for all):
-  all       :tiny_all      three stages (word, + structure, + semantic tasks), 600 steps
-  masking   :tiny_masking  knowledge masking alone, 600 steps (the single-task baseline)
+  all         :tiny_all         three stages (word, + structure, + semantic tasks), 600 steps
+  masking     :tiny_masking     knowledge masking alone, 600 steps (the single-task baseline)
+  sequential  :tiny_sequential  three stages, each only its new tasks (forgetting)
+  together    :tiny_together    all seven tasks from the first step, 600 steps
   none      no pre-training (the classifier from scratch)
 then `job=classify` (genres of KJV verses, test chapters held out) from each, per seed.
 A step whose output exists is skipped, so a rerun resumes; wall times are saved beside
@@ -20,7 +22,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import arms  # pylint: disable=wrong-import-position  # experiments/arms.py
 
-PRETRAIN = {'all': 'configs/ernie2.py:tiny_all', 'masking': 'configs/ernie2.py:tiny_masking'}
+PRETRAIN = {'all': 'configs/ernie2.py:tiny_all', 'masking': 'configs/ernie2.py:tiny_masking',
+            'sequential': 'configs/ernie2.py:tiny_sequential',
+            'together': 'configs/ernie2.py:tiny_together'}
 
 
 def main():
@@ -43,7 +47,7 @@ def main():
         work = f'{runs}/pre_{arm}_seed{seed}'
         arms.step(py + [f'--config={config}', f'--config.seed={seed}', f'--workdir={work}']
                   + shared, f'{work}/results.json', f'{work}.log', commands)
-      for arm in ('all', 'masking', 'none'):
+      for arm in (*PRETRAIN, 'none'):
         work = f'{runs}/cls_{arm}_seed{seed}'
         init = ([] if arm == 'none' else
                 [f'--config.init_from={runs}/pre_{arm}_seed{seed}/checkpoints'])
@@ -70,7 +74,7 @@ def table(runs: str, seeds) -> str:
   lines = ['## Genre classification (test split, KJV verses <= 64 tokens)', '',
            '| pre-training | seed | genre accuracy | test majority share | pre-train s | '
            'fine-tune s |', '|---|---|---|---|---|---|']
-  for arm in ('all', 'masking', 'none'):
+  for arm in (*PRETRAIN, 'none'):
     for seed in seeds:
       r = load(f'{runs}/cls_{arm}_seed{seed}/results.json')
       if r is None:

@@ -32,8 +32,12 @@ class Stage(NamedTuple):
   shares: dict  # task -> share of the stage's steps (> 0)
 
 
-def parse_stages(stages, known_tasks) -> list[Stage]:
-  """Stages from config entries {'steps': n, 'tasks': {task: share}}; bad input is an error."""
+def parse_stages(stages, known_tasks, continual: bool = True) -> list[Stage]:
+  """Stages from config entries {'steps': n, 'tasks': {task: share}}; bad input is an error.
+
+  `continual`: every stage keeps the earlier stages' tasks (ERNIE 2.0); False allows a
+  stage to drop them (the paper's sequential baseline, which measures forgetting).
+  """
   if not stages:
     raise ValueError('ernie2.stages is empty: name at least one stage, e.g. '
                      "({'steps': 400, 'tasks': {'knowledge_masking': 1.0}},)")
@@ -55,9 +59,10 @@ def parse_stages(stages, known_tasks) -> list[Stage]:
                        f'a share > 0; it has steps={stage["steps"]}, tasks={shares}')
     out.append(Stage(int(stage['steps']), shares))
   for s, (before, after) in enumerate(zip(out, out[1:]), start=2):
-    if dropped := sorted(set(before.shares) - set(after.shares)):
+    if continual and (dropped := sorted(set(before.shares) - set(after.shares))):
       raise ValueError(f'ernie2.stages[{s}] drops {dropped}: a continual stage trains every '
-                       'earlier task together with its new ones')
+                       'earlier task together with its new ones (for the sequential '
+                       'baseline set --config.ernie2.continual=False)')
   return out
 
 

@@ -30,7 +30,8 @@ def wordnet_table() -> linker.AliasTable:
 
 
 def stages_of(config) -> list[schedule.Stage]:
-  stages = schedule.parse_stages(config.ernie2.stages, ernie2_tasks.TASKS)
+  stages = schedule.parse_stages(config.ernie2.stages, ernie2_tasks.TASKS,
+                                  config.ernie2.continual)
   total = sum(s.steps for s in stages)
   if config.train.steps != total:
     raise ValueError(f'train.steps={config.train.steps} but ernie2.stages add up to {total} '

@@ -67,6 +67,10 @@ def test_stage_errors_name_the_fix():
   with pytest.raises(ValueError, match=r"stages\[2\] drops \['capitalization'\]"):
     schedule.parse_stages([{'steps': 5, 'tasks': {'capitalization': 1.0}},
                            {'steps': 5, 'tasks': {'knowledge_masking': 1.0}}], TASKS)
+  sequential = schedule.parse_stages([{'steps': 5, 'tasks': {'capitalization': 1.0}},
+                                      {'steps': 5, 'tasks': {'knowledge_masking': 1.0}}],
+                                     TASKS, continual=False)
+  assert [set(s.shares) for s in sequential] == [{'capitalization'}, {'knowledge_masking'}]
   with pytest.raises(ValueError, match='share > 0'):
     schedule.parse_stages([{'steps': 5, 'tasks': {'capitalization': 0.0}}], TASKS)
   with pytest.raises(ValueError, match='outside the schedule'):
