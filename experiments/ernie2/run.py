@@ -9,8 +9,10 @@ Arms (configs/ernie2.py variants; one vocabulary for all):
   masking     :tiny_masking     knowledge masking alone, 600 steps (the single-task baseline)
   sequential  :tiny_sequential  three stages, each only its new tasks (forgetting)
   together    :tiny_together    all seven tasks from the first step, 600 steps
+then `job=classify` from each, per seed, on two tasks: genre (KJV verses' book genre) and
+paraphrase (a sentence pair: a KJV verse and the WEB's same verse or another verse of
+its chapter; TSV files written under runs/paraphrase by bible_tasks.paraphrase_pairs).
   none      no pre-training (the classifier from scratch)
-then `job=classify` (genres of KJV verses, test chapters held out) from each, per seed.
 A step whose output exists is skipped, so a rerun resumes; wall times are saved beside
 each arm (runs/<arm>.seconds).
 """
@@ -20,7 +22,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import arms  # pylint: disable=wrong-import-position  # experiments/arms.py
+sys.path.insert(0, os.path.dirname(sys.path[0]))  # the repository root: configs, plm
+# pylint: disable=wrong-import-position
+import arms  # experiments/arms.py
+from configs import ernie2 as ernie2_config
+from plm.data import bible, bible_tasks
 
 PRETRAIN = {'all': 'configs/ernie2.py:tiny_all', 'masking': 'configs/ernie2.py:tiny_masking',
             'sequential': 'configs/ernie2.py:tiny_sequential',
@@ -42,24 +48,44 @@ def main():
     arms.step(py + [f'--config={PRETRAIN["all"]}', '--config.job=vocab', f'--workdir={runs}/vocab'],
               vocab, f'{runs}/vocab.log', commands)
     shared = [f'--config.data.vocab_path={vocab}']
+    paraphrase = write_paraphrase_task(runs)
     for seed in seeds:
       for arm, config in PRETRAIN.items():
         work = f'{runs}/pre_{arm}_seed{seed}'
         arms.step(py + [f'--config={config}', f'--config.seed={seed}', f'--workdir={work}']
                   + shared, f'{work}/results.json', f'{work}.log', commands)
       for arm in (*PRETRAIN, 'none'):
-        work = f'{runs}/cls_{arm}_seed{seed}'
         init = ([] if arm == 'none' else
                 [f'--config.init_from={runs}/pre_{arm}_seed{seed}/checkpoints'])
-        arms.step(py + [f'--config={PRETRAIN.get(arm, PRETRAIN["all"])}', '--config.job=classify',
-                        f'--config.seed={seed}', f'--workdir={work}'] + shared + init,
-                  f'{work}/results.json', f'{work}.log', commands)
+        for task, extra in (('cls', []), ('para', paraphrase)):
+          work = f'{runs}/{task}_{arm}_seed{seed}'
+          arms.step(py + [f'--config={PRETRAIN.get(arm, PRETRAIN["all"])}',
+                          '--config.job=classify', f'--config.seed={seed}', f'--workdir={work}']
+                    + shared + init + extra, f'{work}/results.json', f'{work}.log', commands)
     with open(f'{runs}/commands.sh', 'w') as f:
       f.write('\n'.join(commands) + '\n')
   text = table(runs, seeds)
   with open(f'{runs}/results.md', 'w') as f:
     f.write(text)
   print(text)
+
+
+def write_paraphrase_task(runs: str) -> list[str]:
+  """The sentence-pair task (KJV verse, WEB verse: same verse or another of its chapter)
+  as TSV files; returns classify's flags for them."""
+  data_dir = ernie2_config.get_config('tiny_all').data.tfds_dir
+  paths = {}
+  for split in ('train', 'test'):
+    paths[split] = path = f'{runs}/paraphrase/{split}.tsv'
+    if not os.path.exists(path):
+      pairs = bible_tasks.paraphrase_pairs(bible.load_verses('en_kjv', split, data_dir),
+                                           bible.load_verses('en_web', split, data_dir))
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      with open(path, 'w', encoding='utf-8') as f:
+        f.writelines('\t'.join(p) + '\n' for p in pairs)
+  # 400 steps: from scratch, 150 steps (genre's budget) stay at the majority class
+  return [f'--config.finetune.train_file={paths["train"]}',
+          f'--config.finetune.test_files=en={paths["test"]}', '--config.finetune.steps=400']
 
 
 def load(path):
@@ -71,18 +97,24 @@ def load(path):
 
 
 def table(runs: str, seeds) -> str:
-  lines = ['## Genre classification (test split, KJV verses <= 64 tokens)', '',
-           '| pre-training | seed | genre accuracy | test majority share | pre-train s | '
-           'fine-tune s |', '|---|---|---|---|---|---|']
+  lines = ['## Fine-tuning (test split, rows <= 64 tokens)', '',
+           "genre: a KJV verse's genre (6 classes); paraphrase: a KJV verse and a WEB verse, "
+           'the same verse or another of its chapter (2 classes).', '',
+           '| pre-training | seed | genre accuracy (majority) | paraphrase accuracy (majority) '
+           '| pre-train s | genre s | paraphrase s |', '|---|---|---|---|---|---|---|']
   for arm in (*PRETRAIN, 'none'):
     for seed in seeds:
-      r = load(f'{runs}/cls_{arm}_seed{seed}/results.json')
-      if r is None:
+      cells = []
+      for task in ('cls', 'para'):
+        r = load(f'{runs}/{task}_{arm}_seed{seed}/results.json')
+        cells.append('-' if r is None else f"{r['test']['en']['classify']['accuracy']:.3f} "
+                     f"({r['majority_share']['en']:.3f})")
+      if cells == ['-', '-']:
         continue
-      acc = r['test']['en']['classify']['accuracy']
       pre = '-' if arm == 'none' else arms.seconds(f'{runs}/pre_{arm}_seed{seed}')
-      lines.append(f"| {arm} | {seed} | {acc:.3f} | {r['majority_share']['en']:.3f} | {pre} | "
-                   f"{arms.seconds(f'{runs}/cls_{arm}_seed{seed}')} |")
+      lines.append(f"| {arm} | {seed} | {cells[0]} | {cells[1]} | {pre} | "
+                   f"{arms.seconds(f'{runs}/cls_{arm}_seed{seed}')} | "
+                   f"{arms.seconds(f'{runs}/para_{arm}_seed{seed}')} |")
   lines += ['', '## Pre-training tasks (test split, after the last stage)', '',
             '| pre-training | seed | task | accuracy | majority (train prior) accuracy | '
             'predictions |', '|---|---|---|---|---|---|']

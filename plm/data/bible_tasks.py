@@ -11,6 +11,7 @@
 Splits are the corpus's chapter splits, so no pair or label crosses train/test.
 """
 from collections.abc import Sequence
+import random
 
 from plm.data import bible
 
@@ -58,3 +59,36 @@ def parallel_verses(translations: Sequence[str], split: str, data_dir: str
   refs = [ref for ref, _ in bible.load_verses(translations[0], split, data_dir)]
   return [tuple(table[ref] for table in by_ref) for ref in refs
           if all(table.get(ref, '').strip() for table in by_ref)]
+
+
+PARAPHRASE_LABELS = ('same', 'other')
+
+
+def paraphrase_pairs(verses_a: Sequence[tuple[str, str]], verses_b: Sequence[tuple[str, str]],
+                     seed: int = 0) -> list[tuple[str, str, str]]:
+  """A sentence-pair task (MRPC-like) from two translations of the same verses.
+
+  Each verse of `verses_a` (ref, text) is paired with translation b's text of the same
+  verse ('same') or, with probability 1/2, of another verse of the same chapter ('other',
+  a hard negative: same book, names and topic). Verses missing or empty in b, and chapters
+  of one verse, are left out. Returns (text_a, text_b, label) triples.
+  """
+  b_by_ref = {ref: text for ref, text in verses_b if text.strip()}
+  chapters = {}
+  for ref in b_by_ref:
+    book, chapter, _ = bible.parse_reference(ref)
+    chapters.setdefault((book, chapter), []).append(ref)
+  rng = random.Random(seed)
+  out = []
+  for ref, text in verses_a:
+    if not text.strip() or ref not in b_by_ref:
+      continue
+    book, chapter, _ = bible.parse_reference(ref)
+    others = [r for r in chapters[(book, chapter)] if r != ref]
+    if not others:
+      continue
+    if rng.random() < 0.5:
+      out.append((text, b_by_ref[ref], 'same'))
+    else:
+      out.append((text, b_by_ref[rng.choice(others)], 'other'))
+  return out
