@@ -1,5 +1,5 @@
 r"""ERNIE 2.0 issue #17 (4): continual multi-task pre-training against knowledge masking
-alone at the same steps, each fine-tuned to Bible genre classification, 2 seeds.
+alone, sequential and all-at-once at the same steps, each fine-tuned to two tasks, 2 seeds.
 
   python experiments/ernie2/run.py --runs=runs/ernie2_exp            # every arm, then the table
   python experiments/ernie2/run.py --runs=runs/ernie2_exp --table    # the table only
@@ -9,10 +9,10 @@ Arms (configs/ernie2.py variants; one vocabulary for all):
   masking     :tiny_masking     knowledge masking alone, 600 steps (the single-task baseline)
   sequential  :tiny_sequential  three stages, each only its new tasks (forgetting)
   together    :tiny_together    all seven tasks from the first step, 600 steps
+  none        no pre-training (the classifier from scratch)
 then `job=classify` from each, per seed, on two tasks: genre (KJV verses' book genre) and
 paraphrase (a sentence pair: a KJV verse and the WEB's same verse or another verse of
 its chapter; TSV files written under runs/paraphrase by bible_tasks.paraphrase_pairs).
-  none      no pre-training (the classifier from scratch)
 A step whose output exists is skipped, so a rerun resumes; wall times are saved beside
 each arm (runs/<arm>.seconds).
 """
