@@ -35,6 +35,22 @@ def map_lines(lines: list[str], fn: Callable[[list[int]], list[str]]) -> list[st
   return out
 
 
+def map_file(src: str, dst: str, what: str, encode: Callable[[list[str]], list[list[int]]],
+             max_ids: int, too_long: str, fn: Callable[[list[list[int]]], list[str]]
+             ) -> tuple[list[str], int]:
+  """Line-by-line jobs (translate, generate): `src`'s lines encoded, each checked against
+  `max_ids` tokens with bos/eos (`too_long` names the fix), `fn` on the non-empty lines'
+  ids, the outputs written to `dst` in order. Returns (outputs, empty lines)."""
+  lines = read_lines(src, what)
+  ids = encode(lines)
+  for number, row in enumerate(ids, start=1):
+    if len(row) + 2 > max_ids:
+      raise ValueError(f'{src}, line {number}: {len(row) + 2} tokens with bos/eos, {too_long}')
+  out = map_lines(lines, lambda todo: fn([ids[i] for i in todo]))
+  write_lines(dst, out)
+  return out, sum(not line.strip() for line in lines)
+
+
 def write_lines(path: str, lines: list[str]) -> None:
   """`lines` to `path` as UTF-8, one a line (folders made as needed)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -132,18 +132,12 @@ def decode_file(config, workdir: str) -> list[str]:
   loaded = run.load(workdir, config)
   # a row holds [bos] source [eos] and the output: at most seq_len - width tokens of it
   tok, limit = loaded.tokenizer, loaded.config.finetune.seq_len - 1
-  lines = text.read_lines(fc.input, 'finetune.input: a UTF-8 text file, one source per line')
-  ids = tok.encode(lines)
-  for number, row in enumerate(ids, start=1):
-    if len(row) + 2 > limit:
-      raise ValueError(f'{fc.input}, line {number}: {len(row) + 2} tokens with bos/eos leave '
-                       f'no room for an output in finetune.seq_len={limit + 1}; split the line '
-                       'or fine-tune with a longer finetune.seq_len')
-  out = text.map_lines(lines, lambda todo: decode_ids(
-      loaded.config, loaded.model, tok, loaded.params, [ids[i] for i in todo]))
-  text.write_lines(fc.output, out)
-  empty = sum(not line.strip() for line in lines)
-  print(f'generated {len(lines) - empty} lines of {fc.input} into {fc.output}; {empty} empty '
+  out, empty = text.map_file(
+      fc.input, fc.output, 'finetune.input: a UTF-8 text file, one source per line',
+      tok.encode, limit, f'which leave no room for an output in finetune.seq_len='
+      f'{limit + 1}; split the line or fine-tune with a longer finetune.seq_len',
+      lambda ids: decode_ids(loaded.config, loaded.model, tok, loaded.params, ids))
+  print(f'generated {len(out) - empty} lines of {fc.input} into {fc.output}; {empty} empty '
         'lines left empty', flush=True)
   return out
 

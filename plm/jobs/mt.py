@@ -215,17 +215,11 @@ def translate_job(config, workdir: str) -> list[str]:
   loaded = run.load(workdir, config)
   config, tokenizer = loaded.config, loaded.tokenizer
   languages(config)
-  lines = text.read_lines(mc.input, 'mt.input: a UTF-8 text file, one sentence per line')
-  ids = tokenizer.encode(lines)
-  for number, (line, row) in enumerate(zip(lines, ids), start=1):
-    if len(row) + 2 > mc.src_len:
-      raise ValueError(f'{mc.input}, line {number}: {len(row) + 2} tokens with bos/eos, more '
-                       f'than mt.src_len={mc.src_len}; split the line or raise mt.src_len (at '
-                       f'most model.max_len={config.model.max_len})')
-  out = text.map_lines(lines, lambda todo: translate_ids(
-      config, loaded.model, tokenizer, loaded.params, [ids[i] for i in todo]))
-  text.write_lines(mc.output, out)
-  empty = sum(not line.strip() for line in lines)
-  print(f'translated {len(lines) - empty} lines of {mc.input} ({mc.source}->{mc.target}) into '
+  out, empty = text.map_file(
+      mc.input, mc.output, 'mt.input: a UTF-8 text file, one sentence per line',
+      tokenizer.encode, mc.src_len, f'more than mt.src_len={mc.src_len}; split the line or '
+      f'raise mt.src_len (at most model.max_len={config.model.max_len})',
+      lambda ids: translate_ids(config, loaded.model, tokenizer, loaded.params, ids))
+  print(f'translated {len(out) - empty} lines of {mc.input} ({mc.source}->{mc.target}) into '
         f'{mc.output}; {empty} empty lines left empty', flush=True)
   return out

@@ -47,3 +47,21 @@ def test_a_bom_is_dropped_from_the_first_line_only(tmp_path):
   assert text.read_lines(str(path)) == ['a', '\ufeffb']
   path.write_bytes('señal\n'.encode('utf-8'))  # plain UTF-8 beyond ASCII reads back
   assert text.read_lines(str(path)) == ['señal']
+
+
+def test_map_file_keeps_order_and_empty_lines_and_refuses_long_lines(tmp_path):
+  src, dst = tmp_path / 'in.txt', tmp_path / 'sub' / 'out.txt'
+  src.write_text('a b\n\nc d e\n', encoding='utf-8')
+  encode = lambda lines: [line.split() for line in lines]
+  seen = []
+
+  def fn(ids):
+    seen.append(ids)
+    return ['|'.join(row).upper() for row in ids]
+
+  out, empty = text.map_file(str(src), str(dst), 'a file', encode, 5, 'fix it', fn)
+  assert (out, empty) == (['A|B', '', 'C|D|E'], 1)
+  assert seen == [[['a', 'b'], ['c', 'd', 'e']]]  # one call, the non-empty lines only
+  assert dst.read_text(encoding='utf-8') == 'A|B\n\nC|D|E\n'
+  with pytest.raises(ValueError, match=r'in.txt, line 3: 5 tokens with bos/eos, fix it'):
+    text.map_file(str(src), str(dst), 'a file', encode, 4, 'fix it', fn)

@@ -119,7 +119,7 @@ def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
   # (not equal to `hyps`: a batch's widest source sets how long its outputs may grow)
   assert len(out) == 4 and out[1] == '' and out[0] == out[3] and out[0] and out[2]
   source_file.write_text('word ' * 200, encoding='utf-8')
-  with pytest.raises(ValueError, match=r'in.txt, line 1: .* tokens with bos/eos leave no room'):
+  with pytest.raises(ValueError, match=r'in.txt, line 1: .* tokens with bos/eos, which leave no room'):
     generate.generate_job(config, str(tmp_path))
 
 
