@@ -117,6 +117,7 @@ def table(runs: str, seeds) -> str:
       lines.append(f"| {arm} | {seed} | {cells[0]} | {cells[1]} | {pre} | "
                    f"{arms.seconds(f'{runs}/cls_{arm}_seed{seed}')} | "
                    f"{arms.seconds(f'{runs}/para_{arm}_seed{seed}')} |")
+  lines += forgetting(runs, seeds)
   lines += ['', '## Pre-training tasks (test split, after the last stage)', '',
             '| pre-training | seed | task | accuracy | majority (train prior) accuracy | '
             'predictions |', '|---|---|---|---|---|---|']
@@ -130,6 +131,26 @@ def table(runs: str, seeds) -> str:
         lines.append(f"| {arm} | {seed} | {task} | {m['accuracy']:.3f} | "
                      f"{m['unigram_accuracy']:.3f} | {m['predictions']} |")
   return '\n'.join(lines) + '\n'
+
+
+def forgetting(runs: str, seeds) -> list[str]:
+  """Each task's held-out accuracy after the last stage, per arm (mean over seeds)."""
+  arms_ = ('all', 'sequential', 'together')
+  results = {a: [r for s in seeds if (r := load(f'{runs}/pre_{a}_seed{s}/results.json'))]
+             for a in arms_}
+  if not all(results.values()):
+    return []
+  lines = ['', '## Forgetting: each task after the last stage (test split, mean of '
+           f'{len(seeds)} seeds; majority in brackets)', '',
+           '| task | ' + ' | '.join(arms_) + ' |', '|---|' + '---|' * len(arms_)]
+  for task in results['all'][0]['test']:
+    cells = []
+    for a in arms_:
+      m = [r['test'][task][task] for r in results[a]]
+      cells.append(f"{sum(x['accuracy'] for x in m) / len(m):.3f} "
+                   f"({sum(x['unigram_accuracy'] for x in m) / len(m):.3f})")
+    lines.append(f'| {task} | ' + ' | '.join(cells) + ' |')
+  return lines
 
 
 if __name__ == '__main__':
