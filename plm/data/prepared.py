@@ -202,12 +202,12 @@ class PreparedDataset:
 
   def __init__(self, data_config: ml_collections.ConfigDict, tokenizer):
     self.dir = os.path.abspath(os.path.expanduser(data_config.prepared_dir))
-    self.meta = read_meta(self.dir)
-    check_meta(self.meta, data_config, tokenizer, self.dir)
+    self.prepared = read_meta(self.dir)
+    check_meta(self.prepared, data_config, tokenizer, self.dir)
     self.data_config, self.tokenizer = data_config, tokenizer
     languages = tuple(data_config.languages)
     tlm_share = float(data_config.tlm_share)
-    train = self.meta['splits']['train']
+    train = self.prepared['splits']['train']
     mono = {l: self.records('train', l) for l in languages} if tlm_share < 1 else {}
     tlm = {}
     if tlm_share > 0:  # parallel data is small: in memory, as today
@@ -225,7 +225,7 @@ class PreparedDataset:
     self.info = {n: len(self._streams[n]) for n in self.names}
 
   def records(self, split: str, lang: str) -> _Records:
-    return _Records(self.dir, self.meta['splits'][split][lang], self.meta['packing']['seq_len'],
+    return _Records(self.dir, self.prepared['splits'][split][lang], self.prepared['packing']['seq_len'],
                     tuple(self.data_config.languages).index(lang))
 
   def __len__(self) -> int:
@@ -233,11 +233,11 @@ class PreparedDataset:
 
   @property
   def seq_len(self) -> int:
-    return self.meta['packing']['seq_len']
+    return self.prepared['packing']['seq_len']
 
   @functools.cached_property
   def fingerprint(self) -> str:
-    h = hashlib.sha256(f'{self.meta["fingerprint"]}'.encode())
+    h = hashlib.sha256(f'{self.prepared["fingerprint"]}'.encode())
     for name, w in zip(self.names, self.weights):
       extra = self._tlm[name].fingerprint if name in self._tlm else ''
       h.update(f'{name}:{extra}:{w:.12g};'.encode())
