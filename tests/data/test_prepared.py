@@ -1,13 +1,24 @@
 """Prepared corpora (plm/data/prepared.py): the in-memory path's rows, streamed by grain."""
 import collections
+import importlib
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
+import grain
+import jax
 import numpy as np
 import pytest
 
+from plm import checkpoint, main
 from plm.data import mixing, pipeline, prepared
+from plm.jobs import pretrain
 from plm.data import tokenizer as tokenizer_lib
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHAPTERS = {'train': (0, 40), 'validation': (40, 45), 'test': (45, 50)}
 
 
@@ -140,3 +151,65 @@ def test_empty_corpus_is_refused(tiny_config, tmp_path, content):
   with pytest.raises(ValueError, match=r'es\.validation\.txt is empty'):
     prepared.prepare(config.data, tokenizer(config), config.data.prepared_dir)
   assert not os.path.exists(os.path.join(config.data.prepared_dir, prepared.META))
+
+
+def _main(args, workdir, config, **popen):
+  """`python -m plm.main` on the tiny config over the prepared textdir corpus."""
+  cmd = [sys.executable, '-m', 'plm.main', '--config=configs/xlm.py:tiny', f'--workdir={workdir}',
+         '--config.data.corpus=textdir', f'--config.data.text_dir={config.data.text_dir}',
+         f'--config.data.vocab_path={config.data.vocab_path}',
+         f'--config.data.prepared_dir={config.data.prepared_dir}'] + list(args)
+  return subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, JAX_PLATFORMS='cpu'),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _params(workdir):
+  """The newest checkpoint's step and params, read without building the run."""
+  directory = str(workdir / 'checkpoints')
+  step, shapes, _ = checkpoint.saved_params(directory)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  params, _ = checkpoint.restore_params(directory, shapes,
+                                        jax.tree_util.tree_map(lambda _: device, shapes))
+  return step, jax.tree_util.tree_map(np.asarray, params)
+
+
+@pytest.mark.e2e
+def test_prepare_job_then_kill_and_resume_is_bitwise_equal(prepared_config, tmp_path, capsys):
+  config = prepared_config.copy_and_resolve_references()
+  config.data.prepared_dir = str(tmp_path / 'prepared')
+  module, function = main.JOBS['prepare']
+  getattr(importlib.import_module(module), function)(config, str(tmp_path / 'vocab_run'))
+  assert (prepared.read_meta(config.data.prepared_dir)['fingerprint'] ==
+          prepared.read_meta(prepared_config.data.prepared_dir)['fingerprint'])
+  config.train.steps, config.train.checkpoint_every, config.train.eval_every = 30, 10, 1000
+  pretrain.train_job(config, str(tmp_path / 'straight'))
+  # kill -9 once the checkpoint of step 20 is complete, then run the same command again
+  steps = ['--config.train.steps=30', '--config.train.checkpoint_every=10',
+           '--config.train.eval_every=1000']
+  killed = _main(steps, tmp_path / 'killed', config)
+  ckpt = tmp_path / 'killed' / 'checkpoints' / '20'
+  deadline = time.time() + 300
+  while not ckpt.exists() and time.time() < deadline and killed.poll() is None:
+    time.sleep(0.05)
+  killed.send_signal(signal.SIGKILL)
+  assert killed.wait() == -signal.SIGKILL, killed.stdout.read()
+  with open(ckpt / 'data' / 'process_0-of-1.json', encoding='utf-8') as f:
+    assert json.load(f)['next_index'] == 20  # 20 batches read, none ahead
+  capsys.readouterr()
+  pretrain.train_job(config, str(tmp_path / 'killed'))
+  resumed_at = int(capsys.readouterr().out.split('resumed from step ')[1].split()[0])
+  assert resumed_at == 20
+  step_a, a = _params(tmp_path / 'straight')
+  step_b, b = _params(tmp_path / 'killed')
+  assert step_a == step_b == 30
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_checkpoint_without_iterator_state_is_refused(tmp_path):
+  """A run trained in memory, continued with data.prepared_dir: one clear error."""
+  mngr = checkpoint.manager(str(tmp_path))
+  checkpoint.save(mngr, 10, {'w': np.zeros(2)}, {'vocab': 'x'})
+  checkpoint.wait(mngr, 10)
+  with pytest.raises(ValueError, match='step 10 .* has no data-iterator state.*new --workdir'):
+    checkpoint.restore_data(mngr, 10, iter(grain.MapDataset.range(3).to_iter_dataset()))
