@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from plm import checkpoint, main
+from plm import checkpoint, main, run
 from plm.data import mixing, pipeline, prepared
 from plm.jobs import pretrain
 from plm.data import tokenizer as tokenizer_lib
@@ -213,3 +213,13 @@ def test_checkpoint_without_iterator_state_is_refused(tmp_path):
   checkpoint.wait(mngr, 10)
   with pytest.raises(ValueError, match='step 10 .* has no data-iterator state.*new --workdir'):
     checkpoint.restore_data(mngr, 10, iter(grain.MapDataset.range(3).to_iter_dataset()))
+
+
+def test_jobs_that_read_the_corpus_themselves_refuse_prepared_dir(tiny_config):
+  config = tiny_config.copy_and_resolve_references()
+  config.data.prepared_dir = '/somewhere'
+  config.job = 'classify'
+  with pytest.raises(ValueError, match='job=classify reads data.corpus itself: unset'):
+    run.resolve(config)
+  config.job = 'evaluate'
+  run.resolve(config)
