@@ -103,6 +103,11 @@ def restore_data(mngr: ocp.CheckpointManager, step: int, iterator) -> None:
     raise ValueError(f'checkpoint step {step} in {mngr.directory} has no data-iterator state: '
                      'it was trained on the in-memory corpus, not data.prepared_dir. Resume '
                      'with the data settings the run had, or start in a new --workdir')
+  mine = f'process_{jax.process_index()}-of-{jax.process_count()}.json'  # grain's file name
+  saved = sorted(os.listdir(os.path.join(str(mngr.directory), str(step), 'data')))
+  if mine not in saved:  # each process reads its own shard: the split must stay the same
+    raise ValueError(f'checkpoint step {step} holds data-iterator states {saved}, none for '
+                     f'this process ({mine}); resume with the process count the run had')
   mngr.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator)))
 
 

@@ -213,6 +213,14 @@ def test_checkpoint_without_iterator_state_is_refused(tmp_path):
   checkpoint.wait(mngr, 10)
   with pytest.raises(ValueError, match='step 10 .* has no data-iterator state.*new --workdir'):
     checkpoint.restore_data(mngr, 10, iter(grain.MapDataset.range(3).to_iter_dataset()))
+  stream = iter(grain.MapDataset.range(3).to_iter_dataset())
+  checkpoint.save(mngr, 20, {'w': np.zeros(2)}, {'vocab': 'x'}, stream)
+  checkpoint.wait(mngr, 20)
+  os.rename(tmp_path / 'checkpoints' / '20' / 'data' / 'process_0-of-1.json',
+            tmp_path / 'checkpoints' / '20' / 'data' / 'process_0-of-2.json')
+  with pytest.raises(ValueError, match=r"process_0-of-2.json'\], none for this process "
+                                       r'\(process_0-of-1.json\); resume with the process count'):
+    checkpoint.restore_data(mngr, 20, stream)
 
 
 def test_jobs_that_read_the_corpus_themselves_refuse_prepared_dir(tiny_config):
