@@ -11,8 +11,9 @@ measures
   start-up   opening the prepared corpus until the first batch is in hand,
   rows/s     batches of 8 rows (BERT-Base's batch in train_throughput.py) pulled from the
              grain iterator as fast as it gives them, for --seconds,
-  peak RSS   the subprocess's ru_maxrss (its imports included; `after imports` is the RSS
-             before the corpus is opened),
+  peak RSS   the subprocess's peak resident memory (VmHWM) from opening the corpus on: the
+             peak is reset after the imports (Linux clear_refs), whose RSS is shown beside
+             it, as is the whole process's ru_maxrss (imports' transient peak included),
 and, at 1x only, the same start-up and peak RSS of the in-memory path
 (plm.data.mixing.make_train_dataset: read, tokenize and pack at every start).
 The training step's need is the BERT-Base step time measured by train_throughput.py
@@ -51,10 +52,17 @@ def parse_args(argv=None):
   return p.parse_args(argv)
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = 'VmRSS') -> float:
+  """This process's resident memory (VmRSS) or its peak (VmHWM), MB."""
   with open('/proc/self/status', encoding='ascii') as f:
-    kb = next(int(line.split()[1]) for line in f if line.startswith('VmRSS:'))
+    kb = next(int(line.split()[1]) for line in f if line.startswith(field + ':'))
   return kb / 1024
+
+
+def reset_peak() -> None:
+  """Starts VmHWM afresh (Linux: clear_refs 5), so the peak is the corpus's, not imports'."""
+  with open('/proc/self/clear_refs', 'w', encoding='ascii') as f:
+    f.write('5')
 
 
 def config_for(out: str, text_dir: str, prepared_dir: str = ''):
@@ -104,13 +112,15 @@ def measure(args) -> dict:
   config = config_for(args.out, meta['text_dir'], args.measure)
   tokenizer = tokenizer_lib.load(config.data.vocab_path)
   after_imports = rss_mb()
+  reset_peak()
   start = time.perf_counter()
   if args.in_memory:
     rows = mixing.make_train_dataset(config.data, tokenizer)
     first = rows.batch(0, BATCH, seed=0)
     startup = time.perf_counter() - start
     return dict(startup_s=startup, rows=len(rows), after_imports_mb=after_imports,
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                peak_rss_mb=rss_mb('VmHWM'),
+                process_peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
   rows = prepared.PreparedDataset(config.data, tokenizer)
   iterator = rows.iterator(BATCH, seed=0)
   first = next(iterator)
@@ -124,7 +134,8 @@ def measure(args) -> dict:
   assert first['tokens'].shape == (BATCH, config.data.seq_len)
   return dict(startup_s=startup, rows=len(rows), rows_per_s=n / elapsed,
               tokens_per_s=tokens / elapsed, after_imports_mb=after_imports,
-              peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+              peak_rss_mb=rss_mb('VmHWM'),
+              process_peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def run_measure(args, prepared_dir: str, in_memory: bool = False) -> dict:
@@ -187,17 +198,18 @@ def main(argv=None):
     rows.append((info, run_measure(args, os.path.join(args.out, f'prepared_{k}x'))))
   memory = run_measure(args, os.path.join(args.out, f'prepared_{sizes[0]}x'), in_memory=True)
   print(f'\nload now {os.getloadavg()[0]:.2f}\n')
-  print('| corpus | text MB | train rows | prepare s | disk MB | start-up s | peak RSS MB '
-        '(after imports) | rows/s | x step need |')
-  print('|---|---|---|---|---|---|---|---|---|')
+  print('| corpus | text MB | train rows | prepare s | disk MB | start-up s | peak RSS MB | '
+        'RSS after imports MB | process ru_maxrss MB | rows/s | x step need |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|')
   for info, m in rows:
     print(f'| {info["k"]}x | {info["text_mb"]:,.0f} | {info["train_rows"]:,} | '
           f'{info["prepare_s"]:,.0f} | {info["disk_mb"]:,.0f} | {m["startup_s"]:.2f} | '
-          f'{m["peak_rss_mb"]:,.0f} ({m["after_imports_mb"]:,.0f}) | {m["rows_per_s"]:,.0f} | '
+          f'{m["peak_rss_mb"]:,.0f} | {m["after_imports_mb"]:,.0f} | '
+          f'{m["process_peak_mb"]:,.0f} | {m["rows_per_s"]:,.0f} | '
           f'{m["rows_per_s"] / need:,.0f}x |')
   print(f'| {sizes[0]}x in memory | {rows[0][0]["text_mb"]:,.0f} | {memory["rows"]:,} | - | - | '
-        f'{memory["startup_s"]:.2f} | {memory["peak_rss_mb"]:,.0f} '
-        f'({memory["after_imports_mb"]:,.0f}) | - | - |')
+        f'{memory["startup_s"]:.2f} | {memory["peak_rss_mb"]:,.0f} | '
+        f'{memory["after_imports_mb"]:,.0f} | {memory["process_peak_mb"]:,.0f} | - | - |')
   peaks = [m['peak_rss_mb'] for _, m in rows]
   starts = [m['startup_s'] for _, m in rows]
   print(f'\npeak RSS spread {max(peaks) / min(peaks) - 1:.1%} (target <= 10%); start-up '
