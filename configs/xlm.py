@@ -4,6 +4,11 @@ r"""XLM (Lample & Conneau, 2019): MLM (or CLM) over a shared BPE vocabulary.
   python -m plm.main --config=configs/xlm.py:tiny --workdir=/tmp/xlm_tiny
   python -m plm.main --config=configs/xlm.py --config.data.tlm_share=0.5 --workdir=runs/xlm_tlm
   python -m plm.main --config=configs/xlm.py --config.job=vocab --workdir=runs/xlm
+  # a large corpus: tokenize and pack it once (job=prepare), then stream it (grain)
+  python -m plm.main --config=configs/xlm.py --config.job=prepare --config.data.corpus=textdir \
+      --config.data.text_dir=~/wiki --config.data.prepared_dir=~/wiki_prepared --workdir=runs/wiki
+  python -m plm.main --config=configs/xlm.py --config.data.corpus=textdir \
+      --config.data.text_dir=~/wiki --config.data.prepared_dir=~/wiki_prepared --workdir=runs/wiki
   # zero-shot cross-lingual transfer: genre labels in English only, tested in en and es
   python -m plm.main --config=configs/xlm.py:tiny --config.job=classify \
       --config.init_from=/tmp/xlm_tiny/checkpoints \

@@ -7,12 +7,15 @@ Resume order (first that applies):
   2. `config.init_from`: parameters only, from another run's checkpoint directory;
   3. scratch.
 A checkpoint holds the whole train state (params, opt_state, step, rng) and a
-JSON `meta` item: vocabulary and data fingerprints and the data position.
+JSON `meta` item: vocabulary and data fingerprints and the data position; a run
+that streams a prepared corpus adds `data`, its grain iterator's state (one JSON
+file per process), so a resume reads on from the next unseen batch.
 """
 import os
 
 from absl import logging
 import jax
+import grain
 import orbax.checkpoint as ocp
 
 
@@ -20,23 +23,27 @@ def manager(workdir: str, *, max_to_keep: int = 3) -> ocp.CheckpointManager:
   directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), 'checkpoints')
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=True)
-  return ocp.CheckpointManager(directory, options=options, item_names=('state', 'meta'))
+  return ocp.CheckpointManager(directory, options=options,
+                               item_names=('state', 'meta', 'data'))
 
 
 class CheckpointWriteError(OSError):
   pass
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict) -> None:
-  """Starts an async save of `state` and `meta` at `step` (force: ignores intervals).
+def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict, data=None) -> None:
+  """Starts an async save of `state` and `meta` at `step` (force: ignores intervals);
+  `data`, a grain iterator, has its state written as it is now (synchronously).
 
   Orbax writes into a temporary directory and renames it when complete, so a
   failed or interrupted save never replaces an earlier checkpoint.
   """
   try:
     mngr.wait_until_finished()  # surfaces a failure of the previous async save
-    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                            meta=ocp.args.JsonSave(meta)), force=True)
+    items = dict(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    if data is not None:
+      items['data'] = grain.checkpoint.CheckpointSave(data)
+    mngr.save(step, args=ocp.args.Composite(**items), force=True)
   except Exception as e:  # pylint: disable=broad-except  # disk full, permissions, ...
     raise write_error(mngr, step, e) from None
 
@@ -87,6 +94,21 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings, check
     logging.info('restored step %d from %s', step, mngr.directory)
     return restored['state'], meta
   return None, None
+
+
+def restore_data(mngr: ocp.CheckpointManager, step: int, iterator) -> None:
+  """Sets `iterator` (grain) to the state saved with `step`; a checkpoint without one
+  (saved by a run that read its corpus in memory) is a clear error."""
+  if not os.path.isdir(os.path.join(str(mngr.directory), str(step), 'data')):
+    raise ValueError(f'checkpoint step {step} in {mngr.directory} has no data-iterator state: '
+                     'it was trained on the in-memory corpus, not data.prepared_dir. Resume '
+                     'with the data settings the run had, or start in a new --workdir')
+  mine = f'process_{jax.process_index()}-of-{jax.process_count()}.json'  # grain's file name
+  saved = sorted(os.listdir(os.path.join(str(mngr.directory), str(step), 'data')))
+  if mine not in saved:  # each process reads its own shard: the split must stay the same
+    raise ValueError(f'checkpoint step {step} holds data-iterator states {saved}, none for '
+                     f'this process ({mine}); resume with the process count the run had')
+  mngr.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator)))
 
 
 def set_aside(mngr: ocp.CheckpointManager, step: int, e: Exception) -> None:

@@ -38,6 +38,9 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.data.tlm_share = 0.0  # share of rows from parallel data (TLM); 0 = none, 0.5 = MLM+TLM
   c.data.tlm_pairs = ()  # TLM language pairs, e.g. ('en-es',); each used in both directions
   c.data.parallel_dir = ''  # '' = the Bible's aligned verses; else <a>-<b>.<split>.<lang> files
+  # '' = tokenize and pack the corpus in memory at every start; else a directory made once
+  # by job=prepare (array_record shards), streamed by grain (plm/data/prepared.py)
+  c.data.prepared_dir = ''
 
   c.model = models.config('encoder_lm')  # the model's own fields: plm/models/encoder.py
 

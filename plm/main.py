@@ -9,6 +9,7 @@ Jobs (--config.job=...):
   embed      one vector per line of embed.input, written to embed.output (.npy)
   retrieve   cross-lingual retrieval P@1 of held-out Bible verses
   vocab      build the sentencepiece vocabulary and print its fingerprint
+  prepare    tokenize and pack the corpus once into data.prepared_dir (array_record shards)
   classify   fine-tune (init_from) to verse genres; zero-shot across languages
   generate   UNILM seq2seq fine-tuning and beam search, BLEU
   mt         encoder-decoder translation fine-tuning (MASS, XLM-initialised), BLEU/chrF
@@ -50,6 +51,7 @@ JOBS = {
     'mine': ('plm.jobs.mine', 'mine_files'),
     'laser': ('plm.jobs.laser', 'train_job'),
     'vocab': ('plm.jobs.vocab', 'build_vocab'),
+    'prepare': ('plm.jobs.prepare', 'prepare_job'),
     'retrieve': ('plm.jobs.retrieve', 'retrieve'),
     'classify': ('plm.jobs.classify', 'classify_job'),
     'generate': ('plm.jobs.generate', 'generate_job'),

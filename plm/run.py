@@ -20,6 +20,9 @@ from plm.data import tokenizer as tokenizer_lib
 from plm.models import encoder as encoder_lib
 
 
+PREPARED_JOBS = ('train', 'evaluate', 'prepare')  # the jobs that read data.prepared_dir
+
+
 def resolve(config) -> ml_collections.ConfigDict:
   """Fills derived fields in place: model.num_languages=-1 -> one per data.languages."""
   if config.model.get('num_languages', 0) == -1:
@@ -28,6 +31,10 @@ def resolve(config) -> ml_collections.ConfigDict:
     raise ValueError(f'model.num_languages={config.model.num_languages} but data.languages has '
                      f'{len(config.data.languages)}; set -1 (one per language), or 0 for no '
                      'language embeddings')
+  if config.data.get('prepared_dir') and config.get('job') not in PREPARED_JOBS:
+    raise ValueError(f'data.prepared_dir is read by job=train/evaluate (and written by '
+                     f'job=prepare); job={config.get("job")} reads data.corpus itself: unset '
+                     '--config.data.prepared_dir')
   models.check_fields(config.model)
   return config
 

@@ -319,6 +319,15 @@ def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
   step = int(state['step'])
   if step:
     print(f'resumed from step {step} in {mngr.directory}', flush=True)
+  # A streamed corpus (plm/data/prepared.py) is read by a grain iterator whose state each
+  # checkpoint holds; in-memory rows are a pure function of (seed, step) and need none.
+  stream = None
+  if hasattr(task.train_rows, 'iterator'):
+    stream = task.train_rows.iterator(tc.batch_size, seed=config.seed,
+                                      process_index=jax.process_index(),
+                                      process_count=jax.process_count())
+    if step:
+      checkpoint.restore_data(mngr, step, stream)
 
   # ----- Loop -----
   stop = {'signal': None}
@@ -331,9 +340,9 @@ def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
   try:
     with jax.set_mesh(s.mesh):
       while step < tc.steps and stop['signal'] is None:
-        local = task.train_rows.batch(step, tc.batch_size, seed=config.seed,
-                                      process_index=jax.process_index(),
-                                      process_count=jax.process_count())
+        local = next(stream) if stream is not None else task.train_rows.batch(
+            step, tc.batch_size, seed=config.seed, process_index=jax.process_index(),
+            process_count=jax.process_count())
         state, metrics = s.train_step(state, s.extras, s.put(local))
         step += 1
         compiles = s.train_step._cache_size()  # pylint: disable=protected-access
@@ -350,10 +359,10 @@ def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
           if every and step % every == 0 and step < tc.steps:
             log(evaluator(state['params'], 'validation'), step, writer)
         if step % tc.checkpoint_every == 0:
-          checkpoint.save(mngr, step, state, dict(s.meta, data_step=step))
+          checkpoint.save(mngr, step, state, dict(s.meta, data_step=step), stream)
       bar.flush(step)
       if mngr.latest_step() != step:
-        checkpoint.save(mngr, step, state, dict(s.meta, data_step=step))
+        checkpoint.save(mngr, step, state, dict(s.meta, data_step=step), stream)
       checkpoint.wait(mngr, step)
   finally:
     signal.signal(signal.SIGTERM, previous)

@@ -10,9 +10,42 @@ document's chunks without their `bos` gives it back exactly. Only the last row
 (and a row end with room for a lone `bos`) is padded.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
+
+
+def iter_packed_rows(
+    docs: Iterable[np.ndarray], seq_len: int, bos_id: int, eos_id: int
+) -> Iterator[dict[str, np.ndarray]]:
+  """The rows of `pack_documents`, one at a time: a corpus never has to fit in memory.
+
+  Yields int32 arrays `tokens`, `segment_ids` and `positions`, each [seq_len].
+  """
+  if seq_len < 2:
+    raise ValueError(
+        f'seq_len must be at least 2 (bos + 1 token), got {seq_len}.')
+  row, used, segment = None, seq_len, 0
+  for doc in docs:
+    if not len(doc):
+      continue
+    stream = np.append(np.asarray(doc, np.int32), np.int32(eos_id))
+    while len(stream):
+      if seq_len - used < 2:  # no room for bos + one token
+        if row is not None:
+          yield row
+        row = {k: np.zeros(seq_len, np.int32) for k in ('tokens', 'segment_ids', 'positions')}
+        used, segment = 0, 0
+      take = min(len(stream), seq_len - used - 1)
+      segment += 1
+      span = slice(used, used + take + 1)
+      row['tokens'][span] = np.insert(stream[:take], 0, bos_id)
+      row['segment_ids'][span] = segment
+      row['positions'][span] = np.arange(take + 1)
+      used += take + 1
+      stream = stream[take:]
+  if row is not None:
+    yield row
 
 
 def pack_documents(
@@ -30,32 +63,11 @@ def pack_documents(
     `tokens` (0 = padding), `segment_ids` (1, 2, ... per chunk within a row,
     0 = padding) and `positions` (0 at each chunk's bos).
   """
-  if seq_len < 2:
-    raise ValueError(
-        f'seq_len must be at least 2 (bos + 1 token), got {seq_len}.')
-  # (row, offset, segment id, tokens) for each chunk, filling rows densely.
-  placements, row, used, segment = [], -1, seq_len, 0
-  for doc in docs:
-    if not len(doc):
-      continue
-    stream = np.append(np.asarray(doc, np.int32), np.int32(eos_id))
-    while len(stream):
-      if seq_len - used < 2:  # no room for bos + one token
-        row, used, segment = row + 1, 0, 0
-      take = min(len(stream), seq_len - used - 1)
-      segment += 1
-      placements.append((row, used, segment, np.insert(stream[:take], 0, bos_id)))
-      used += take + 1
-      stream = stream[take:]
-  shape = (row + 1, seq_len)
-  out = {k: np.zeros(shape, np.int32)
-         for k in ('tokens', 'segment_ids', 'positions')}
-  for r, start, segment, chunk in placements:
-    span = slice(start, start + len(chunk))
-    out['tokens'][r, span] = chunk
-    out['segment_ids'][r, span] = segment
-    out['positions'][r, span] = np.arange(len(chunk))
-  return out
+  keys = ('tokens', 'segment_ids', 'positions')
+  rows = list(iter_packed_rows(docs, seq_len, bos_id, eos_id))
+  if not rows:
+    return {k: np.zeros((0, seq_len), np.int32) for k in keys}
+  return {k: np.stack([r[k] for r in rows]) for k in keys}
 
 
 def pack_pair(source_ids, target_ids, *, max_len: int, bos_id: int, eos_id: int,

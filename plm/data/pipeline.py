@@ -4,7 +4,7 @@ Packed rows hold `tokens`, `segment_ids`, `positions` and `langs` (KEYS), each
 [N, data.seq_len] int32; their order in training is Rows' (seed, step) order.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 import glob
 import os
 
@@ -32,6 +32,11 @@ def _check_split(split: str):
 
 def read_text_file(path: str) -> list[list[str]]:
   """Documents (blank-line separated) of sentences (one per line)."""
+  return list(iter_text_documents(path))
+
+
+def iter_text_documents(path: str) -> Iterator[list[str]]:
+  """read_text_file's documents one at a time (a large file never sits in memory)."""
   if not os.path.isfile(path):
     found = sorted(os.path.basename(p) for p in
                    glob.glob(os.path.join(os.path.dirname(path), '*.txt')))
@@ -42,22 +47,21 @@ def read_text_file(path: str) -> list[list[str]]:
         'one sentence per line, a blank line between documents. Create it, or '
         f'fix `data.text_dir` / `data.languages` in the config (found there: '
         f'{found}).')
-  docs, doc = [], []
+  doc, any_docs = [], False
   for _, line in text.utf8_lines(path):
     line = line.strip()
     if line:
       doc.append(line)
     elif doc:
-      docs.append(doc)
-      doc = []
+      yield doc
+      doc, any_docs = [], True
   if doc:
-    docs.append(doc)
-  if not docs:
+    yield doc
+  elif not any_docs:
     raise ValueError(
         f'Text file {path} is empty. Put text in it (one sentence per line, a '
         'blank line between documents) or drop the language from '
         '`data.languages` in the config.')
-  return docs
 
 
 def load_texts(data_config: ml_collections.ConfigDict, split: str, *,

@@ -4,14 +4,18 @@
   python -m plm.main --config=configs/xlm.py --config.job=evaluate --workdir=runs/xlm
 """
 from plm import models, objectives, run, train
-from plm.data import mixing
+from plm.data import mixing, prepared
 from plm.evaluate import bible_retrieval
 
 
-def heldout_sets(config, tokenizer, split):
-  """Rows per language, and TLM rows per direction ('en-es') when the run trains TLM."""
-  sets = {lang: mixing.monolingual_rows(config.data, tokenizer, split, lang)
-          for lang in config.data.languages}
+def heldout_sets(config, tokenizer, split, rows=None):
+  """Rows per language, and TLM rows per direction ('en-es') when the run trains TLM;
+  from the prepared corpus when `rows` is one."""
+  if isinstance(rows, prepared.PreparedDataset):
+    sets = {lang: rows.heldout_rows(split, lang) for lang in config.data.languages}
+  else:
+    sets = {lang: mixing.monolingual_rows(config.data, tokenizer, split, lang)
+            for lang in config.data.languages}
   return {**sets, **mixing.heldout_tlm_sets(config.data, tokenizer, split)}
 
 
@@ -23,7 +27,10 @@ def make_task(config, tokenizer) -> train.Task:
   if config.data.seq_len > config.model.max_len:
     raise ValueError(f'data.seq_len={config.data.seq_len} exceeds model.max_len='
                      f'{config.model.max_len}; raise model.max_len or lower data.seq_len')
-  rows = mixing.make_train_dataset(config.data, tokenizer)  # MLM (+ TLM) rows, sampled
+  if config.data.prepared_dir:  # streamed from array_record shards by grain
+    rows = prepared.PreparedDataset(config.data, tokenizer)
+  else:  # MLM (+ TLM) rows, sampled, in memory
+    rows = mixing.make_train_dataset(config.data, tokenizer)
   counts = rows.token_counts(tokenizer.vocab_size)
   print(f'data: {len(rows)} training rows of {config.data.seq_len} tokens, fingerprint '
         f'{rows.fingerprint}, order '
@@ -36,7 +43,7 @@ def make_task(config, tokenizer) -> train.Task:
     evaluators = (('retrieval', config.train.retrieval_every,
                    bible_retrieval.Evaluator(config, tokenizer, model), bible_retrieval.log),)
   return train.Task('pretrain', model, config.model, objectives.build(config, tokenizer, counts),
-                    rows, lambda split: heldout_sets(config, tokenizer, split), evaluators)
+                    rows, lambda split: heldout_sets(config, tokenizer, split, rows), evaluators)
 
 
 def train_job(config, workdir: str) -> dict:
