@@ -92,13 +92,14 @@ def tsv_set(tokenizer, path: str, classes: tuple[str, ...], fields: int, lang_id
 def pair_set(tokenizer, split: str, fc, data_dir: str):
   """(Rows of packed pairs, [(source ids, target text)]) for finetune.source -> target.
 
-  Rows are packing.pack_pair's layout `[bos] source [eos] target [eos]`.
+  Rows are packing.pack_pair's layout `[bos] source [eos] target [eos]`. The same
+  translation twice is the copy task (target = source), a sanity check of decoding.
   """
   source = check_translation(fc.source, 'finetune.source')
   target = check_translation(fc.target, 'finetune.target')
-  if source == target:
-    raise ValueError(f'finetune.source and finetune.target are both {source!r}; pick two '
-                     'translations')
+  if source == target:  # the exact-copy task: a check that fine-tuning and decoding work
+    print(f'generate: finetune.source = finetune.target = {source!r}: the copy task '
+          '(target = source)', flush=True)
   pairs = bible_tasks.parallel_verses((source, target), split, data_dir)
   src_ids = tokenizer.encode([p[0] for p in pairs])
   tgt_ids = tokenizer.encode([p[1] for p in pairs])
