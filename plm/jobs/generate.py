@@ -43,7 +43,7 @@ def decode_ids(config, model, tokenizer, params, sources: list[list[int]]) -> li
       batch_size=fc.decode_batch_size, prompt_width=width,
       max_len=min(fc.seq_len, width + fc.max_target_len), beam_size=fc.beam_size,
       length_penalty=fc.length_penalty, no_repeat_ngram=fc.no_repeat_ngram,
-      cached=fc.decode_cache)
+      cached=fc.decode_cache, restart_positions=labelled.target_positions_restart(fc))
   hyps = []
   for start in range(0, len(sources), fc.decode_batch_size):
     chunk = sources[start:start + fc.decode_batch_size]

@@ -6,13 +6,14 @@ import os
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from plm import masks
 from plm.models.encoder import Encoder, EncoderLM
-from plm.data import packing
+from plm.data import labelled, packing
 from plm.objectives import base, seq2seq_finetune
 
 PAD, UNK, BOS, EOS, MASK = 0, 1, 2, 3, 4
@@ -59,6 +60,22 @@ def test_pack_pair_layout():
   assert all(v.dtype == np.int32 and v.shape == (10,) for v in ex.values())
   full = packing.pack_pair([10] * 4, [12] * 3, max_len=10, bos_id=BOS, eos_id=EOS)
   assert full['valid'].all()  # 4 + 3 + 3 == max_len fits exactly
+
+
+def test_pack_pair_restarts_target_positions():
+  """'restart': target token j (and then the eos) shares source token j's position."""
+  ex = packing.pack_pair([10, 11], [12, 13, 14], max_len=10, bos_id=BOS, eos_id=EOS,
+                         restart_target_positions=True)
+  np.testing.assert_array_equal(ex['tokens'], [2, 10, 11, 3, 12, 13, 14, 3, 0, 0])
+  np.testing.assert_array_equal(ex['positions'], [0, 1, 2, 3, 1, 2, 3, 4, 0, 0])
+
+
+def test_target_positions_must_be_continue_or_restart():
+  fc = ml_collections.ConfigDict(dict(target_positions='reset'))
+  with pytest.raises(ValueError, match="target_positions='reset'.*'continue'.*'restart'"):
+    labelled.target_positions_restart(fc)
+  fc.target_positions = 'restart'
+  assert labelled.target_positions_restart(fc)
 
 
 def test_pack_pair_too_long_raises():
