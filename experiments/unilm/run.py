@@ -66,6 +66,8 @@ def main():
   parser.add_argument('--target_mask_rate', type=float, default=0.7,
                       help="generate: share of target tokens masked (UNILM's 0.7)")
   parser.add_argument('--translation', action='store_true', help='en -> es instead of KJV -> WEB')
+  parser.add_argument('--target_positions', default='continue',
+                      help="generate: 'continue' (UNILM) or 'restart' (README: the copy check)")
   args = parser.parse_args()
   model = MODEL + [f'--config.model.size={args.size}'] + (TRANSLATION if args.translation else [])
   selected = args.inits.split(',')
@@ -104,7 +106,8 @@ def main():
         steps = args.classify_steps if job == 'classify' else args.generate_steps
         own = ['--config.finetune.lr=1e-3'] if job == 'classify' else [
             f'--config.finetune.lr={args.generate_lr}',
-            f'--config.finetune.target_mask_rate={args.target_mask_rate}']
+            f'--config.finetune.target_mask_rate={args.target_mask_rate}',
+            f'--config.finetune.target_positions={args.target_positions}']
         cmd = py + model + FINETUNE + own + [f'--config.job={job}', f'--config.seed={seed}',
                                        f'--config.finetune.steps={steps}',
                                        f'--config.init_from={init_from}',
