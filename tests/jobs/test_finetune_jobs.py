@@ -107,8 +107,7 @@ def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
   assert decoded['copy_bleu'] == pytest.approx(sacrebleu.corpus_bleu(sources, [refs]).score)
   assert 5 < decoded['copy_bleu'] < 100  # KJV and WEB share words, never whole verses
   # The word-by-word baseline translates these sources with the training pairs' dictionary.
-  dictionary = mt_baselines.word_dictionary(bible_tasks.parallel_verses(
-      ('en_kjv', 'en_web'), 'train', unilm_config.data.tfds_dir))
+  dictionary = generate.word_dictionary('en_kjv', 'en_web', unilm_config.data.tfds_dir)
   assert dictionary['thee'] == 'you'  # what KJV -> WEB modernisation mostly is
   words = mt_baselines.translate_words(sources, dictionary)
   assert decoded['dictionary_bleu'] == pytest.approx(sacrebleu.corpus_bleu(words, [refs]).score)
