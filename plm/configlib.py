@@ -137,6 +137,9 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   c.finetune.source = 'en_kjv'  # generate: source translation (plm/data/bible.py)
   c.finetune.target = 'en_web'  # generate: target translation
   c.finetune.target_mask_rate = 0.7  # generate: share of target tokens masked (UNILM: 0.7)
+  # generate: 'continue' (UNILM: the target's positions follow the source's) or 'restart'
+  # (the target counts from 1 again, like TLM: target token j shares source token j's position)
+  c.finetune.target_positions = 'continue'
   c.finetune.beam_size = 5  # generate: beam width at test time (1 = greedy)
   c.finetune.length_penalty = 1.0  # generate: GNMT alpha; scores are log p / ((5 + len) / 6)^alpha
   c.finetune.no_repeat_ngram = 3  # generate: block repeated n-grams of this size; 0 = off

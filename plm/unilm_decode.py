@@ -5,7 +5,11 @@ left-padded into P slots (so every row's target starts at slot P), positions
 count real tokens only (they match the training layout of pack_pair), the
 source is bidirectional and the target causal (masks.seq2seq_mask). Step i
 of plm/decode.py's searches feeds the previous token at slot P - 1 + i (the
-source's eos at i = 0) and a [MASK] at slot P + i whose output gives token i.
+source's eos at i = 0, always at its own position) and a [MASK] at slot P + i
+whose output gives token i. With `restart_positions` (finetune.target_positions
+= 'restart') the target's positions count from 1 again, as pack_pair lays them
+out: the search then starts from position 0, so the [MASK] of step i sits at
+position i + 1.
 
 Two step functions with the same contract:
   cached_step_fn    KV cache: the source is encoded once (bidirectionally); each
@@ -40,6 +44,11 @@ def _positions(valid):
   return jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0).astype(jnp.int32)
 
 
+def _fed_position(state, slot, position):
+  """The fed token's position: the source eos (step 0) keeps its own."""
+  return jnp.where(slot < state['start'], state['eos_position'], position)
+
+
 def _rewind(kv):
   """Moves every layer's cache index back one slot (onto the MASK just written)."""
   return jax.tree_util.tree_map_with_path(
@@ -57,7 +66,7 @@ def cached_step_fn(model: nn.Module, params, *, mask_id: int, batch_size: int, m
     c, n = state['index'], tokens.shape[0]
     position = jnp.broadcast_to(position, (n,))
     feed = jnp.stack([tokens, jnp.full((n,), mask_id, jnp.int32)], 1)
-    pos = jnp.stack([position, position + 1], 1)
+    pos = jnp.stack([_fed_position(state, c, position), position + 1], 1)
     # The eos fed at step 0 is the source's (type 0); later tokens are target (type 1).
     types = jnp.stack([jnp.broadcast_to((c >= state['start']).astype(jnp.int32), (n,)),
                        jnp.ones((n,), jnp.int32)], 1)
@@ -78,7 +87,8 @@ def uncached_step_fn(model: nn.Module, params, *, mask_id: int, batch_size: int,
     c, n = state['index'], tokens.shape[0]
     position = jnp.broadcast_to(position, (n,))
     buf = state['tokens'].at[:, c].set(tokens).at[:, c + 1].set(mask_id)
-    pos = state['positions'].at[:, c].set(position).at[:, c + 1].set(position + 1)
+    pos = state['positions'].at[:, c].set(_fed_position(state, c, position))
+    pos = pos.at[:, c + 1].set(position + 1)
     slots = jnp.arange(max_len)
     valid = state['key_valid'] & (slots <= c + 1)[None, :]
     types = jnp.broadcast_to(slots >= state['start'], buf.shape).astype(jnp.int32)
@@ -90,11 +100,11 @@ def uncached_step_fn(model: nn.Module, params, *, mask_id: int, batch_size: int,
   return step, dict(tokens=zeros, positions=zeros)
 
 
-def prefill(model: nn.Module, params, state, prompt, valid):
-  """Encodes the left-padded sources; returns (state, first token, its position).
+def prefill(model: nn.Module, params, state, prompt, valid, restart_positions: bool = False):
+  """Encodes the left-padded sources; returns (state, first token, start position).
 
   The search then starts from the source's eos (slot P - 1), as the module
-  docstring describes.
+  docstring describes; the start position is the eos's, or 0 with restart_positions.
   """
   batch, width = prompt.shape
   positions = _positions(valid)
@@ -102,7 +112,7 @@ def prefill(model: nn.Module, params, state, prompt, valid):
   key_valid = jnp.concatenate([jnp.asarray(valid, bool), jnp.ones((batch, slots - width), bool)],
                               1)
   state = {**state, 'key_valid': key_valid, 'index': jnp.int32(width - 1),
-           'start': jnp.int32(width)}
+           'start': jnp.int32(width), 'eos_position': positions[:, -1]}
   if 'kv' in state:
     # The source, bidirectional: every slot sees every valid source slot.
     mask = (key_valid & (jnp.arange(slots) < width)[None, :])[:, None, None, :]
@@ -115,15 +125,17 @@ def prefill(model: nn.Module, params, state, prompt, valid):
   else:
     state['tokens'] = state['tokens'].at[:, :width].set(prompt)
     state['positions'] = state['positions'].at[:, :width].set(positions)
-  return state, prompt[:, -1], positions[:, -1]
+  start = jnp.zeros_like(positions[:, -1]) if restart_positions else positions[:, -1]
+  return state, prompt[:, -1], start
 
 
 def make_decoder(model: nn.Module, *, mask_id: int, eos_id: int, pad_id: int, batch_size: int,
                  prompt_width: int, max_len: int, beam_size: int, length_penalty: float,
-                 no_repeat_ngram: int, cached: bool = True):
+                 no_repeat_ngram: int, cached: bool = True, restart_positions: bool = False):
   """Jitted (params, prompt, valid) -> best tokens int32 [N, max_len - prompt_width].
 
   beam_size 1 is greedy search. The model's position table bounds `max_len`.
+  `restart_positions` must match the fine-tuning's finetune.target_positions.
   """
   steps = max_len - prompt_width
   if steps < 1:
@@ -135,7 +147,7 @@ def make_decoder(model: nn.Module, *, mask_id: int, eos_id: int, pad_id: int, ba
   def run(params, prompt, valid):
     step, state = make_step(model, params, mask_id=mask_id, batch_size=batch_size,
                             max_len=max_len)
-    state, first, pos = prefill(model, params, state, prompt, valid)
+    state, first, pos = prefill(model, params, state, prompt, valid, restart_positions)
     if beam_size == 1:
       return decode.greedy(step, state, first, max_len=steps, eos_id=eos_id, pad_id=pad_id,
                            start_position=pos, no_repeat_ngram=no_repeat_ngram)

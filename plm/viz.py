@@ -79,3 +79,26 @@ def read_scalars(tb_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
           points.setdefault(v.tag, {})[event.step] = v.simple_value
   return {tag: (np.array(sorted(p)), np.array([p[s] for s in sorted(p)]))
           for tag, p in points.items()}
+
+
+def save_curves_png(path: str, curves: dict, *, xlabel: str, ylabel: str, title: str,
+                    baselines: dict | None = None) -> None:
+  """Learning curves: {label: (x, y)} as lines with markers, {label: y} as dashed levels."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6.4, 4.0))
+  for label, (x, y) in curves.items():
+    ax.plot(x, y, marker='o', label=label)
+  for label, level in (baselines or {}).items():
+    ax.axhline(level, linestyle='--', linewidth=1, color='grey')
+    ax.annotate(label, (0.01, level), xycoords=('axes fraction', 'data'), fontsize=8,
+                va='bottom', color='grey')
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=10)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)

@@ -52,24 +52,30 @@ def _teacher_forced(params, cached, feed):
   return jnp.stack(out, 1)
 
 
-def _reference(params, feed):
+def _reference(params, feed, restart=False):
   """The same logits from the training layout: `[bos] src [eos] y1..yi [MASK]`, right-padded,
-  seq2seq_mask, one full forward per row and step (no decoding code involved)."""
-  out = np.zeros(feed.shape + (V,), np.float32)
+  seq2seq_mask, one row per (source, step) in one forward pass (no decoding code involved).
+  restart: the target's positions count from 1 again (finetune.target_positions='restart')."""
+  feed = np.asarray(feed)
+  steps = feed.shape[1]
+  tokens = np.full((B * steps, L), PAD, np.int32)
+  types = np.zeros((B * steps, L), np.int32)
+  last = np.zeros((B * steps, 1), np.int32)
+  positions = np.zeros((B * steps, L), np.int32)
   for b, src in enumerate(SOURCES):
-    for i in range(feed.shape[1]):
-      row = [BOS] + src + [EOS] + list(np.asarray(feed[b, :i])) + [MASK]
-      n_src = len(src) + 2
-      tokens = np.full((1, L), PAD, np.int32)
-      tokens[0, :len(row)] = row
-      types = np.zeros((1, L), np.int32)
-      types[0, n_src:len(row)] = 1
-      valid = np.arange(L)[None] < len(row)
-      logits = _model().apply({'params': params}, tokens, np.where(valid, np.arange(L), 0),
-                              masks.seq2seq_mask(types, valid), token_types=types,
-                              predict_positions=np.array([[len(row) - 1]]))
-      out[b, i] = np.asarray(logits[0, 0])
-  return out
+    for i in range(steps):
+      row = [BOS] + src + [EOS] + list(feed[b, :i]) + [MASK]
+      tokens[b * steps + i, :len(row)] = row
+      types[b * steps + i, len(src) + 2:len(row)] = 1
+      last[b * steps + i] = len(row) - 1
+      positions[b * steps + i, :len(row)] = np.arange(len(row))
+      if restart:
+        positions[b * steps + i, len(src) + 2:len(row)] = np.arange(1, i + 2)
+  valid = np.arange(L)[None] <= last
+  logits = jax.jit(_model().apply)({'params': params}, tokens, positions,
+                                   masks.seq2seq_mask(types, valid), token_types=types,
+                                   predict_positions=last)
+  return np.asarray(logits[:, 0]).reshape(B, steps, V)
 
 
 @pytest.mark.parametrize('cached', [False, True])
@@ -122,3 +128,22 @@ def test_source_wider_than_prompt_is_an_error():
     unilm_decode.make_decoder(_model(), mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=B,
                               prompt_width=L, max_len=L, beam_size=2, length_penalty=1.0,
                               no_repeat_ngram=0)
+
+
+@pytest.mark.parametrize('restart', [False, True])
+def test_greedy_decoder_picks_the_training_layout_argmax(params, restart):
+  """make_decoder end to end (left-padded prompts, prefill, greedy): each emitted token is the
+  argmax of a full training-layout forward pass over the source and the tokens emitted before
+  it, up to and including the eos. (The cached decoder, as the generate job runs it; the
+  uncached one equals it: test_cached_beam_search_equals_uncached.)"""
+  run = unilm_decode.make_decoder(_model(), mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=B,
+                                  prompt_width=WIDTH, max_len=L, beam_size=1, length_penalty=1.0,
+                                  no_repeat_ngram=0, cached=True, restart_positions=restart)
+  out = np.asarray(run(params, *_prompt()))
+  reference = _reference(params, out, restart).argmax(-1)
+  checked = 0
+  for b, row in enumerate(out):
+    n = min(len(unilm_decode.strip(row, EOS)) + 1, len(row))  # through the eos
+    np.testing.assert_array_equal(row[:n], reference[b, :n], err_msg=f'row {b}')
+    checked += n
+  assert checked >= 10, out  # several steps, not an immediate eos

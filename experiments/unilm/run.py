@@ -3,12 +3,15 @@ and unified vs bidirectional-only vs no pre-training on both.
 
   python experiments/unilm/run.py --runs=runs/unilm_exp            # everything, then the table
   python experiments/unilm/run.py --runs=runs/unilm_exp --seeds=0  # one seed
+  python experiments/unilm/run.py --runs=runs/unilm_es --translation   # en -> es generation
+  bash experiments/unilm/run_device.sh runs/unilm_device   # larger, on one GPU/TPU
 
 Every step is one `python -m plm.main` command (printed before it runs); a step whose
 results already exist is skipped, so a rerun resumes. Writes results.md (the table and the
 commands) under --runs and prints it.
 """
 import argparse
+import glob
 import json
 import os
 import shlex
@@ -16,15 +19,17 @@ import subprocess
 import sys
 import time
 
-# Shared by every run: BERT-Tiny (2 layers, hidden 128), 128-token rows, 8,000-piece vocabulary.
-MODEL = ['--config=configs/unilm.py', '--config.model.size=tiny', '--config.model.max_len=128',
-         '--config.data.seq_len=128']
+# Shared by every run: 128-token rows, 8,000-piece vocabulary; model.size from --size
+# (default BERT-Tiny: 2 layers, hidden 128).
+MODEL = ['--config=configs/unilm.py', '--config.model.max_len=128', '--config.data.seq_len=128']
+# --translation: en -> es verse translation (copying the source scores near zero) instead of
+# KJV -> WEB; the vocabulary and pre-training then cover both languages.
+TRANSLATION = ['--config.data.languages=("en","es")', '--config.finetune.target=es_rv1909']
 PRETRAININGS = {  # name -> objective overrides (the same budget for both)
     'unified': [],  # UNILM's mix: 1/3 bidirectional, 1/6 l2r, 1/6 r2l, 1/3 seq2seq
     'bidirectional': ['--config.objective.unilm_mix=(1.0,0.0,0.0,0.0)'],  # BERT-style MLM only
 }
 FINETUNE = ['--config.finetune.seq_len=128', '--config.finetune.skip_long=True',
-            '--config.finetune.lr=1e-3',
             '--config.finetune.max_test_examples=100', '--config.finetune.decode_batch_size=50']
 JOBS = ('classify', 'generate')
 # Each pre-trained checkpoint evaluated on held-out text under one mask at a time.
@@ -39,7 +44,10 @@ def run(cmd, log):
     code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
   if code:
     sys.exit(f'failed (exit {code}); see {log}')
-  print(f'  done in {(time.time() - t0) / 60:.1f} min; log {log}', flush=True)
+  minutes = (time.time() - t0) / 60
+  print(f'  done in {minutes:.1f} min; log {log}', flush=True)
+  with open(log + '.minutes', 'w') as f:  # the wall-time table reads it back
+    f.write(f'{minutes:.2f}\n')
   return time.time() - t0
 
 
@@ -52,7 +60,16 @@ def main():
   parser.add_argument('--generate_steps', type=int, default=400)
   parser.add_argument('--inits', default='unified,bidirectional,none',
                       help='a subset runs only those fine-tunings (to run parts in parallel)')
+  parser.add_argument('--size', default='tiny', help='model.size (plm/models/sizes.py)')
+  parser.add_argument('--batch_size', type=int, default=32, help='pre-training rows per step')
+  parser.add_argument('--generate_lr', type=float, default=1e-3)
+  parser.add_argument('--target_mask_rate', type=float, default=0.7,
+                      help="generate: share of target tokens masked (UNILM's 0.7)")
+  parser.add_argument('--translation', action='store_true', help='en -> es instead of KJV -> WEB')
+  parser.add_argument('--target_positions', default='continue',
+                      help="generate: 'continue' (UNILM) or 'restart' (README: the copy check)")
   args = parser.parse_args()
+  model = MODEL + [f'--config.model.size={args.size}'] + (TRANSLATION if args.translation else [])
   selected = args.inits.split(',')
   runs = os.path.abspath(args.runs)
   os.makedirs(runs, exist_ok=True)
@@ -63,7 +80,8 @@ def main():
     if name not in selected and not (name == 'unified' and not os.path.exists(vocab)):
       continue
     workdir = os.path.join(runs, f'pre_{name}')
-    cmd = py + MODEL + extra + [f'--config.train.steps={args.pretrain_steps}',
+    cmd = py + model + extra + [f'--config.train.steps={args.pretrain_steps}',
+                                f'--config.train.batch_size={args.batch_size}',
                                 '--config.train.eval_every=100000', f'--workdir={workdir}']
     if name != 'unified':  # the unified run trains the vocabulary all runs share
       cmd.append(f'--config.data.vocab_path={vocab}')
@@ -71,7 +89,7 @@ def main():
     if not os.path.exists(os.path.join(workdir, 'checkpoints', str(args.pretrain_steps))):
       minutes[f'pre_{name}'] = run(cmd, workdir + '.log') / 60
     for mask, mix in EVAL_MASKS.items():  # the pre-trained LM under each of UNILM's masks
-      cmd = py + MODEL + ['--config.job=evaluate', f'--config.objective.unilm_mix={mix}',
+      cmd = py + model + ['--config.job=evaluate', f'--config.objective.unilm_mix={mix}',
                           f'--config.data.vocab_path={vocab}', f'--workdir={workdir}']
       commands.append(cmd)
       log = os.path.join(runs, f'evalmask_{name}_{mask}.log')
@@ -86,14 +104,18 @@ def main():
         workdir = os.path.join(runs, f'{job}_{init}_seed{seed}')
         init_from = os.path.join(runs, pre, 'checkpoints') if pre else ''
         steps = args.classify_steps if job == 'classify' else args.generate_steps
-        cmd = py + MODEL + FINETUNE + [f'--config.job={job}', f'--config.seed={seed}',
+        own = ['--config.finetune.lr=1e-3'] if job == 'classify' else [
+            f'--config.finetune.lr={args.generate_lr}',
+            f'--config.finetune.target_mask_rate={args.target_mask_rate}',
+            f'--config.finetune.target_positions={args.target_positions}']
+        cmd = py + model + FINETUNE + own + [f'--config.job={job}', f'--config.seed={seed}',
                                        f'--config.finetune.steps={steps}',
                                        f'--config.init_from={init_from}',
                                        f'--config.data.vocab_path={vocab}', f'--workdir={workdir}']
         commands.append(cmd)
         if not os.path.exists(os.path.join(workdir, 'results.json')):
           minutes[os.path.basename(workdir)] = run(cmd, workdir + '.log') / 60
-  table = mask_table(runs) + '\n\n' + results_table(runs)
+  table = mask_table(runs) + '\n\n' + results_table(runs) + '\n\n' + wall_table(runs)
   text = table + '\n\nCommands (in order):\n\n```sh\n' + '\n'.join(
       ' '.join(shlex.quote(c) for c in cmd).replace(sys.executable, 'python') for cmd in commands
   ) + '\n```\n'
@@ -136,9 +158,19 @@ def mask_table(runs: str) -> str:
   return '\n'.join(rows)
 
 
+def wall_table(runs: str) -> str:
+  """Each step's wall time (minutes, as run; runs sharing the machine are slower)."""
+  rows = ['| step | wall time (min) |', '|---|---|']
+  for path in sorted(glob.glob(os.path.join(runs, '*.log.minutes'))):
+    with open(path) as f:
+      rows.append(f'| {os.path.basename(path)[:-len(".log.minutes")]} | {float(f.read()):.1f} |')
+  return '\n'.join(rows)
+
+
 def results_table(runs: str) -> str:
-  rows = ['| pre-training | seed | genre accuracy (en test) | masked-target acc. (KJV->WEB test) '
-          '| BLEU (beam 5, 100 test verses) | copy-source BLEU |', '|---|---|---|---|---|---|']
+  rows = ['| pre-training | seed | genre accuracy (en test) | masked-target acc. (test) '
+          '| BLEU / chrF (beam 5, 100 test verses) | copy-source BLEU / chrF '
+          '| word-by-word BLEU / chrF |', '|---|---|---|---|---|---|---|']
   for init in ('unified', 'bidirectional', 'none'):
     for seed in range(10):
       got = {}
@@ -155,9 +187,10 @@ def results_table(runs: str) -> str:
       gt = next(iter(g.get('test', {}).values()), {}).get('seq2seq', {})
       d = g.get('decode', {})
       fmt = lambda x, spec: format(x, spec) if x is not None else '-'
+      pair = lambda k: f"{fmt(d.get(k + 'bleu'), '.2f')} / {fmt(d.get(k + 'chrf'), '.1f')}"
       rows.append(f"| {init} | {seed} | {fmt(c.get('accuracy'), '.3f')} | "
-                  f"{fmt(gt.get('accuracy'), '.3f')} | {fmt(d.get('bleu'), '.2f')} | "
-                  f"{fmt(d.get('copy_bleu'), '.2f')} |")
+                  f"{fmt(gt.get('accuracy'), '.3f')} | {pair('')} | {pair('copy_')} | "
+                  f"{pair('dictionary_')} |")
   return '\n'.join(rows)
 
 

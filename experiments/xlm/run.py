@@ -3,6 +3,8 @@ cross-lingual retrieval (P@1) and zero-shot cross-lingual genre classification.
 
   python experiments/xlm/run.py --runs=runs/xlm_exp             # everything, then the table
   python experiments/xlm/run.py --runs=runs/xlm_exp --seeds=0   # one seed
+  python experiments/xlm/run.py --runs=runs/xlm_4k --steps=4000 --retrieval_every=1000
+  bash experiments/xlm/run_device.sh runs/xlm_device    # larger, on one GPU/TPU
 
 Every step is one `python -m plm.main` command (printed before it runs); a step whose
 output exists is skipped, so a rerun resumes. Writes results.md under --runs and prints it.
@@ -15,10 +17,8 @@ import statistics
 import subprocess
 import sys
 
-STEPS = 1000
-# BERT-Tiny (2 layers, hidden 128) XLM on en + es, 128-token rows, 8,000-piece joint BPE.
-MODEL = ['--config=configs/xlm.py', '--config.model.size=tiny', '--config.data.seq_len=128']
-PRETRAIN = [f'--config.train.steps={STEPS}', '--config.train.eval_every=100000']
+# Defaults: BERT-Tiny (2 layers, hidden 128) XLM on en + es, 128-token rows, 8,000-piece
+# joint BPE, 1,000 steps of batch 32; the flags scale it (run_device.sh).
 OBJECTIVES = {'MLM': '0', 'MLM+TLM': '0.5'}  # name -> data.tlm_share
 RETRIEVAL = {'mean': [], 'mean, centred': ['--config.retrieval.center=True']}
 CLASSIFY = ['--config.job=classify', '--config.finetune.skip_long=True',
@@ -41,21 +41,33 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--runs', default='runs/xlm_exp')
   parser.add_argument('--seeds', default='0,1')
+  parser.add_argument('--steps', type=int, default=1000, help='pre-training steps')
+  parser.add_argument('--size', default='tiny', help='model.size (plm/models/sizes.py)')
+  parser.add_argument('--batch_size', type=int, default=32, help='pre-training rows per step')
+  parser.add_argument('--lr', type=float, default=1e-3, help='pre-training peak learning rate')
+  parser.add_argument('--retrieval_every', type=int, default=0,
+                      help='validation P@1 every N pre-training steps (the learning curve)')
   args = parser.parse_args()
+  model = ['--config=configs/xlm.py', f'--config.model.size={args.size}',
+           '--config.data.seq_len=128']
+  steps = args.steps
+  pretrain = [f'--config.train.steps={steps}', '--config.train.eval_every=100000',
+              f'--config.train.batch_size={args.batch_size}', f'--config.optim.lr={args.lr}',
+              f'--config.train.retrieval_every={args.retrieval_every}']
   runs = os.path.abspath(args.runs)
   os.makedirs(runs, exist_ok=True)
   py = [sys.executable, '-m', 'plm.main']
   commands = []
   vocab = os.path.join(runs, 'vocab', 'vocab', 'spm.model')
-  step(py + MODEL + ['--config.job=vocab', f'--workdir={runs}/vocab'], vocab,
+  step(py + model + ['--config.job=vocab', f'--workdir={runs}/vocab'], vocab,
        f'{runs}/vocab.log', commands)
   shared = [f'--config.data.vocab_path={vocab}']
   for seed in [int(s) for s in args.seeds.split(',')]:
     for name, share in OBJECTIVES.items():
       work = f'{runs}/tlm{share}_seed{seed}'
-      run = py + MODEL + shared + [f'--config.seed={seed}']
-      step(run + PRETRAIN + [f'--config.data.tlm_share={share}', f'--workdir={work}'],
-           f'{work}/checkpoints/{STEPS}', f'{work}.log', commands)
+      run = py + model + shared + [f'--config.seed={seed}']
+      step(run + pretrain + [f'--config.data.tlm_share={share}', f'--workdir={work}'],
+           f'{work}/checkpoints/{steps}', f'{work}.log', commands)
       for i, extra in enumerate(RETRIEVAL.values()):
         out = f'{work}/retrieval{i}.json'
         step(run + ['--config.job=retrieve', f'--config.retrieval.output={out}', *extra,
@@ -64,7 +76,7 @@ def main():
                              f'--workdir={work}_classify'],
            f'{work}_classify/results.json', f'{work}_classify.log', commands)
     work = f'{runs}/scratch_seed{seed}_classify'  # no pre-training: what zero-shot owes to it
-    step(py + MODEL + shared + [f'--config.seed={seed}'] + CLASSIFY + [f'--workdir={work}'],
+    step(py + model + shared + [f'--config.seed={seed}'] + CLASSIFY + [f'--workdir={work}'],
          f'{work}/results.json', f'{work}.log', commands)
   text = results_table(runs, [int(s) for s in args.seeds.split(',')])
   text += '\n\nCommands (in order):\n\n```sh\n' + '\n'.join(commands) + '\n```\n'

@@ -89,16 +89,26 @@ def tsv_set(tokenizer, path: str, classes: tuple[str, ...], fields: int, lang_id
   return Rows(arrays, info=dict(skipped=len(rows) - n))
 
 
+def target_positions_restart(fc) -> bool:
+  """finetune.target_positions: True for 'restart', False for 'continue'."""
+  if fc.target_positions not in ('continue', 'restart'):
+    raise ValueError(f'finetune.target_positions={fc.target_positions!r}; use \'continue\' '
+                     "(UNILM's layout) or 'restart' (the target counts from 1 again)")
+  return fc.target_positions == 'restart'
+
+
 def pair_set(tokenizer, split: str, fc, data_dir: str):
   """(Rows of packed pairs, [(source ids, target text)]) for finetune.source -> target.
 
-  Rows are packing.pack_pair's layout `[bos] source [eos] target [eos]`.
+  Rows are packing.pack_pair's layout `[bos] source [eos] target [eos]`. The same
+  translation twice is the copy task (target = source), a sanity check of decoding.
   """
   source = check_translation(fc.source, 'finetune.source')
   target = check_translation(fc.target, 'finetune.target')
-  if source == target:
-    raise ValueError(f'finetune.source and finetune.target are both {source!r}; pick two '
-                     'translations')
+  if source == target:  # the exact-copy task: a check that fine-tuning and decoding work
+    print(f'generate: finetune.source = finetune.target = {source!r}: the copy task '
+          '(target = source)', flush=True)
+  restart = target_positions_restart(fc)
   pairs = bible_tasks.parallel_verses((source, target), split, data_dir)
   src_ids = tokenizer.encode([p[0] for p in pairs])
   tgt_ids = tokenizer.encode([p[1] for p in pairs])
@@ -108,7 +118,8 @@ def pair_set(tokenizer, split: str, fc, data_dir: str):
     raise ValueError(f'no {split} pair fits finetune.seq_len={fc.seq_len}')
   packed = [packing.pack_pair(src_ids[i], tgt_ids[i], max_len=fc.seq_len,
                                        bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
-                                       pad_id=tokenizer.pad_id) for i in kept]
+                                       pad_id=tokenizer.pad_id,
+                                       restart_target_positions=restart) for i in kept]
   arrays = {k: np.stack([p[k] for p in packed]) for k in packed[0]}
   return (Rows(arrays, info=dict(skipped=len(pairs) - len(kept))),
           [(src_ids[i], pairs[i][1]) for i in kept])

@@ -71,12 +71,14 @@ def pack_documents(
 
 
 def pack_pair(source_ids, target_ids, *, max_len: int, bos_id: int, eos_id: int,
-              pad_id: int = 0) -> dict:
+              pad_id: int = 0, restart_target_positions: bool = False) -> dict:
   """One example as int32 numpy arrays of length `max_len`.
 
   Returns tokens, token_types, valid, segment_ids (1 real, 0 pad) and
-  positions (0.. on real tokens, 0 on pad). Raises ValueError, never truncates,
-  when len(source) + len(target) + 3 > max_len.
+  positions (0.. on real tokens, 0 on pad). With `restart_target_positions` the
+  target counts from 1 again (target token j shares source token j's position,
+  as in XLM's TLM), so a monotone alignment is attention to the same position.
+  Raises ValueError, never truncates, when len(source) + len(target) + 3 > max_len.
   """
   source = np.asarray(source_ids, np.int32).reshape(-1)
   target = np.asarray(target_ids, np.int32).reshape(-1)
@@ -91,5 +93,8 @@ def pack_pair(source_ids, target_ids, *, max_len: int, bos_id: int, eos_id: int,
   token_types[len(source) + 2:n] = 1
   valid = (np.arange(max_len) < n).astype(np.int32)
   positions = np.where(valid, np.arange(max_len), 0).astype(np.int32)
+  if restart_target_positions:
+    start = len(source) + 2
+    positions[start:n] = np.arange(1, n - start + 1)
   return dict(tokens=tokens, token_types=token_types, valid=valid, segment_ids=valid.copy(),
               positions=positions)

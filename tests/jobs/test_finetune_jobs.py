@@ -9,6 +9,7 @@ import sacrebleu
 from configs import unilm
 from plm import run, unilm_decode
 from plm.data import bible, bible_tasks, labelled
+from plm.evaluate import mt_baselines
 from plm.jobs import classify, generate, pretrain
 from plm.models.classifier import EncoderClassifier
 
@@ -105,6 +106,12 @@ def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
   assert decoded['bleu'] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
   assert decoded['copy_bleu'] == pytest.approx(sacrebleu.corpus_bleu(sources, [refs]).score)
   assert 5 < decoded['copy_bleu'] < 100  # KJV and WEB share words, never whole verses
+  # The word-by-word baseline translates these sources with the training pairs' dictionary.
+  dictionary = generate.word_dictionary('en_kjv', 'en_web', unilm_config.data.tfds_dir)
+  assert dictionary['thee'] == 'you'  # what KJV -> WEB modernisation mostly is
+  words = mt_baselines.translate_words(sources, dictionary)
+  assert decoded['dictionary_bleu'] == pytest.approx(sacrebleu.corpus_bleu(words, [refs]).score)
+  assert decoded['dictionary_chrf'] == pytest.approx(sacrebleu.corpus_chrf(words, [refs]).score)
   assert decoded['chrf'] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
   assert decoded['signature']['bleu'].startswith('nrefs:1|')
   with open(decoded['hypotheses'], encoding='utf-8') as f:
@@ -196,6 +203,20 @@ def test_pair_longer_than_budget_is_an_error(unilm_config):
     want = [tokenizer.bos_id, *src, tokenizer.eos_id, *tgt, tokenizer.eos_id]
     np.testing.assert_array_equal(row[:len(want)], want)
     assert (row[len(want):] == tokenizer.pad_id).all()
+
+
+def test_same_translation_twice_is_the_copy_task(unilm_config):
+  """finetune.source = finetune.target: each row's target is its own source (decoding check)."""
+  tokenizer = run.load_tokenizer(unilm_config, '')
+  fc = unilm_config.finetune.copy_and_resolve_references()
+  fc.target = fc.source = 'en_kjv'
+  kept, pairs = labelled.pair_set(tokenizer, 'test', fc, unilm_config.data.tfds_dir)
+  assert len(pairs) > 100
+  for row, types, (src, ref) in list(zip(kept.arrays['tokens'], kept.arrays['token_types'],
+                                          pairs))[:50]:
+    assert list(tokenizer.encode([ref])[0]) == list(src)
+    target = row[types == 1]  # the target and its eos
+    np.testing.assert_array_equal(target, [*src, tokenizer.eos_id])
 
 
 def test_unknown_translation_and_language_are_errors(unilm_config):
