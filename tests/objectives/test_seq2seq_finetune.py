@@ -185,6 +185,45 @@ def copy_batch(windows):
   return {k: jnp.asarray(np.stack([e[k] for e in ex])) for k in ex[0]}
 
 
+def train_copy(model, objective, train_b, eval_b, steps: int):
+  """(params, held-out metric sums before, after) of `steps` Adam steps (batch 64) through
+  the step contract's objective, as the generate job trains it."""
+
+  def loss_fn(params, rng, batch):
+    inputs, targets = objective.prepare(rng, batch, {})
+    sums = objective.loss(base.ModelFn(model, params, {}, True), inputs, targets, {})
+    m = {k.split('/')[1]: v for k, v in sums.items()}
+    return m['loss'] / m['weight'], m
+
+  tx = optax.adam(3e-3)
+  n_train = len(jax.tree_util.tree_leaves(train_b)[0])
+
+  # One jit for every step and both evaluations: compiling dominates the runtime. Data are
+  # arguments, not closed-over constants, so XLA does not constant-fold the objective's
+  # random masking at compile time.
+  @jax.jit
+  def train_eval(params, rng, train_b, eval_b):
+    k_eval, k_train = jax.random.split(rng)
+
+    def step(carry, k):
+      params, opt_state = carry
+      k_rows, k_obj = jax.random.split(k)
+      batch = jax.tree_util.tree_map(
+          lambda x: x[jax.random.randint(k_rows, (64,), 0, n_train)], train_b)
+      grads, _ = jax.grad(loss_fn, has_aux=True)(params, k_obj, batch)
+      updates, opt_state = tx.update(grads, opt_state)
+      return (optax.apply_updates(params, updates), opt_state), None
+
+    before = loss_fn(params, k_eval, eval_b)[1]
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)),
+                                  jax.random.split(k_train, steps))
+    return params, before, loss_fn(params, k_eval, eval_b)[1]  # same masks as `before`
+
+  shapes = jax.eval_shape(lambda r, b: objective.prepare(r, b, {})[0], jax.random.PRNGKey(0),
+                          eval_b)
+  return train_eval(host_init(model, 0, **shapes), jax.random.PRNGKey(1), train_b, eval_b)
+
+
 def test_finetune_learns_to_copy_real_text():
   train, held_out, vocab = kjv_windows()
   assert vocab <= 40 and len(train) > 1000 and len(held_out) > 200
@@ -195,39 +234,7 @@ def test_finetune_learns_to_copy_real_text():
       mask_id=MASK, vocab_size=vocab, special_ids=SPECIAL, num_predictions=WINDOW + 1))
   train_b, eval_b = copy_batch(train), copy_batch(held_out[:256])
 
-  def loss_fn(params, rng, batch):
-    inputs, targets = objective.prepare(rng, batch, {})
-    sums = objective.loss(base.ModelFn(model, params, {}, True), inputs, targets, {})
-    m = {k.split('/')[1]: v for k, v in sums.items()}
-    return m['loss'] / m['weight'], m
-
-  tx = optax.adam(3e-3)
-
-  # One jit for 200 steps and both evaluations: compiling dominates the
-  # runtime. Data are arguments, not closed-over constants, so XLA does not
-  # constant-fold the objective's random masking at compile time.
-  @jax.jit
-  def train_eval(params, rng, train_b, eval_b):
-    k_eval, k_train = jax.random.split(rng)
-
-    def step(carry, k):
-      params, opt_state = carry
-      k_rows, k_obj = jax.random.split(k)
-      rows = jax.random.randint(k_rows, (64,), 0, len(train))
-      batch = jax.tree_util.tree_map(lambda x: x[rows], train_b)
-      grads, _ = jax.grad(loss_fn, has_aux=True)(params, k_obj, batch)
-      updates, opt_state = tx.update(grads, opt_state)
-      return (optax.apply_updates(params, updates), opt_state), None
-
-    before = loss_fn(params, k_eval, eval_b)[1]
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)),
-                                  jax.random.split(k_train, 200))
-    return before, loss_fn(params, k_eval, eval_b)[1]  # same masks as `before`
-
-  shapes = jax.eval_shape(lambda r, b: objective.prepare(r, b, {})[0], jax.random.PRNGKey(0),
-                          eval_b)
-  params = host_init(model, 0, **shapes)
-  before, after = train_eval(params, jax.random.PRNGKey(1), train_b, eval_b)
+  _, before, after = train_copy(model, objective, train_b, eval_b, steps=200)
   accuracy = float(after['correct'] / after['weight'])
   assert float(before['correct'] / before['weight']) < 0.2  # untrained: near chance
   assert float(after['loss']) < 0.5 * float(before['loss'])
@@ -271,34 +278,7 @@ def test_restarted_positions_learn_to_copy_and_greedy_decoding_copies():
       mask_id=MASK, vocab_size=vocab, special_ids=SPECIAL, num_predictions=longest + 1))
   train_b, eval_b = rows(train), rows(held_out[:256])
 
-  def loss_fn(params, rng, batch):
-    inputs, targets = objective.prepare(rng, batch, {})
-    sums = objective.loss(base.ModelFn(model, params, {}, True), inputs, targets, {})
-    m = {k.split('/')[1]: v for k, v in sums.items()}
-    return m['loss'] / m['weight'], m
-
-  tx = optax.adam(3e-3)
-
-  @jax.jit
-  def train_eval(params, rng, train_b, eval_b):
-    k_eval, k_train = jax.random.split(rng)
-
-    def step(carry, k):
-      params, opt_state = carry
-      k_rows, k_obj = jax.random.split(k)
-      batch = jax.tree_util.tree_map(
-          lambda x: x[jax.random.randint(k_rows, (64,), 0, len(train))], train_b)
-      grads, _ = jax.grad(loss_fn, has_aux=True)(params, k_obj, batch)
-      updates, opt_state = tx.update(grads, opt_state)
-      return (optax.apply_updates(params, updates), opt_state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)),
-                                  jax.random.split(k_train, 600))
-    return params, loss_fn(params, k_eval, eval_b)[1]
-
-  shapes = jax.eval_shape(lambda r, b: objective.prepare(r, b, {})[0], jax.random.PRNGKey(0),
-                          eval_b)
-  params, held = train_eval(host_init(model, 0, **shapes), jax.random.PRNGKey(1), train_b, eval_b)
+  params, _, held = train_copy(model, objective, train_b, eval_b, steps=600)
   assert float(held['correct'] / held['weight']) > 0.9  # measured 0.99
   sources = held_out[:64]
   decoder = unilm_decode.make_decoder(
