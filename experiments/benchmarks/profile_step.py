@@ -7,10 +7,12 @@ sums the time of every executed XLA op per part of the model, split into matmuls
 XLA keeps from the JAX program, so both models' parts line up by name.
 
   python experiments/benchmarks/profile_step.py --size=base --batch=8 --steps=2  # ~4 min on 2 cores
+  ... --top=25  # also the 25 costliest ops of each step
 
 Written for the XLA:CPU runtime (one trace event per executed op). This is how the
 3-D attention kernels' slow weight gradients were found (benchmarks/README.md).
 """
+import argparse
 import collections
 import glob
 import gzip
@@ -52,8 +54,8 @@ def op_names(hlo_text: str) -> dict:
   return names
 
 
-def profile(runner, steps: int, workdir: str) -> collections.Counter:
-  """ms per step for each (part, matmul or other) of one runner's compiled step."""
+def profile(runner, steps: int, workdir: str) -> tuple[collections.Counter, collections.Counter]:
+  """ms per step for each (part, matmul or other), and for each op_name, of one runner."""
   runner.run(1)  # warm
   with jax.profiler.trace(workdir):
     runner.run(steps)
@@ -63,7 +65,7 @@ def profile(runner, steps: int, workdir: str) -> collections.Counter:
   with gzip.open(trace[0]) as f:
     events = json.load(f)['traceEvents']
   names = op_names(runner.step.as_text())
-  parts = collections.Counter()
+  parts, ops = collections.Counter(), collections.Counter()
   for e in events:
     if e.get('ph') != 'X' or e['name'].startswith(SKIP):
       continue
@@ -71,16 +73,26 @@ def profile(runner, steps: int, workdir: str) -> collections.Counter:
     part = next(p for p, pattern in PARTS if re.search(pattern, op))
     kind = 'matmul' if 'dot_general' in op or e['name'].startswith('dot') else 'other'
     parts[part, kind] += e['dur'] / 1e3 / steps  # us -> ms per step
-  return parts
+    ops[re.sub(r'layer([_/])\d+', r'layer\1*', op or e['name'])] += e['dur'] / 1e3 / steps
+  return parts, ops
 
 
 def main(argv=None):
-  args = tt.parse_args(argv)
+  own = argparse.ArgumentParser(add_help=False)
+  own.add_argument('--top', type=int, default=0, help='also list the N costliest ops')
+  top, rest = own.parse_known_args(argv)
+  args = tt.parse_args(rest)
+  args.top = top.top
   runners, _ = tt.jax_runners(args, tt.make_config(args))
   print(f'size={args.size} batch={args.batch} seq_len={args.seq_len}, {args.steps} profiled '
         f'steps each; load {os.getloadavg()[0]:.2f}; jax {jax.__version__}')
   with tempfile.TemporaryDirectory() as tmp:
-    got = [profile(r, args.steps, os.path.join(tmp, str(i))) for i, r in enumerate(runners)]
+    got, ops = zip(*[profile(r, args.steps, os.path.join(tmp, str(i)))
+                     for i, r in enumerate(runners)])
+  for name, counter in zip(('plm', 'HF Flax'), ops[:args.top and 2]):
+    print(f'\n{name}: the {args.top} costliest ops, all layers summed (ms per step, op_name)')
+    for op, ms in counter.most_common(args.top):
+      print(f'{ms:9.1f}  {op[-150:]}')
   print('\n| part | plm matmul ms | plm other ms | HF matmul ms | HF other ms |')
   print('|---|---|---|---|---|')
   for part, _ in PARTS:

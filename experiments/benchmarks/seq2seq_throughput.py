@@ -250,8 +250,10 @@ def main(argv=None):
   tokens = int(batch['tgt_segment_ids'][:, 1:].sum())
   print(f'target tokens per step (loss weight): {tokens:,} of {args.batch * (args.tgt_len - 1):,}'
         f' slots; source tokens {int(batch["src_segment_ids"].sum()):,}')
+  for _ in range(args.warmup):  # interleaved, like the timed blocks (train_throughput.py)
+    for r in runners:
+      r.run(1)
   for r in runners:
-    r.run(args.warmup)
     print(f'{r.name}: compile {r.compile_s:.1f} s; first-step loss {float(r.losses[0]):.4f} '
           f'(ln V = {np.log(args.vocab):.4f})', flush=True)
 

@@ -15,7 +15,8 @@ main: low-resource supervised MT (--pairs pairs) from no pre-training, from MASS
   (k=50%) and from XLM (MLM, same size, vocabulary and budget), each --seeds.
 k: MASS pre-training with k = 1 token, 25%, 50% and 100%, each fine-tuned like `main`.
 unsup: unsupervised en<->es (no pairs: denoising + on-the-fly back-translation on
-  disjoint chapters) from the MASS (k=50%) and the XLM pre-training of `main`.
+  disjoint chapters) from the MASS (k=50%) and the XLM pre-training of `main`, and from
+  no pre-training.
 
 A step whose output exists is skipped, so a rerun resumes; each arm's wall time is
 recorded beside its results (runs/<arm>.seconds).
@@ -106,10 +107,10 @@ def main():
     unsup = ['--config.job=mt', '--config.finetune.warmup_steps=100',
              '--config.mt.unsupervised=True', f'--config.finetune.steps={args.mt_steps}']
     for seed in seeds:
-      for name, ckpt in (('mass', 'mass_k50'), ('xlm', 'xlm')):
+      for name, ckpt in (('mass', 'mass_k50'), ('xlm', 'xlm'), ('none', '')):
         work = f'{runs}/unsup_{name}_seed{seed}'
-        arms.step(mass + unsup + [f'--config.init_from={runs}/{ckpt}/checkpoints',
-                             f'--config.seed={seed}', f'--workdir={work}'],
+        init = [f'--config.init_from={runs}/{ckpt}/checkpoints'] if ckpt else []
+        arms.step(mass + unsup + init + [f'--config.seed={seed}', f'--workdir={work}'],
              f'{work}/results.json', f'{work}.log', commands)
   with open(f'{runs}/commands_{args.phase}.sh', 'w') as f:
     f.write('\n'.join(commands) + '\n')

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from plm.models import encoder as encoder_lib
 from plm.models.encoder import Encoder
 from plm.nn.attention import dense_init
+from plm.nn.dropout import Dropout
 
 P = nn.with_logical_partitioning
 
@@ -31,7 +32,7 @@ class EncoderClassifier(nn.Module):
     pooled = nn.Dense(x.shape[-1], dtype=self.encoder.dtype, name='pooler',
                       kernel_init=P(dense_init(), ('embed', 'mlp')),
                       bias_init=P(nn.initializers.zeros, ('mlp',)))(x[:, 0])
-    pooled = nn.Dropout(self.dropout)(jnp.tanh(pooled), deterministic=deterministic)
+    pooled = Dropout(self.dropout)(jnp.tanh(pooled), deterministic=deterministic)
     logits = nn.Dense(self.num_classes, dtype=self.encoder.dtype, name='classifier',
                       kernel_init=P(dense_init(), ('mlp', 'classes')),
                       bias_init=P(nn.initializers.zeros, ('classes',)))(pooled)

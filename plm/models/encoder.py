@@ -18,6 +18,7 @@ from plm.nn.embeddings import Embeddings
 from plm.nn import pooling as pooling_lib
 from plm.nn.heads import MlmHead
 from plm.nn.transformer import TransformerBlock, layer_norm
+from plm.nn.dropout import Dropout
 
 # model.remat: what the backward pass keeps of each block's forward pass
 # (jax.checkpoint_policies); the rest is recomputed.
@@ -80,7 +81,7 @@ class Encoder(nn.Module):
     self.embeddings = Embeddings(self.vocab_size, self.hidden, self.max_len, self.num_segments,
                                  self.num_languages, self.num_tasks, self.positions)
     self.embed_ln = layer_norm(self.ln_eps, 'embed_ln') if self.post_ln else None
-    self.embed_dropout = nn.Dropout(self.dropout)
+    self.embed_dropout = Dropout(self.dropout)
     self.blocks = make_blocks(self)
     self.final_ln = None if self.post_ln else layer_norm(self.ln_eps, 'final_ln')
 

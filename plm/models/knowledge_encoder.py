@@ -31,6 +31,7 @@ from plm.models import encoder as encoder_lib
 from plm.nn.attention import MultiHeadAttention, dense_init
 from plm.nn.heads import MlmHead
 from plm.nn.transformer import ACTIVATIONS, layer_norm
+from plm.nn.dropout import Dropout
 
 P = nn.with_logical_partitioning
 ENTITY_TABLES = ('frozen', 'trained')
@@ -58,7 +59,7 @@ class Fusion(nn.Module):
     h = h + on * dense(self.ff, 'entity_in', use_bias=False, dtype=self.dtype)(e)
     h = ACTIVATIONS[self.activation](h)
     h = nn.with_logical_constraint(h, ('batch', 'length', 'mlp'))
-    drop = lambda x: nn.Dropout(self.dropout)(x, deterministic=deterministic)
+    drop = lambda x: Dropout(self.dropout)(x, deterministic=deterministic)
     out = lambda name: dense(hidden, name, ('mlp', 'embed'), dtype=self.dtype)(h)
     w_new = layer_norm(self.ln_eps, 'token_ln', self.dtype)(w + drop(out('token_out')))
     e_new = layer_norm(self.ln_eps, 'entity_ln', self.dtype)(e + drop(out('entity_out')))
@@ -82,7 +83,7 @@ class Aggregator(nn.Module):
     def attend(x, m, name):
       a = MultiHeadAttention(self.heads, self.head_dim, self.attention_dropout, self.dtype,
                              self.attention, name=name)(x, x, m, deterministic=deterministic)
-      x = x + nn.Dropout(self.dropout)(a, deterministic=deterministic)
+      x = x + Dropout(self.dropout)(a, deterministic=deterministic)
       return nn.with_logical_constraint(layer_norm(self.ln_eps, f'{name}_ln', self.dtype)(x),
                                         ('batch', 'length', 'embed'))
     w = attend(w, mask, 'self_attention')
@@ -175,7 +176,7 @@ class ErnieClassifier(nn.Module):
                          token_types=token_types, deterministic=deterministic)
     x = jnp.take_along_axis(w, markers[..., None], 1).reshape(w.shape[0], -1)
     x = jnp.tanh(dense(t.hidden, 'marker_pooler', ('mlp', 'embed'), dtype=t.dtype)(x))
-    x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+    x = Dropout(self.dropout)(x, deterministic=deterministic)
     return dense(self.num_classes, 'classifier', ('embed', 'classes'),
                  dtype=t.dtype)(x).astype(jnp.float32)
 

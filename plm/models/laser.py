@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from plm.nn.dropout import Dropout
+
 PAD = 0  # plm's pad id: a token is real where tokens != PAD
 P = nn.with_logical_partitioning
 _KERNEL = nn.initializers.lecun_normal()
@@ -152,7 +154,7 @@ class BiLstmEncoder(nn.Module):
                           embedding_init=P(nn.initializers.normal(0.1), ('vocab', 'embed')))
     self.bilstms = [(lstm_cell(self.hidden, f'bilstm_{i}_forward'),
                      lstm_cell(self.hidden, f'bilstm_{i}_backward')) for i in range(self.layers)]
-    self.drop = nn.Dropout(self.dropout)
+    self.drop = Dropout(self.dropout)
 
   def __call__(self, tokens, deterministic: bool = True):
     """[forward; backward] states [B, L, 2H]; 0 at padded positions.
@@ -195,7 +197,7 @@ class LstmDecoder(nn.Module):
       table = nn.Embed(self.num_languages, self.lang_dim, name='language',
                        embedding_init=P(nn.initializers.normal(0.1), ('types', 'embed')))
       parts.append(table(langs))
-    drop = nn.Dropout(self.dropout)
+    drop = Dropout(self.dropout)
     x = drop(jnp.concatenate(parts, axis=-1), deterministic=deterministic)
     init = nn.Dense(2 * self.hidden, name='init', kernel_init=P(_KERNEL, ('embed', 'mlp')),
                     bias_init=P(nn.initializers.zeros_init(), ('mlp',)))(sentence)

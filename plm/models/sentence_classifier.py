@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from plm.models import laser
+from plm.nn.dropout import Dropout
 
 P = nn.with_logical_partitioning
 PART = 'sentence_model'  # the top-level params of the wrapped model
@@ -49,7 +50,7 @@ class SentenceClassifier(nn.Module):
     if self.head_hidden:
       x = nn.Dense(self.head_hidden, name='hidden', kernel_init=P(_KERNEL, ('embed', 'mlp')),
                    bias_init=P(nn.initializers.zeros, ('mlp',)))(x)
-      x = nn.Dropout(self.dropout)(jnp.tanh(x), deterministic=deterministic)
+      x = Dropout(self.dropout)(jnp.tanh(x), deterministic=deterministic)
     logits = nn.Dense(self.num_classes, name='classifier',
                       kernel_init=P(_KERNEL, ('mlp', 'classes')),
                       bias_init=P(nn.initializers.zeros, ('classes',)))(x)

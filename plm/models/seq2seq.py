@@ -17,6 +17,7 @@ from plm.models.encoder import Encoder
 from plm.nn.embeddings import Embeddings
 from plm.nn.heads import MlmHead
 from plm.nn.transformer import layer_norm
+from plm.nn.dropout import Dropout
 
 
 class Decoder(nn.Module):
@@ -44,7 +45,7 @@ class Decoder(nn.Module):
       self.embeddings = Embeddings(self.vocab_size, self.hidden, self.max_len, 0,
                                    self.num_languages, 0, self.positions)
     self.embed_ln = layer_norm(self.ln_eps, 'embed_ln') if self.post_ln else None
-    self.embed_dropout = nn.Dropout(self.dropout)
+    self.embed_dropout = Dropout(self.dropout)
     self.blocks = encoder_lib.make_blocks(self, cross_attention=True)
     self.final_ln = None if self.post_ln else layer_norm(self.ln_eps, 'final_ln')
 

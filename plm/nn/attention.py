@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm.nn.dropout import Dropout
+
 Array = jax.Array
 P = nn.with_logical_partitioning
 
@@ -124,7 +126,7 @@ class MultiHeadAttention(nn.Module):
       probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
       # read by distillation (apply with mutable=['intermediates']); a no-op otherwise
       self.sow('intermediates', 'attention_probs', probs)
-      probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
+      probs = Dropout(self.dropout_rate)(probs, deterministic=deterministic)
       out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
     else:
       out = self._fused(q, k, v, mask, deterministic)

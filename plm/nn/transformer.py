@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from plm.nn.attention import MultiHeadAttention, dense_init, int8_matmul, quantized_params
+from plm.nn.dropout import Dropout
 
 P = nn.with_logical_partitioning
 ACTIVATIONS = {'gelu': lambda x: nn.gelu(x, approximate=False),  # BERT's erf GELU
@@ -83,7 +84,7 @@ class TransformerBlock(nn.Module):
                deterministic: bool = True, decode: bool = False):
     def sublayer(x, fn, name):
       h = layer_norm(self.ln_eps, f'{name}_ln', self.dtype)(x) if not self.post_ln else x
-      h = nn.Dropout(self.dropout_rate)(fn(h), deterministic=deterministic)
+      h = Dropout(self.dropout_rate)(fn(h), deterministic=deterministic)
       x = x + h
       if self.post_ln:
         x = layer_norm(self.ln_eps, f'{name}_ln', self.dtype)(x)
