@@ -1,11 +1,6 @@
 """End to end: the tiny XLM config trains, resumes bitwise, and fails clearly."""
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import json
+import os
 
 import jax
 import numpy as np
@@ -13,20 +8,16 @@ import pytest
 
 from plm import run, train
 from plm.jobs import pretrain
+from tests import plm_process
 
 pytestmark = pytest.mark.e2e
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_main(args, workdir, tiny_config, **popen):
   """`python -m plm.main` on the tiny config, sharing the tests' data and vocabulary."""
-  cmd = [sys.executable, '-m', 'plm.main', '--config=configs/xlm.py:tiny', f'--workdir={workdir}',
-         f'--config.data.tfds_dir={tiny_config.data.tfds_dir}',
-         f'--config.data.vocab_path={tiny_config.data.vocab_path}'] + list(args)
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, **popen)
+  return plm_process.start([f'--config.data.tfds_dir={tiny_config.data.tfds_dir}',
+                            f'--config.data.vocab_path={tiny_config.data.vocab_path}'] + list(args),
+                           workdir, **popen)
 
 
 def test_tiny_config_learns(tiny_config, tmp_path):
@@ -81,12 +72,7 @@ def test_kill_and_restart_is_bitwise_equal(tiny_config, tmp_path):
   assert straight.wait(timeout=300) == 0, straight.stdout.read()
   # Kill -9 once a checkpoint mid-run exists, then rerun the same command.
   killed = run_main(steps, tmp_path / 'killed', tiny_config)
-  ckpt = tmp_path / 'killed' / 'checkpoints' / '20'
-  deadline = time.time() + 300
-  while not ckpt.exists() and time.time() < deadline and killed.poll() is None:
-    time.sleep(0.05)
-  killed.send_signal(signal.SIGKILL)
-  killed.wait()
+  plm_process.kill_once_exists(killed, tmp_path / 'killed' / 'checkpoints' / '20')
   restarted = run_main(steps, tmp_path / 'killed', tiny_config)
   out = restarted.communicate(timeout=300)[0]
   assert restarted.returncode == 0, out
@@ -95,8 +81,7 @@ def test_kill_and_restart_is_bitwise_equal(tiny_config, tmp_path):
   step_a, a = params_of(tmp_path / 'straight', config)
   step_b, b = params_of(tmp_path / 'killed', config)
   assert step_a == step_b == 40
-  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-    np.testing.assert_array_equal(x, y)
+  plm_process.assert_trees_equal(a, b)
 
 
 def test_unknown_config_key_is_one_clear_error(tiny_config, tmp_path):

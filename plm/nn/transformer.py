@@ -38,7 +38,8 @@ class QuantDense(nn.Module):
 
 
 class FeedForward(nn.Module):
-  """Position-wise MLP: Dense(ff) -> activation -> dropout -> Dense(hidden)."""
+  """Position-wise MLP: Dense(ff) -> activation -> Dense(hidden). As in BERT, no dropout
+  inside; the block drops the sublayer output."""
   ff_dim: int
   activation: str = 'gelu'  # key of ACTIVATIONS
   dropout_rate: float = 0.0

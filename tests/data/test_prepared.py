@@ -3,10 +3,6 @@ import collections
 import importlib
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import grain
 import jax
@@ -17,8 +13,8 @@ from plm import checkpoint, main, run
 from plm.data import mixing, pipeline, prepared
 from plm.jobs import pretrain
 from plm.data import tokenizer as tokenizer_lib
+from tests import plm_process
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHAPTERS = {'train': (0, 40), 'validation': (40, 45), 'test': (45, 50)}
 
 
@@ -155,12 +151,11 @@ def test_empty_corpus_is_refused(tiny_config, tmp_path, content):
 
 def _main(args, workdir, config, **popen):
   """`python -m plm.main` on the tiny config over the prepared textdir corpus."""
-  cmd = [sys.executable, '-m', 'plm.main', '--config=configs/xlm.py:tiny', f'--workdir={workdir}',
-         '--config.data.corpus=textdir', f'--config.data.text_dir={config.data.text_dir}',
-         f'--config.data.vocab_path={config.data.vocab_path}',
-         f'--config.data.prepared_dir={config.data.prepared_dir}'] + list(args)
-  return subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, JAX_PLATFORMS='cpu'),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+  return plm_process.start(['--config.data.corpus=textdir',
+                            f'--config.data.text_dir={config.data.text_dir}',
+                            f'--config.data.vocab_path={config.data.vocab_path}',
+                            f'--config.data.prepared_dir={config.data.prepared_dir}'] + list(args),
+                           workdir, **popen)
 
 
 def _params(workdir):
@@ -188,11 +183,7 @@ def test_prepare_job_then_kill_and_resume_is_bitwise_equal(prepared_config, tmp_
            '--config.train.eval_every=1000']
   killed = _main(steps, tmp_path / 'killed', config)
   ckpt = tmp_path / 'killed' / 'checkpoints' / '20'
-  deadline = time.time() + 300
-  while not ckpt.exists() and time.time() < deadline and killed.poll() is None:
-    time.sleep(0.05)
-  killed.send_signal(signal.SIGKILL)
-  assert killed.wait() == -signal.SIGKILL, killed.stdout.read()
+  plm_process.kill_once_exists(killed, ckpt)
   with open(ckpt / 'data' / 'process_0-of-1.json', encoding='utf-8') as f:
     assert json.load(f)['next_index'] == 20  # 20 batches read, none ahead
   capsys.readouterr()
@@ -202,8 +193,7 @@ def test_prepare_job_then_kill_and_resume_is_bitwise_equal(prepared_config, tmp_
   step_a, a = _params(tmp_path / 'straight')
   step_b, b = _params(tmp_path / 'killed')
   assert step_a == step_b == 30
-  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-    np.testing.assert_array_equal(x, y)
+  plm_process.assert_trees_equal(a, b)
 
 
 def test_checkpoint_without_iterator_state_is_refused(tmp_path):

@@ -125,7 +125,9 @@ def test_training_drives_loss_down():
     accuracy = (jnp.argmax(logits_fn(trained, batch), -1) == batch['labels']).mean()
     return loss_fn(params, batch), loss_fn(trained, batch), accuracy
 
-  params = host_init(model, 1, 0.02, batch['tokens'], batch['positions'], batch['mask'])
+  # std 0.2: at BERT's 0.02 this 16-wide model merged two classes (loss stuck near 0.4)
+  # for about half of the dropout seeds; at 0.2 eight seeds of eight reach < 0.3% of it
+  params = host_init(model, 1, 0.2, batch['tokens'], batch['positions'], batch['mask'])
   before, after, accuracy = train_eval(params, jax.random.PRNGKey(0), batch)
   assert float(after) < 0.1 * float(before), (before, after)
   assert float(accuracy) > 0.9, accuracy
