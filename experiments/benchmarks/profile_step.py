@@ -89,8 +89,9 @@ def main(argv=None):
   with tempfile.TemporaryDirectory() as tmp:
     got, ops = zip(*[profile(r, args.steps, os.path.join(tmp, str(i)))
                      for i, r in enumerate(runners)])
-  for name, counter in zip(('plm', 'HF Flax'), ops[:args.top and 2]):
-    print(f'\n{name}: the {args.top} costliest ops, all layers summed (ms per step, op_name)')
+  for runner, counter in zip(runners, ops if args.top else ()):
+    print(f'\n{runner.name}: the {args.top} costliest ops, all layers summed '
+          '(ms per step, op_name)')
     for op, ms in counter.most_common(args.top):
       print(f'{ms:9.1f}  {op[-150:]}')
   print('\n| part | plm matmul ms | plm other ms | HF matmul ms | HF other ms |')

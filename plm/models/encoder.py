@@ -14,11 +14,11 @@ from ml_collections import config_dict
 from plm import masks
 from plm.models import sizes
 from plm.nn.attention import IMPLEMENTATIONS
+from plm.nn.dropout import Dropout
 from plm.nn.embeddings import Embeddings
 from plm.nn import pooling as pooling_lib
 from plm.nn.heads import MlmHead
 from plm.nn.transformer import TransformerBlock, layer_norm
-from plm.nn.dropout import Dropout
 
 # model.remat: what the backward pass keeps of each block's forward pass
 # (jax.checkpoint_policies); the rest is recomputed.

@@ -29,9 +29,9 @@ import ml_collections
 from plm import masks
 from plm.models import encoder as encoder_lib
 from plm.nn.attention import MultiHeadAttention, dense_init
+from plm.nn.dropout import Dropout
 from plm.nn.heads import MlmHead
 from plm.nn.transformer import ACTIVATIONS, layer_norm
-from plm.nn.dropout import Dropout
 
 P = nn.with_logical_partitioning
 ENTITY_TABLES = ('frozen', 'trained')

@@ -14,10 +14,10 @@ from ml_collections import config_dict
 
 from plm.models import encoder as encoder_lib
 from plm.models.encoder import Encoder
+from plm.nn.dropout import Dropout
 from plm.nn.embeddings import Embeddings
 from plm.nn.heads import MlmHead
 from plm.nn.transformer import layer_norm
-from plm.nn.dropout import Dropout
 
 
 class Decoder(nn.Module):

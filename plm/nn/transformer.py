@@ -42,7 +42,6 @@ class FeedForward(nn.Module):
   inside; the block drops the sublayer output."""
   ff_dim: int
   activation: str = 'gelu'  # key of ACTIVATIONS
-  dropout_rate: float = 0.0
   dtype: Any = jnp.float32
   quant: str = ''  # '' = float kernels; 'int8' = QuantDense
 
@@ -100,6 +99,6 @@ class TransformerBlock(nn.Module):
       # With decode, `encoded` is given once (the prefill) and None at each step after.
       x = sublayer(x, lambda h: attn('cross_attention', static_kv=True)(
           h, encoded, cross_mask, deterministic=deterministic, decode=decode), 'cross_attention')
-    ff = FeedForward(self.ff_dim, self.activation, self.dropout_rate, self.dtype, self.quant,
+    ff = FeedForward(self.ff_dim, self.activation, self.dtype, self.quant,
                      name='mlp')
     return sublayer(x, lambda h: ff(h, deterministic=deterministic), 'mlp')
