@@ -12,10 +12,11 @@ output exists is skipped, so a rerun resumes. Writes results.md under --runs and
 import argparse
 import json
 import os
-import shlex
 import statistics
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from arms import seconds, step  # pylint: disable=wrong-import-position  # experiments/arms.py
 
 # Defaults: BERT-Tiny (2 layers, hidden 128) XLM on en + es, 128-token rows, 8,000-piece
 # joint BPE, 1,000 steps of batch 32; the flags scale it (run_device.sh).
@@ -23,18 +24,6 @@ OBJECTIVES = {'MLM': '0', 'MLM+TLM': '0.5'}  # name -> data.tlm_share
 RETRIEVAL = {'mean': [], 'mean, centred': ['--config.retrieval.center=True']}
 CLASSIFY = ['--config.job=classify', '--config.finetune.skip_long=True',
             "--config.finetune.train_language=en", "--config.finetune.test_languages=('en','es')"]
-
-
-def step(cmd: list[str], done: str, log: str, commands: list[str]):
-  """Runs `cmd` (logging to `log`) unless `done` exists; records the command."""
-  text = ' '.join(shlex.quote(c) for c in cmd).replace(sys.executable, 'python')
-  commands.append(text)
-  if os.path.exists(done):
-    return
-  print('$ ' + text, flush=True)
-  with open(log, 'w') as f:
-    if subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT):
-      sys.exit(f'failed; see {log}')
 
 
 def main():
@@ -45,6 +34,8 @@ def main():
   parser.add_argument('--size', default='tiny', help='model.size (plm/models/sizes.py)')
   parser.add_argument('--batch_size', type=int, default=32, help='pre-training rows per step')
   parser.add_argument('--lr', type=float, default=1e-3, help='pre-training peak learning rate')
+  parser.add_argument('--objectives', default=','.join(OBJECTIVES),
+                      help='which pre-training arms, in this order (the first is the sanity arm)')
   parser.add_argument('--retrieval_every', type=int, default=0,
                       help='validation P@1 every N pre-training steps (the learning curve)')
   args = parser.parse_args()
@@ -54,6 +45,9 @@ def main():
   pretrain = [f'--config.train.steps={steps}', '--config.train.eval_every=100000',
               f'--config.train.batch_size={args.batch_size}', f'--config.optim.lr={args.lr}',
               f'--config.train.retrieval_every={args.retrieval_every}']
+  objectives = args.objectives.split(',')
+  if unknown := set(objectives) - set(OBJECTIVES):
+    sys.exit(f'unknown --objectives {sorted(unknown)}; choose from {list(OBJECTIVES)}')
   runs = os.path.abspath(args.runs)
   os.makedirs(runs, exist_ok=True)
   py = [sys.executable, '-m', 'plm.main']
@@ -63,7 +57,8 @@ def main():
        f'{runs}/vocab.log', commands)
   shared = [f'--config.data.vocab_path={vocab}']
   for seed in [int(s) for s in args.seeds.split(',')]:
-    for name, share in OBJECTIVES.items():
+    for name in objectives:
+      share = OBJECTIVES[name]
       work = f'{runs}/tlm{share}_seed{seed}'
       run = py + model + shared + [f'--config.seed={seed}']
       step(run + pretrain + [f'--config.data.tlm_share={share}', f'--workdir={work}'],
@@ -97,7 +92,7 @@ def results_table(runs: str, seeds: list[int]) -> str:
   """
   head = ['| pre-training | seed | ' + ' | '.join(
       f'P@1 en->es ({r}) | P@1 es->en ({r}) | mean rank ({r})' for r in RETRIEVAL) +
-      ' | genre acc. en (train language) | genre acc. es (zero-shot) |']
+      ' | genre acc. en (train language) | genre acc. es (zero-shot) | pre-training s |']
   head.append('|' + '---|' * (head[0].count('|') - 1))
   rows, summary = [], []
   names = dict(OBJECTIVES, none=None)
@@ -114,11 +109,12 @@ def results_table(runs: str, seeds: list[int]) -> str:
       c = load(f'{work}_classify/results.json')['test']  # results['test'][lang][head]
       values += [c['en']['classify']['accuracy'], c['es']['classify']['accuracy']]
       per_seed.append(values)
-      rows.append(f'| {name} | {seed} | ' + ' | '.join(_fmt(v) for v in values) + ' |')
+      rows.append(f'| {name} | {seed} | ' + ' | '.join(_fmt(v) for v in values) +
+                  f' | {seconds(work) if share else "-"} |')
     columns = list(zip(*per_seed))
     summary.append(f'| **{name}** | mean (spread) | ' + ' | '.join(
         '-' if None in col else f'**{_fmt(statistics.mean(col))}** ({_fmt(max(col) - min(col))})'
-        for col in columns) + ' |')
+        for col in columns) + ' | |')
   return '\n'.join(head + rows + summary)
 
 

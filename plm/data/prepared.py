@@ -169,8 +169,8 @@ def read_meta(prepared_dir: str) -> dict:
 
 def check_meta(meta: dict, data_config, tokenizer, prepared_dir: str) -> None:
   """A prepared corpus serves only the vocabulary, languages and row length it was made with."""
-  fix = (f'prepare it again with this config into a new directory (--config.job=prepare '
-         f'--config.data.prepared_dir=<new dir>), or train with the config it was made with')
+  fix = ('prepare it again with this config into a new directory (--config.job=prepare '
+         '--config.data.prepared_dir=<new dir>), or train with the config it was made with')
   if meta.get('format') != FORMAT:
     raise ValueError(f'{prepared_dir} has format {meta.get("format")}, this plm reads '
                      f'{FORMAT}; {fix}')

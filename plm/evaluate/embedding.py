@@ -11,7 +11,7 @@ input order.
 import jax
 import numpy as np
 
-from plm.nn.pooling import POOLINGS, pool  # pylint: disable=unused-import
+from plm.nn.pooling import POOLINGS
 
 LENGTH_BUCKET = 16  # batch widths are multiples of this: few compiles, little padding
 

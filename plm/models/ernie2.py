@@ -7,7 +7,6 @@ task id of every row). Heads, named by task (`model.task_heads`, task -> classes
               task position 0 (the bos) through BERT's pooler (Dense + tanh)
 """
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from plm.models import encoder as encoder_lib

@@ -22,7 +22,6 @@ paper's choice), or a parameter initialised from those vectors and trained with 
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 

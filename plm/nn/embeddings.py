@@ -1,5 +1,4 @@
 """Input embeddings: token + position + optional segment / language / task."""
-from typing import Any
 
 import flax.linen as nn
 import jax
