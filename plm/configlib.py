@@ -140,6 +140,10 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   # generate: 'continue' (UNILM: the target's positions follow the source's) or 'restart'
   # (the target counts from 1 again, like TLM: target token j shares source token j's position)
   c.finetune.target_positions = 'continue'
+  # generate: 'random' (UNILM: target_mask_rate of the target becomes [MASK] and is predicted)
+  # or 'pseudo' (s2s-ft: every target token predicted from the real tokens before it, as in
+  # decoding; rows hold the target twice, so pairs need len(source) + 2 * len(target) + 4 <= seq_len)
+  c.finetune.target_masking = 'random'
   c.finetune.beam_size = 5  # generate: beam width at test time (1 = greedy)
   c.finetune.length_penalty = 1.0  # generate: GNMT alpha; scores are log p / ((5 + len) / 6)^alpha
   c.finetune.no_repeat_ngram = 3  # generate: block repeated n-grams of this size; 0 = off

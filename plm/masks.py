@@ -143,6 +143,36 @@ def seq2seq_mask(token_types, valid) -> Array:
   return allowed & padding_mask(valid)
 
 
+def pseudo_seq2seq_mask(token_types, pseudo, positions, valid) -> Array:
+  """seq2seq_mask for rows with a pseudo-masked target (s2s-ft, UniLMv2 fine-tuning).
+
+  The row is `[bos] source [eos] target [eos] [MASK] ... [MASK]`: one [MASK]
+  (pseudo = 1, token type 1) per target token, at that token's position. Source
+  and real target tokens attend as in seq2seq_mask and never see a [MASK]; the
+  [MASK] standing for target token i attends the source, the real target tokens
+  before i (smaller position) and itself: exactly what a decoding step sees when
+  it predicts token i, so every target token is trained in the decoding condition.
+
+  Example, token_types = [0, 0, 1, 1, 1, 1], pseudo = [0, 0, 0, 0, 1, 1],
+  positions = [0, 1, 2, 3, 2, 3], valid = all 1:
+    [[1, 1, 0, 0, 0, 0],
+     [1, 1, 0, 0, 0, 0],
+     [1, 1, 1, 0, 0, 0],
+     [1, 1, 1, 1, 0, 0],
+     [1, 1, 0, 0, 1, 0],
+     [1, 1, 1, 0, 0, 1]]
+  """
+  types, pseudo, pos = jnp.asarray(token_types), _bool(pseudo), jnp.asarray(positions)
+  real = seq2seq_mask(types, valid) & ~pseudo[:, None, None, :]
+  src_key = (types == 0)[:, None, None, :]
+  tgt_key = ((types == 1) & ~pseudo)[:, None, None, :]
+  earlier = pos[:, None, None, :] < pos[:, None, :, None]
+  qpos, kpos = _positions(types.shape[-1])
+  from_pseudo = src_key | (tgt_key & earlier) | (qpos == kpos)
+  allowed = jnp.where(pseudo[:, None, :, None], from_pseudo, real)
+  return allowed & padding_mask(valid)
+
+
 def cross_attention_mask(query_valid, key_valid) -> Array:
   """Decoder queries [B, Q] to encoder keys [B, K]; lengths may differ.
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from plm import masks
+from plm.data import packing
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -274,6 +275,56 @@ def test_seq2seq_literal_2src_3tgt_1pad():
       [1, 1, 1, 1, 1, 0],
       [0, 0, 0, 0, 0, 0],
   ]]]
+
+
+def test_pseudo_seq2seq_literal_2src_2tgt_2twins_1pad():
+  types = np.array([[0, 0, 1, 1, 1, 1, 0]])
+  pseudo = np.array([[0, 0, 0, 0, 1, 1, 0]])
+  positions = np.array([[0, 1, 2, 3, 2, 3, 0]])
+  valid = np.array([[1, 1, 1, 1, 1, 1, 0]])
+  assert _lit(masks.pseudo_seq2seq_mask(types, pseudo, positions, valid)) == [[[
+      [1, 1, 0, 0, 0, 0, 0],
+      [1, 1, 0, 0, 0, 0, 0],
+      [1, 1, 1, 0, 0, 0, 0],
+      [1, 1, 1, 1, 0, 0, 0],
+      [1, 1, 0, 0, 1, 0, 0],   # twin of target 0: the source and itself
+      [1, 1, 1, 0, 0, 1, 0],   # twin of target 1: the source, target 0 and itself
+      [0, 0, 0, 0, 0, 0, 0],
+  ]]]
+
+
+def ref_pseudo(source, target):
+  """The rule, row by row from (source, target) lengths: the real part is seq2seq; twin i
+  sees the source, real targets 0..i-1 and itself; nothing real sees a twin."""
+  n_src, n_tgt = source + 2, target + 1
+  n = n_src + 2 * n_tgt
+  m = np.zeros((n, n), bool)
+  m[:n_src + n_tgt, :n_src + n_tgt] = ref_seq2seq(
+      np.array([[0] * n_src + [1] * n_tgt]), np.ones((1, n_src + n_tgt)))[0]
+  for i in range(n_tgt):
+    q = n_src + n_tgt + i
+    m[q, :n_src] = True
+    m[q, n_src:n_src + i] = True
+    m[q, q] = True
+  return m
+
+
+@pytest.mark.parametrize('restart', [False, True])
+def test_pseudo_seq2seq_mask_from_packed_pairs(restart):
+  rng = np.random.RandomState(int(restart))
+  length, rows, refs = 24, [], []
+  for _ in range(6):
+    s, t = rng.randint(0, 9), rng.randint(0, 6)
+    rows.append(packing.pack_pair(rng.randint(5, 30, s), rng.randint(5, 30, t), max_len=length,
+                                  bos_id=2, eos_id=3, restart_target_positions=restart,
+                                  pseudo_target=True))
+    ref = np.zeros((length, length), bool)
+    core = ref_pseudo(s, t)  # restarted positions must not change who sees whom
+    ref[:len(core), :len(core)] = core
+    refs.append(ref)
+  b = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+  assert_mask(masks.pseudo_seq2seq_mask(b['token_types'], b['pseudo'], b['positions'],
+                                        b['valid']), refs)
 
 
 def test_right_to_left_literal():

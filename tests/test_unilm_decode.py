@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from plm import decode, masks, unilm_decode
+from plm.data import packing
+from plm.objectives import seq2seq_finetune
 from plm.models.encoder import Encoder, EncoderLM
 
 pytestmark = pytest.mark.model
@@ -147,3 +149,22 @@ def test_greedy_decoder_picks_the_training_layout_argmax(params, restart):
     np.testing.assert_array_equal(row[:n], reference[b, :n], err_msg=f'row {b}')
     checked += n
   assert checked >= 10, out  # several steps, not an immediate eos
+
+
+@pytest.mark.parametrize('restart', [False, True])
+def test_pseudo_masked_training_predicts_as_decoding_does(params, restart):
+  """finetune.target_masking='pseudo': the [MASK] twin of target token i gives, in one
+  training forward pass, the logits decoding gives at step i (source and y1..y(i-1) real)."""
+  feed = np.random.RandomState(2).randint(4, V, (B, 4)).astype(np.int32)
+  rows = [packing.pack_pair(src, feed[b], max_len=L, bos_id=BOS, eos_id=EOS,
+                            restart_target_positions=restart, pseudo_target=True)
+          for b, src in enumerate(SOURCES)]
+  batch = {k: jnp.asarray(np.stack([r[k] for r in rows])) for k in rows[0]}
+  fn = seq2seq_finetune.make_pseudo(mask_id=MASK, vocab_size=V, num_predictions=(L - 2) // 2)
+  inputs, targets, weights = fn(None, batch)
+  # Slots 0..4 are the target's 4 tokens and its eos, then padding slots.
+  np.testing.assert_array_equal(np.asarray(targets)[:, :5], np.c_[feed, np.full(B, EOS)])
+  np.testing.assert_array_equal(np.asarray(weights).sum(1), [5] * B)
+  logits = jax.jit(_model().apply)({'params': params}, **inputs)
+  np.testing.assert_allclose(np.asarray(logits)[:, :4], _reference(params, feed, restart),
+                             atol=2e-4, rtol=1e-4)

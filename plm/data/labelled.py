@@ -97,29 +97,44 @@ def target_positions_restart(fc) -> bool:
   return fc.target_positions == 'restart'
 
 
+def pseudo_target(fc) -> bool:
+  """finetune.target_masking: True for 'pseudo', False for 'random'."""
+  if fc.target_masking not in ('random', 'pseudo'):
+    raise ValueError(f'finetune.target_masking={fc.target_masking!r}; use \'random\' '
+                     '(UNILM) or \'pseudo\' (s2s-ft)')
+  return fc.target_masking == 'pseudo'
+
+
 def pair_set(tokenizer, split: str, fc, data_dir: str):
   """(Rows of packed pairs, [(source ids, target text)]) for finetune.source -> target.
 
-  Rows are packing.pack_pair's layout `[bos] source [eos] target [eos]`. The same
-  translation twice is the copy task (target = source), a sanity check of decoding.
+  Rows are packing.pack_pair's layout `[bos] source [eos] target [eos]` (with
+  finetune.target_masking='pseudo', the target and its eos again as [MASK] twins).
+  The same translation twice is the copy task (target = source), a sanity check of
+  decoding.
   """
   source = check_translation(fc.source, 'finetune.source')
   target = check_translation(fc.target, 'finetune.target')
   if source == target:  # the exact-copy task: a check that fine-tuning and decoding work
     print(f'generate: finetune.source = finetune.target = {source!r}: the copy task '
           '(target = source)', flush=True)
-  restart = target_positions_restart(fc)
+  restart, pseudo = target_positions_restart(fc), pseudo_target(fc)
   pairs = bible_tasks.parallel_verses((source, target), split, data_dir)
   src_ids = tokenizer.encode([p[0] for p in pairs])
   tgt_ids = tokenizer.encode([p[1] for p in pairs])
-  kept = keep_fitting([len(s) + len(t) + 3 for s, t in zip(src_ids, tgt_ids)], fc.seq_len,
-                      fc.skip_long, f'{source}->{target} {split} pairs')
+  plain = [len(s) + len(t) + 3 for s, t in zip(src_ids, tgt_ids)]
+  # Pseudo rows hold the target and its eos twice; the decoded pairs stay the plain-rule
+  # ones, so both masking schemes are scored on the same test verses.
+  row = [n + len(t) + 1 for n, t in zip(plain, tgt_ids)] if pseudo else plain
+  twice = ' (with the target twice: finetune.target_masking=pseudo)' if pseudo else ''
+  kept = keep_fitting(row, fc.seq_len, fc.skip_long, f'{source}->{target} {split} pairs{twice}')
   if not kept:
     raise ValueError(f'no {split} pair fits finetune.seq_len={fc.seq_len}')
   packed = [packing.pack_pair(src_ids[i], tgt_ids[i], max_len=fc.seq_len,
-                                       bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
-                                       pad_id=tokenizer.pad_id,
-                                       restart_target_positions=restart) for i in kept]
+                              bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+                              pad_id=tokenizer.pad_id, restart_target_positions=restart,
+                              pseudo_target=pseudo) for i in kept]
   arrays = {k: np.stack([p[k] for p in packed]) for k in packed[0]}
+  decoded = [i for i, n in enumerate(plain) if n <= fc.seq_len] if pseudo else kept
   return (Rows(arrays, info=dict(skipped=len(pairs) - len(kept))),
-          [(src_ids[i], pairs[i][1]) for i in kept])
+          [(src_ids[i], pairs[i][1]) for i in decoded])

@@ -71,30 +71,42 @@ def pack_documents(
 
 
 def pack_pair(source_ids, target_ids, *, max_len: int, bos_id: int, eos_id: int,
-              pad_id: int = 0, restart_target_positions: bool = False) -> dict:
+              pad_id: int = 0, restart_target_positions: bool = False,
+              pseudo_target: bool = False) -> dict:
   """One example as int32 numpy arrays of length `max_len`.
 
   Returns tokens, token_types, valid, segment_ids (1 real, 0 pad) and
   positions (0.. on real tokens, 0 on pad). With `restart_target_positions` the
   target counts from 1 again (target token j shares source token j's position,
   as in XLM's TLM), so a monotone alignment is attention to the same position.
-  Raises ValueError, never truncates, when len(source) + len(target) + 3 > max_len.
+  With `pseudo_target` (s2s-ft's pseudo masking) the target and its eos appear
+  twice, `[bos] source [eos] target [eos] target' [eos]'`, the second copy
+  flagged in a `pseudo` array, token type 1 and the first copy's positions: the
+  objective turns it into [MASK]s that predict their twins (masks.pseudo_seq2seq_mask).
+  Raises ValueError, never truncates, when the row would exceed max_len.
   """
   source = np.asarray(source_ids, np.int32).reshape(-1)
   target = np.asarray(target_ids, np.int32).reshape(-1)
-  n = len(source) + len(target) + 3
+  twins = len(target) + 1 if pseudo_target else 0
+  n = len(source) + len(target) + 3 + twins
   if n > max_len:
+    copies = ' + the target again with its eos (pseudo masking)' if pseudo_target else ''
     raise ValueError(f'source ({len(source)} tokens) + target ({len(target)} tokens) + 3 '
-                     f'special tokens = {n} > max_len={max_len}; raise finetune.seq_len '
-                     '(at most model.max_len) or drop this pair')
+                     f'special tokens{copies} = {n} > max_len={max_len}; raise '
+                     'finetune.seq_len (at most model.max_len) or drop this pair')
+  body = np.concatenate([[bos_id], source, [eos_id], target, [eos_id]]).astype(np.int32)
+  start = len(source) + 2
   tokens = np.full(max_len, pad_id, np.int32)
-  tokens[:n] = np.concatenate([[bos_id], source, [eos_id], target, [eos_id]])
+  tokens[:n] = np.concatenate([body, body[start:]]) if twins else body
   token_types = np.zeros(max_len, np.int32)
-  token_types[len(source) + 2:n] = 1
+  token_types[start:n] = 1
   valid = (np.arange(max_len) < n).astype(np.int32)
   positions = np.where(valid, np.arange(max_len), 0).astype(np.int32)
   if restart_target_positions:
-    start = len(source) + 2
-    positions[start:n] = np.arange(1, n - start + 1)
-  return dict(tokens=tokens, token_types=token_types, valid=valid, segment_ids=valid.copy(),
-              positions=positions)
+    positions[start:len(body)] = np.arange(1, len(body) - start + 1)
+  out = dict(tokens=tokens, token_types=token_types, valid=valid, segment_ids=valid.copy(),
+             positions=positions)
+  if pseudo_target:
+    positions[len(body):n] = positions[start:len(body)]
+    out['pseudo'] = ((np.arange(max_len) >= len(body)) & (valid == 1)).astype(np.int32)
+  return out

@@ -101,14 +101,19 @@ def make_task(config, tokenizer, workdir: str = '') -> train.Task:
   rows, _ = labelled.pair_set(tokenizer, 'train', fc, config.data.tfds_dir)
   print(f'generate: {len(rows)} training pairs of {fc.seq_len} tokens, fingerprint '
         f'{rows.fingerprint}; vocabulary {tokenizer.fingerprint}', flush=True)
-  num_predictions = math.ceil(fc.target_mask_rate * (fc.seq_len - 3)) + 1  # every target fits
   special = objectives.special_ids(tokenizer)
-  fn = seq2seq_finetune.make(mask_id=tokenizer.mask_id, vocab_size=tokenizer.vocab_size,
-                             special_ids=special, num_predictions=num_predictions,
-                             target_mask_rate=fc.target_mask_rate)
+  if labelled.pseudo_target(fc):  # every target token predicted, as many slots as fit a row
+    fn = seq2seq_finetune.make_pseudo(mask_id=tokenizer.mask_id,
+                                      vocab_size=tokenizer.vocab_size,
+                                      num_predictions=(fc.seq_len - 2) // 2)
+  else:
+    num_predictions = math.ceil(fc.target_mask_rate * (fc.seq_len - 3)) + 1  # every target fits
+    fn = seq2seq_finetune.make(mask_id=tokenizer.mask_id, vocab_size=tokenizer.vocab_size,
+                               special_ids=special, num_predictions=num_predictions,
+                               target_mask_rate=fc.target_mask_rate)
   a = rows.arrays
-  counts = np.bincount(a['tokens'][(a['token_types'] == 1) & (a['valid'] == 1)],
-                       minlength=tokenizer.vocab_size)
+  real_target = (a['token_types'] == 1) & (a['valid'] == 1) & (a.get('pseudo', 0) == 0)
+  counts = np.bincount(a['tokens'][real_target], minlength=tokenizer.vocab_size)
   objective = base.token_objective(HEAD, fn, prior_logp=base.unigram_logp(counts, special))
   model = models.build(config.model, tokenizer.vocab_size)
   pair = f'{fc.source}->{fc.target}'

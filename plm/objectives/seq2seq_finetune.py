@@ -96,3 +96,46 @@ def make(*, mask_id: int, vocab_size: int, special_ids, num_predictions: int,
     return inputs, targets, weights.astype(jnp.float32)
 
   return finetune
+
+
+def make_pseudo(*, mask_id: int, vocab_size: int, num_predictions: int):
+  """Returns `finetune(rng, batch) -> (inputs, targets, weights)` for pseudo masking.
+
+  s2s-ft's fine-tuning (UniLMv2, Bao et al., 2020; microsoft/unilm s2s-ft): rows
+  come from `pack_pair(pseudo_target=True)`, so each target token has a twin slot
+  flagged in `batch['pseudo']`. The twins become [MASK] and predict their tokens
+  under `masks.pseudo_seq2seq_mask`: all target tokens are predicted every step,
+  each seeing the real tokens before it, as at decoding time (the random scheme of
+  `make` predicts a share, from a prefix that is mostly [MASK]). No randomness.
+
+  num_predictions must hold every twin: >= (row length - 2) // 2, checked at trace time.
+  """
+  if not 0 <= mask_id < vocab_size:
+    raise ValueError(f'mask_id={mask_id} is outside the vocabulary of size {vocab_size}')
+
+  def finetune(rng, batch):
+    del rng
+    if 'pseudo' not in batch or 'valid' not in batch:
+      raise ValueError("pseudo masking needs batches from pack_pair(pseudo_target=True) "
+                       "('pseudo' and 'valid' arrays); set finetune.target_masking "
+                       "consistently for the data and the objective")
+    tokens, token_types = batch['tokens'], batch['token_types']
+    length = tokens.shape[1]
+    if num_predictions < (length - 2) // 2:
+      raise ValueError(f'num_predictions={num_predictions} < (row length {length} - 2) // 2: '
+                       'some targets would not be predicted')
+    valid = batch['valid'] != 0
+    pseudo = (batch['pseudo'] != 0) & valid
+    # The twins in row order: the highest scores go to the earliest pseudo slots.
+    order = jnp.where(pseudo, length - jnp.arange(length), 0)
+    _, positions = jax.lax.top_k(order, num_predictions)
+    weights = jnp.take_along_axis(pseudo, positions, axis=1)
+    targets = jnp.take_along_axis(tokens, positions, axis=1)
+    inputs = dict(tokens=jnp.where(pseudo, mask_id, tokens), positions=batch['positions'],
+                  mask=masks.pseudo_seq2seq_mask(token_types, pseudo, batch['positions'],
+                                                 valid),
+                  token_types=token_types.astype(jnp.int32),
+                  predict_positions=positions.astype(jnp.int32))
+    return inputs, targets, weights.astype(jnp.float32)
+
+  return finetune

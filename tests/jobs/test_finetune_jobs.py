@@ -130,6 +130,32 @@ def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
     generate.generate_job(config, str(tmp_path))
 
 
+def test_generate_with_pseudo_masking_learns_and_scores_the_same_test_pairs(
+    unilm_config, pretrained, tmp_path):
+  """finetune.target_masking='pseudo': rows carry the target's [MASK] twins, every target
+  token is predicted, and the decoded test pairs are those of the random scheme."""
+  config = _finetune_config(unilm_config, 'generate', pretrained, 100)
+  config.finetune.target_masking = 'pseudo'
+  config.finetune.max_test_examples, config.finetune.decode_batch_size = 5, 8
+  tokenizer = run.load_tokenizer(unilm_config, '')
+  rows, pairs = labelled.pair_set(tokenizer, 'test', config.finetune, unilm_config.data.tfds_dir)
+  plain = config.copy_and_resolve_references()
+  plain.finetune.target_masking = 'random'
+  plain_rows, plain_pairs = labelled.pair_set(tokenizer, 'test', plain.finetune,
+                                              unilm_config.data.tfds_dir)
+  assert pairs == plain_pairs
+  a = rows.arrays
+  twins, real = a['pseudo'] == 1, (a['token_types'] == 1) & (a['pseudo'] == 0) & (a['valid'] == 1)
+  assert twins.sum() == real.sum() and len(a['tokens']) < len(plain_rows.arrays['tokens'])
+  results = generate.generate_job(config, str(tmp_path))
+  test = results['test']['en_kjv->en_web']['seq2seq']
+  # Every target token of every held-out row is predicted (the random scheme: 70%).
+  assert test['predictions'] == twins.sum()
+  assert test['accuracy'] > 1.3 * test['unigram_accuracy'], test
+  assert results['decode']['examples'] == 5 and all(
+      s['hypothesis'] for s in results['decode']['samples'])
+
+
 def test_decode_test_scores_each_hypothesis_against_its_own_reference(unilm_config,
                                                                       monkeypatch):
   """decode_test with a stand-in decoder that answers each prompt with a reference: its own

@@ -288,3 +288,37 @@ def test_restarted_positions_learn_to_copy_and_greedy_decoding_copies():
   out = np.asarray(decoder(nn.unbox(params)['params'], prompt, valid))
   exact = sum(unilm_decode.strip(row, EOS) == list(src) for row, src in zip(out, sources))
   assert exact >= 56, exact  # measured 62 of 64
+
+
+def test_pack_pair_pseudo_layout():
+  ex = packing.pack_pair([10, 11], [12, 13], max_len=12, bos_id=BOS, eos_id=EOS,
+                         pseudo_target=True)
+  np.testing.assert_array_equal(ex['tokens'], [2, 10, 11, 3, 12, 13, 3, 12, 13, 3, 0, 0])
+  np.testing.assert_array_equal(ex['token_types'], [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0])
+  np.testing.assert_array_equal(ex['pseudo'], [0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0])
+  np.testing.assert_array_equal(ex['positions'], [0, 1, 2, 3, 4, 5, 6, 4, 5, 6, 0, 0])
+  np.testing.assert_array_equal(ex['valid'], [1] * 10 + [0, 0])
+  with pytest.raises(ValueError, match='pseudo masking.*= 11 > max_len=10'):
+    packing.pack_pair([10, 11, 14], [12, 13], max_len=10, bos_id=BOS, eos_id=EOS,
+                      pseudo_target=True)
+
+
+def test_pseudo_objective_predicts_every_target_token_from_its_twin():
+  ex = packing.pack_pair([10, 11], [12, 13], max_len=12, bos_id=BOS, eos_id=EOS,
+                         restart_target_positions=True, pseudo_target=True)
+  batch = {k: jnp.asarray(v[None]) for k, v in ex.items()}
+  fn = seq2seq_finetune.make_pseudo(mask_id=MASK, vocab_size=VOCAB, num_predictions=5)
+  inputs, targets, weights = jax.tree_util.tree_map(np.asarray, jax.jit(fn)(None, batch))
+  np.testing.assert_array_equal(inputs['tokens'][0],
+                                [2, 10, 11, 3, 12, 13, 3, MASK, MASK, MASK, 0, 0])
+  np.testing.assert_array_equal(inputs['predict_positions'][0, :3], [7, 8, 9])
+  np.testing.assert_array_equal(targets[0, :3], [12, 13, EOS])
+  np.testing.assert_array_equal(weights[0], [1, 1, 1, 0, 0])
+  np.testing.assert_array_equal(inputs['positions'][0], [0, 1, 2, 3, 1, 2, 3, 1, 2, 3, 0, 0])
+  np.testing.assert_array_equal(inputs['mask'], masks.pseudo_seq2seq_mask(
+      ex['token_types'][None], ex['pseudo'][None], ex['positions'][None], ex['valid'][None]))
+  with pytest.raises(ValueError, match=r'num_predictions=4 < \(row length 12 - 2\) // 2'):
+    seq2seq_finetune.make_pseudo(mask_id=MASK, vocab_size=VOCAB, num_predictions=4)(None, batch)
+  plain = {k: v for k, v in batch.items() if k != 'pseudo'}
+  with pytest.raises(ValueError, match='target_masking'):
+    fn(None, plain)
