@@ -68,6 +68,8 @@ def main():
   parser.add_argument('--translation', action='store_true', help='en -> es instead of KJV -> WEB')
   parser.add_argument('--target_positions', default='continue',
                       help="generate: 'continue' (UNILM) or 'restart' (README: the copy check)")
+  parser.add_argument('--target_masking', default='random',
+                      help="generate: 'random' (UNILM's target_mask_rate) or 'pseudo' (s2s-ft)")
   args = parser.parse_args()
   model = MODEL + [f'--config.model.size={args.size}'] + (TRANSLATION if args.translation else [])
   selected = args.inits.split(',')
@@ -107,7 +109,8 @@ def main():
         own = ['--config.finetune.lr=1e-3'] if job == 'classify' else [
             f'--config.finetune.lr={args.generate_lr}',
             f'--config.finetune.target_mask_rate={args.target_mask_rate}',
-            f'--config.finetune.target_positions={args.target_positions}']
+            f'--config.finetune.target_positions={args.target_positions}',
+            f'--config.finetune.target_masking={args.target_masking}']
         cmd = py + model + FINETUNE + own + [f'--config.job={job}', f'--config.seed={seed}',
                                        f'--config.finetune.steps={steps}',
                                        f'--config.init_from={init_from}',
