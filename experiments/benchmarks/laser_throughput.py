@@ -40,7 +40,6 @@ parameters. plm's step also computes its logged metrics (accuracy, gradient norm
 """
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -55,7 +54,6 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -66,7 +64,8 @@ import torch
 from plm import models, partitioning, train
 from plm.evaluate import embedding
 from plm.objectives import base, translation
-from seq2seq_throughput import Runner, optim_config
+from seq2seq_throughput import optim_config
+from side_by_side import Runner, Timed, check_finite, machine, warm_up
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 PAD, BOS, EOS = 0, 2, 3  # plm's special ids; 0..4 are never drawn as content
@@ -185,7 +184,7 @@ class TorchLaser(torch.nn.Module):
     return self.output(self.drop(out))
 
 
-class TorchRunner:
+class TorchRunner(Timed):
   """TorchLaser + AdamW (decay on matrices) + clip_grad_norm_, eager, fp32; Runner's API.
   Each run sets its torch.set_num_threads (a process-wide setting)."""
 
@@ -224,11 +223,6 @@ class TorchRunner:
       self.opt.step()
       self.opt.zero_grad(set_to_none=True)
       self.losses.append(loss.detach())
-
-  def timed(self, n):
-    t0 = time.perf_counter()
-    self.run(n)
-    self.block_ms.append((time.perf_counter() - t0) * 1e3 / n)
 
 
 def embed_rows(args, vocab):
@@ -279,12 +273,9 @@ def time_embed(args, model, params, torch_runners):
 
 def main(argv=None):
   args = parse_args(argv)
-  cpus = os.cpu_count()
   mc, vocab = model_config(args), SIZES[args.size]['vocab']
-  print(f'machine: {platform.machine()} {cpus} CPUs (affinity {len(os.sched_getaffinity(0))}), '
-        f'load {os.getloadavg()[0]:.2f}; jax {jax.__version__} ({jax.default_backend()}), '
-        f'flax {flax.__version__}, torch {torch.__version__} (torch.set_num_threads: '
-        f'{args.torch_threads}; OMP_WAIT_POLICY={os.environ["OMP_WAIT_POLICY"]})')
+  print(machine(f', torch {torch.__version__} (torch.set_num_threads: {args.torch_threads}; '
+                f'OMP_WAIT_POLICY={os.environ["OMP_WAIT_POLICY"]})'))
   print(f'shape: size={args.size} embed={mc.embed_dim} layers={mc.layers} hidden={mc.hidden} '
         f'decoder={mc.decoder_hidden} languages={mc.num_languages}x{mc.lang_dim} vocab={vocab} '
         f'batch={args.batch} lengths {args.min_len}..{args.max_len} fp32, '
@@ -307,8 +298,8 @@ def main(argv=None):
   tokens = int(batch['tgt_segment_ids'][:, 1:].sum())
   print(f'target tokens per step (loss weight): {tokens:,}; source tokens '
         f'{int(batch["src_segment_ids"].sum()):,} of {batch["src_tokens"].size:,} slots')
+  warm_up(runners, args.warmup)  # interleaved, like the timed blocks
   for r in runners:
-    r.run(args.warmup)
     print(f'{r.name}: compile {r.compile_s:.1f} s; first-step loss {float(r.losses[0]):.4f} '
           f'(ln V = {np.log(vocab):.4f})', flush=True)
 
@@ -324,9 +315,7 @@ def main(argv=None):
     print(f'  block {len(runners[0].block_ms)}: ' +
           ', '.join(f'{r.name} {r.block_ms[-1]:.0f} ms/step ({cpu_ms[r.name][-1]:.0f} CPU)'
                     for r in runners), flush=True)
-  for r in runners:
-    if not np.isfinite(float(r.losses[-1])):
-      raise FloatingPointError(f'{r.name}: non-finite loss {float(r.losses[-1])}')
+  check_finite(runners)
 
   n_rows, embed_s = time_embed(args, model, runners[0].state['params'], runners[1:])
   step_ms = {r.name: statistics.median(r.block_ms) for r in runners}

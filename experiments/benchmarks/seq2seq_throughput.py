@@ -46,14 +46,13 @@ import argparse
 import functools
 import math
 import os
-import platform
 import statistics
 import sys
-import time
 
 # The repo root, so `plm` imports without installing.
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import flax
@@ -67,6 +66,7 @@ import transformers
 from plm import configlib, models, partitioning, train
 from plm.models import sizes
 from plm.objectives import base, translation
+from side_by_side import Runner, alternate, check_finite, machine, warm_up
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 PAD, BOS, EOS = 0, 2, 3  # plm's special ids; 0..4 are never drawn as content
@@ -195,39 +195,11 @@ def setup_hf(args, shape, max_positions, tx, hf_batch):
   return jax.jit(train_step, donate_argnums=0), init_state(params)
 
 
-class Runner:
-  """A jitted, donating step with its state; compiles, warms up and times blocks."""
-
-  def __init__(self, name, step, state, batch):
-    self.name, self.state, self.batch = name, state, jax.device_put(batch)
-    self.params = sum(x.size for x in jax.tree_util.tree_leaves(state['params']))
-    t0 = time.perf_counter()
-    self.step = step.lower(state, self.batch).compile()
-    self.compile_s = time.perf_counter() - t0
-    self.block_ms = []  # per-step ms of each timed block
-    self.losses = []
-
-  def run(self, n):
-    for _ in range(n):
-      self.state, metrics = self.step(self.state, self.batch)
-      self.losses.append(metrics['loss'])
-    jax.block_until_ready((self.state, self.losses))
-
-  def timed(self, n):
-    t0 = time.perf_counter()
-    self.run(n)
-    self.block_ms.append((time.perf_counter() - t0) * 1e3 / n)
-
-
 def main(argv=None):
   args = parse_args(argv)
   shape = sizes.get(args.size)
   max_positions, max_len = position_sizes(shape['hidden'], max(args.src_len, args.tgt_len))
-  dev = jax.devices()[0]
-  print(f'machine: {platform.machine()} {os.cpu_count()} CPUs '
-        f'(affinity {len(os.sched_getaffinity(0))}), load {os.getloadavg()[0]:.2f}; '
-        f'jax {jax.__version__} ({jax.default_backend()}, {dev.device_kind}), '
-        f'flax {flax.__version__}, transformers {transformers.__version__}')
+  print(machine(f', transformers {transformers.__version__}'))
   print(f'shape: size={args.size} {shape} (encoder and decoder) vocab={args.vocab} '
         f'batch={args.batch} src_len={args.src_len} tgt_len={args.tgt_len} fp32, dropout 0.1; '
         f'plm max_len={max_len}, BART max_position_embeddings={max_positions}')
@@ -250,28 +222,13 @@ def main(argv=None):
   tokens = int(batch['tgt_segment_ids'][:, 1:].sum())
   print(f'target tokens per step (loss weight): {tokens:,} of {args.batch * (args.tgt_len - 1):,}'
         f' slots; source tokens {int(batch["src_segment_ids"].sum()):,}')
-  for _ in range(args.warmup):  # interleaved, like the timed blocks (train_throughput.py)
-    for r in runners:
-      r.run(1)
+  warm_up(runners, args.warmup)  # interleaved, like the timed blocks
   for r in runners:
     print(f'{r.name}: compile {r.compile_s:.1f} s; first-step loss {float(r.losses[0]):.4f} '
           f'(ln V = {np.log(args.vocab):.4f})', flush=True)
-
-  # Alternate blocks so load changes during the run hit both models alike.
-  done = 0
-  while done < args.steps:
-    n = min(args.block, args.steps - done)
-    for r in runners:
-      r.timed(n)
-    done += n
-    print(f'  block {len(runners[0].block_ms)}: ' +
-          ', '.join(f'{r.name} {r.block_ms[-1]:.0f} ms/step' for r in runners) +
-          f', plm/HF {runners[1].block_ms[-1] / runners[0].block_ms[-1]:.2f}x', flush=True)
-
-  for r in runners:
-    loss = float(r.losses[-1])
-    if not np.isfinite(loss):
-      raise FloatingPointError(f'{r.name}: non-finite loss {loss}')
+  alternate(runners, args.steps, args.block,
+            lambda rs: f', plm/HF {rs[1].block_ms[-1] / rs[0].block_ms[-1]:.2f}x')
+  check_finite(runners)
   ratios = [h / p for p, h in zip(runners[0].block_ms, runners[1].block_ms)]
   print(f'\nmedian over {len(ratios)} blocks of <= {args.block} steps ({args.steps} timed '
         f'steps each, {args.warmup} warm-up); plm/HF per block {min(ratios):.2f}x .. '

@@ -1,4 +1,4 @@
-"""PyTorch eager BertForMaskedLM's train step, timed like train_throughput.Runner."""
+"""PyTorch eager BertForMaskedLM's train step, timed like side_by_side.Runner."""
 import os
 import time
 
@@ -6,8 +6,10 @@ import numpy as np
 import torch
 import transformers
 
+from side_by_side import Timed
 
-class TorchRunner:
+
+class TorchRunner(Timed):
   """transformers' BertForMaskedLM + torch.optim.AdamW + global-norm clipping, eager, fp32."""
   name = 'PyTorch eager'
 
@@ -30,13 +32,8 @@ class TorchRunner:
     self.grad_clip = optim.grad_clip
     self.batch = {k: torch.from_numpy(np.asarray(v).astype(np.int64)) for k, v in hf_batch.items()}
     self.compile_s = time.perf_counter() - t0  # model construction; eager has no compile
-    self.block_ms, self._loss = [], None
-
-  def param_count(self) -> int:
-    return sum(p.numel() for p in self.model.parameters())  # the tied decoder counted once
-
-  def loss(self) -> float:
-    return float(self._loss)
+    self.params = sum(p.numel() for p in self.model.parameters())  # tied decoder once
+    self.block_ms, self.losses = [], []
 
   def run(self, n: int) -> None:
     for _ in range(n):
@@ -45,9 +42,5 @@ class TorchRunner:
       torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
       self.opt.step()
       self.opt.zero_grad(set_to_none=True)
-      self._loss = out.loss.detach()
+      self.losses.append(out.loss.detach())
 
-  def timed(self, n: int) -> None:
-    t0 = time.perf_counter()
-    self.run(n)
-    self.block_ms.append((time.perf_counter() - t0) * 1e3 / n)

@@ -24,10 +24,8 @@ That difference is part of what is measured.
 import argparse
 import functools
 import os
-import platform
 import statistics
 import sys
-import time
 
 # The repo root, so `plm` and `configs` import without installing.
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
@@ -44,6 +42,7 @@ import optax
 import transformers
 
 import mfu
+from side_by_side import Runner, alternate, check_finite, machine, warm_up
 from configs import xlm
 from plm import models, partitioning, train
 from plm.models import sizes
@@ -182,34 +181,6 @@ def hf_inputs(mlm_fn, batch):
               position_ids=batch['positions'], labels=labels)
 
 
-class Runner:
-  """A jitted, donating step with its state; compiles, warms up and times blocks."""
-
-  def __init__(self, name, step, state, batch):
-    self.name, self.state, self.batch = name, state, jax.device_put(batch)
-    t0 = time.perf_counter()
-    self.step = step.lower(state, self.batch).compile()
-    self.compile_s = time.perf_counter() - t0
-    self.block_ms = []  # per-step ms of each timed block
-    self.metrics = None
-
-  def param_count(self):
-    return sum(x.size for x in jax.tree_util.tree_leaves(self.state['params']))
-
-  def loss(self):
-    return self.metrics['loss']
-
-  def run(self, n):
-    for _ in range(n):
-      self.state, self.metrics = self.step(self.state, self.batch)
-    jax.block_until_ready((self.state, self.metrics))
-
-  def timed(self, n):
-    t0 = time.perf_counter()
-    self.run(n)
-    self.block_ms.append((time.perf_counter() - t0) * 1e3 / n)
-
-
 def jax_runners(args, c):
   """([plm, HF Flax] compiled Runners on the same batch and optimizer, HF's batch)."""
   batch = make_batch(args)
@@ -228,12 +199,8 @@ def jax_runners(args, c):
 def main(argv=None):
   args = parse_args(argv)
   c = make_config(args)
-  dev = jax.devices()[0]
   shape = sizes.get(args.size)
-  print(f'machine: {platform.machine()} {os.cpu_count()} CPUs '
-        f'(affinity {len(os.sched_getaffinity(0))}), load {os.getloadavg()[0]:.2f}; '
-        f'jax {jax.__version__} ({jax.default_backend()}, {dev.device_kind}), '
-        f'flax {flax.__version__}, transformers {transformers.__version__}')
+  print(machine(f', transformers {transformers.__version__}'))
   print(f'shape: size={args.size} {shape} vocab={VOCAB} batch={args.batch} '
         f'seq_len={args.seq_len} plm {args.dtype} (peers fp32), dropout 0.1; plm predicts {args.num_predictions} '
         'slots/row, HF all positions')
@@ -247,30 +214,17 @@ def main(argv=None):
         f'{peak / 1e9:,.1f} GFLOP/s', flush=True)
 
   for r in runners:
-    print(f'{r.name}: {r.param_count() / 1e6:.2f}M params, compile {r.compile_s:.1f} s')
+    print(f'{r.name}: {r.params / 1e6:.2f}M params, compile {r.compile_s:.1f} s')
   # Warm up interleaved too: run alone, plm's first step is the only slow one (3.9 s, then
   # 3.2 s at Base), but right after the other two set up it ran ~1.8x slower for a minute.
-  for _ in range(args.warmup):
-    for r in runners:
-      r.run(1)
-
-  # Alternate blocks so load changes during the run hit both models alike.
-  done = 0
-  while done < args.steps:
-    n = min(args.block, args.steps - done)
-    for r in runners:
-      r.timed(n)
-    done += n
-    print(f'  block {len(runners[0].block_ms)}: ' +
-          ', '.join(f'{r.name} {r.block_ms[-1]:.0f} ms/step' for r in runners), flush=True)
+  warm_up(runners, args.warmup)
+  alternate(runners, args.steps, args.block)
+  check_finite(runners)
 
   tokens = args.batch * args.seq_len
   head_rows = {'plm': args.batch * args.num_predictions}  # the peers: every position
   rows = []
   for r in runners:
-    loss = float(r.loss())
-    if not np.isfinite(loss):
-      raise FloatingPointError(f'{r.name}: non-finite loss {loss}')
     ms = statistics.median(r.block_ms)
     flops = mfu.train_flops(shape, VOCAB, args.batch, args.seq_len,
                             head_rows.get(r.name, tokens))
