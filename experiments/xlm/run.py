@@ -100,6 +100,8 @@ def results_table(runs: str, seeds: list[int]) -> str:
     per_seed = []
     for seed in seeds:
       work = f'{runs}/tlm{share}_seed{seed}' if share else f'{runs}/scratch_seed{seed}'
+      if not os.path.exists(f'{work}_classify/results.json'):
+        continue  # an arm not run (--objectives) or not finished: no row
       values = []
       for i in range(len(RETRIEVAL)):
         r = load(f'{work}/retrieval{i}.json') if share else None
@@ -112,6 +114,8 @@ def results_table(runs: str, seeds: list[int]) -> str:
       rows.append(f'| {name} | {seed} | ' + ' | '.join(_fmt(v) for v in values) +
                   f' | {seconds(work) if share else "-"} |')
     columns = list(zip(*per_seed))
+    if len(per_seed) < 2:
+      continue  # mean and spread need two seeds
     summary.append(f'| **{name}** | mean (spread) | ' + ' | '.join(
         '-' if None in col else f'**{_fmt(statistics.mean(col))}** ({_fmt(max(col) - min(col))})'
         for col in columns) + ' | |')
