@@ -23,6 +23,10 @@ UNILM's `max_pred`: size `num_predictions` >= rate * (seq_len - 2) + 1 for
 every target token to count at the full rate. Positions are uniform without
 replacement (Gumbel top-k). Everything is jnp with an explicit key, run
 inside the jitted step.
+
+`make_pseudo` is the other scheme (finetune.target_masking='pseudo', s2s-ft's):
+every target token is predicted by a [MASK] twin appended to the row, which sees
+the source and the real target tokens before it, as a decoding step does.
 """
 import fractions
 
