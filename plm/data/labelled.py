@@ -122,10 +122,10 @@ def pair_set(tokenizer, split: str, fc, data_dir: str):
   pairs = bible_tasks.parallel_verses((source, target), split, data_dir)
   src_ids = tokenizer.encode([p[0] for p in pairs])
   tgt_ids = tokenizer.encode([p[1] for p in pairs])
-  plain = [len(s) + len(t) + 3 for s, t in zip(src_ids, tgt_ids)]
+  plain = [packing.pair_length(len(s), len(t)) for s, t in zip(src_ids, tgt_ids)]
   # Pseudo rows hold the target and its eos twice; the decoded pairs stay the plain-rule
   # ones, so both masking schemes are scored on the same test verses.
-  row = [n + len(t) + 1 for n, t in zip(plain, tgt_ids)] if pseudo else plain
+  row = [packing.pair_length(len(s), len(t), pseudo) for s, t in zip(src_ids, tgt_ids)]
   twice = ' (with the target twice: finetune.target_masking=pseudo)' if pseudo else ''
   kept = keep_fitting(row, fc.seq_len, fc.skip_long, f'{source}->{target} {split} pairs{twice}')
   if not kept:

@@ -70,6 +70,12 @@ def pack_documents(
   return {k: np.stack([r[k] for r in rows]) for k in keys}
 
 
+def pair_length(source_len: int, target_len: int, pseudo_target: bool = False) -> int:
+  """Tokens of pack_pair's row: bos, source, eos, target, eos (and with `pseudo_target`
+  the target and its eos again)."""
+  return source_len + target_len + 3 + (target_len + 1 if pseudo_target else 0)
+
+
 def pack_pair(source_ids, target_ids, *, max_len: int, bos_id: int, eos_id: int,
               pad_id: int = 0, restart_target_positions: bool = False,
               pseudo_target: bool = False) -> dict:
@@ -87,8 +93,7 @@ def pack_pair(source_ids, target_ids, *, max_len: int, bos_id: int, eos_id: int,
   """
   source = np.asarray(source_ids, np.int32).reshape(-1)
   target = np.asarray(target_ids, np.int32).reshape(-1)
-  twins = len(target) + 1 if pseudo_target else 0
-  n = len(source) + len(target) + 3 + twins
+  n = pair_length(len(source), len(target), pseudo_target)
   if n > max_len:
     copies = ' + the target again with its eos (pseudo masking)' if pseudo_target else ''
     raise ValueError(f'source ({len(source)} tokens) + target ({len(target)} tokens) + 3 '
@@ -97,7 +102,7 @@ def pack_pair(source_ids, target_ids, *, max_len: int, bos_id: int, eos_id: int,
   body = np.concatenate([[bos_id], source, [eos_id], target, [eos_id]]).astype(np.int32)
   start = len(source) + 2
   tokens = np.full(max_len, pad_id, np.int32)
-  tokens[:n] = np.concatenate([body, body[start:]]) if twins else body
+  tokens[:n] = np.concatenate([body, body[start:]]) if pseudo_target else body
   token_types = np.zeros(max_len, np.int32)
   token_types[start:n] = 1
   valid = (np.arange(max_len) < n).astype(np.int32)
