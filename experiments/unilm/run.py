@@ -14,10 +14,10 @@ import argparse
 import glob
 import json
 import os
-import shlex
-import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from arms import step  # pylint: disable=wrong-import-position  # experiments/arms.py
 
 # Shared by every run: 128-token rows, 8,000-piece vocabulary; model.size from --size
 # (default BERT-Tiny: 2 layers, hidden 128).
@@ -30,25 +30,11 @@ PRETRAININGS = {  # name -> objective overrides (the same budget for both)
     'bidirectional': ['--config.objective.unilm_mix=(1.0,0.0,0.0,0.0)'],  # BERT-style MLM only
 }
 FINETUNE = ['--config.finetune.seq_len=128', '--config.finetune.skip_long=True',
-            '--config.finetune.max_test_examples=100', '--config.finetune.decode_batch_size=50']
+            '--config.finetune.decode_batch_size=50']
 JOBS = ('classify', 'generate')
 # Each pre-trained checkpoint evaluated on held-out text under one mask at a time.
 EVAL_MASKS = {'bidirectional': '(1.0,0.0,0.0,0.0)', 'left-to-right': '(0.0,1.0,0.0,0.0)',
               'right-to-left': '(0.0,0.0,1.0,0.0)', 'seq2seq': '(0.0,0.0,0.0,1.0)'}
-
-
-def run(cmd, log):
-  print('$ ' + ' '.join(shlex.quote(c) for c in cmd), flush=True)
-  t0 = time.time()
-  with open(log, 'w') as f:
-    code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
-  if code:
-    sys.exit(f'failed (exit {code}); see {log}')
-  minutes = (time.time() - t0) / 60
-  print(f'  done in {minutes:.1f} min; log {log}', flush=True)
-  with open(log + '.minutes', 'w') as f:  # the wall-time table reads it back
-    f.write(f'{minutes:.2f}\n')
-  return time.time() - t0
 
 
 def main():
@@ -63,6 +49,9 @@ def main():
   parser.add_argument('--size', default='tiny', help='model.size (plm/models/sizes.py)')
   parser.add_argument('--batch_size', type=int, default=32, help='pre-training rows per step')
   parser.add_argument('--generate_lr', type=float, default=1e-3)
+  parser.add_argument('--generate_batch_size', type=int, default=32, help='generate: rows per step')
+  parser.add_argument('--generate_warmup', type=int, default=30, help='generate: warmup steps')
+  parser.add_argument('--test_examples', type=int, default=100, help='generate: test pairs decoded')
   parser.add_argument('--target_mask_rate', type=float, default=0.7,
                       help="generate: share of target tokens masked (UNILM's 0.7)")
   parser.add_argument('--translation', action='store_true', help='en -> es instead of KJV -> WEB')
@@ -77,7 +66,7 @@ def main():
   os.makedirs(runs, exist_ok=True)
   py = [sys.executable, '-m', 'plm.main']
   vocab = os.path.join(runs, 'pre_unified', 'vocab', 'spm.model')
-  commands, minutes = [], {}
+  commands = []
   for name, extra in PRETRAININGS.items():
     if name not in selected and not (name == 'unified' and not os.path.exists(vocab)):
       continue
@@ -87,16 +76,14 @@ def main():
                                 '--config.train.eval_every=100000', f'--workdir={workdir}']
     if name != 'unified':  # the unified run trains the vocabulary all runs share
       cmd.append(f'--config.data.vocab_path={vocab}')
-    commands.append(cmd)
-    if not os.path.exists(os.path.join(workdir, 'checkpoints', str(args.pretrain_steps))):
-      minutes[f'pre_{name}'] = run(cmd, workdir + '.log') / 60
+    step(cmd, os.path.join(workdir, 'checkpoints', str(args.pretrain_steps)), workdir + '.log',
+         commands)
     for mask, mix in EVAL_MASKS.items():  # the pre-trained LM under each of UNILM's masks
       cmd = py + model + ['--config.job=evaluate', f'--config.objective.unilm_mix={mix}',
                           f'--config.data.vocab_path={vocab}', f'--workdir={workdir}']
-      commands.append(cmd)
       log = os.path.join(runs, f'evalmask_{name}_{mask}.log')
-      if heldout_accuracy(log) is None:
-        minutes[os.path.basename(log)[:-4]] = run(cmd, log) / 60
+      # every mask's evaluation writes the same results.json: done = its table in the log
+      step(cmd, log if heldout_accuracy(log) is not None else '', log, commands)
   inits = {'unified': 'pre_unified', 'bidirectional': 'pre_bidirectional', 'none': None}
   for seed in [int(s) for s in args.seeds.split(',') if s]:
     for job in JOBS:
@@ -110,18 +97,17 @@ def main():
             f'--config.finetune.lr={args.generate_lr}',
             f'--config.finetune.target_mask_rate={args.target_mask_rate}',
             f'--config.finetune.target_positions={args.target_positions}',
-            f'--config.finetune.target_masking={args.target_masking}']
+            f'--config.finetune.target_masking={args.target_masking}',
+            f'--config.finetune.batch_size={args.generate_batch_size}',
+            f'--config.finetune.warmup_steps={args.generate_warmup}',
+            f'--config.finetune.max_test_examples={args.test_examples}']
         cmd = py + model + FINETUNE + own + [f'--config.job={job}', f'--config.seed={seed}',
                                        f'--config.finetune.steps={steps}',
                                        f'--config.init_from={init_from}',
                                        f'--config.data.vocab_path={vocab}', f'--workdir={workdir}']
-        commands.append(cmd)
-        if not os.path.exists(os.path.join(workdir, 'results.json')):
-          minutes[os.path.basename(workdir)] = run(cmd, workdir + '.log') / 60
+        step(cmd, os.path.join(workdir, 'results.json'), workdir + '.log', commands)
   table = mask_table(runs) + '\n\n' + results_table(runs) + '\n\n' + wall_table(runs)
-  text = table + '\n\nCommands (in order):\n\n```sh\n' + '\n'.join(
-      ' '.join(shlex.quote(c) for c in cmd).replace(sys.executable, 'python') for cmd in commands
-  ) + '\n```\n'
+  text = table + '\n\nCommands (in order):\n\n```sh\n' + '\n'.join(commands) + '\n```\n'
   with open(os.path.join(runs, 'results.md'), 'w') as f:
     f.write(text)
   print(text)
@@ -164,9 +150,9 @@ def mask_table(runs: str) -> str:
 def wall_table(runs: str) -> str:
   """Each step's wall time (minutes, as run; runs sharing the machine are slower)."""
   rows = ['| step | wall time (min) |', '|---|---|']
-  for path in sorted(glob.glob(os.path.join(runs, '*.log.minutes'))):
+  for path in sorted(glob.glob(os.path.join(runs, '*.seconds'))):  # arms.step saves them
     with open(path) as f:
-      rows.append(f'| {os.path.basename(path)[:-len(".log.minutes")]} | {float(f.read()):.1f} |')
+      rows.append(f'| {os.path.basename(path)[:-len(".seconds")]} | {float(f.read()) / 60:.1f} |')
   return '\n'.join(rows)
 
 
