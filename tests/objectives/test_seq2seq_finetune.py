@@ -256,8 +256,10 @@ def kjv_pieces(lines, seed: int, longest: int):
 @pytest.mark.model
 def test_restarted_positions_learn_to_copy_and_greedy_decoding_copies():
   """Issue 21's copy check in small: pieces of real text of varying length copied to
-  themselves. With the target's positions restarted, 600 steps teach a 2-layer model to
+  themselves. With the target's positions restarted, 1,000 steps teach a 2-layer model to
   copy and greedy decoding (plm/unilm_decode.py) reproduces held-out pieces exactly.
+  (1,000, not 600: at 600 steps the model is mid-way and float rounding decides how far,
+  62 of 64 exact on one CPU and 49 on another, an AMD EPYC; at 1,000 it copies all 64.)
   (With UNILM's continued positions the offset changes with every source length: measured
   0.29 accuracy and no exact copy at 300 steps, against 0.89 here; experiments/unilm/.)"""
   longest = 12
@@ -278,8 +280,8 @@ def test_restarted_positions_learn_to_copy_and_greedy_decoding_copies():
       mask_id=MASK, vocab_size=vocab, special_ids=SPECIAL, num_predictions=longest + 1))
   train_b, eval_b = rows(train), rows(held_out[:256])
 
-  params, _, held = train_copy(model, objective, train_b, eval_b, steps=600)
-  assert float(held['correct'] / held['weight']) > 0.9  # measured 0.99
+  params, _, held = train_copy(model, objective, train_b, eval_b, steps=1000)
+  assert float(held['correct'] / held['weight']) > 0.95  # measured 1.0
   sources = held_out[:64]
   decoder = unilm_decode.make_decoder(
       model, mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=64, prompt_width=longest + 2,
@@ -287,7 +289,7 @@ def test_restarted_positions_learn_to_copy_and_greedy_decoding_copies():
   prompt, valid = unilm_decode.left_pad(sources, longest + 2, bos_id=BOS, eos_id=EOS, pad_id=PAD)
   out = np.asarray(decoder(nn.unbox(params)['params'], prompt, valid))
   exact = sum(unilm_decode.strip(row, EOS) == list(src) for row, src in zip(out, sources))
-  assert exact >= 56, exact  # measured 62 of 64
+  assert exact >= 58, exact  # measured 64 of 64
 
 
 def test_pack_pair_pseudo_layout():
