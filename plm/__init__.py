@@ -1,4 +1,7 @@
 """plm: BERT-family pretrained language models on one JAX/Flax backbone."""
+from plm.errors import MissingFileError, UserError
+
+__all__ = ['MissingFileError', 'UserError', 'load']
 
 
 def load(workdir: str, config=None):

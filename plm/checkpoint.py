@@ -18,6 +18,8 @@ import jax
 import grain
 import orbax.checkpoint as ocp
 
+from plm.errors import MissingFileError, UserError
+
 
 def manager(workdir: str, *, max_to_keep: int = 3) -> ocp.CheckpointManager:
   directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), 'checkpoints')
@@ -100,14 +102,14 @@ def restore_data(mngr: ocp.CheckpointManager, step: int, iterator) -> None:
   """Sets `iterator` (grain) to the state saved with `step`; a checkpoint without one
   (saved by a run that read its corpus in memory) is a clear error."""
   if not os.path.isdir(os.path.join(str(mngr.directory), str(step), 'data')):
-    raise ValueError(f'checkpoint step {step} in {mngr.directory} has no data-iterator state: '
-                     'it was trained on the in-memory corpus, not data.prepared_dir. Resume '
-                     'with the data settings the run had, or start in a new --workdir')
+    raise UserError(f'checkpoint step {step} in {mngr.directory} has no data-iterator state: '
+                    'it was trained on the in-memory corpus, not data.prepared_dir. Resume '
+                    'with the data settings the run had, or start in a new --workdir')
   mine = f'process_{jax.process_index()}-of-{jax.process_count()}.json'  # grain's file name
   saved = sorted(os.listdir(os.path.join(str(mngr.directory), str(step), 'data')))
   if mine not in saved:  # each process reads its own shard: the split must stay the same
-    raise ValueError(f'checkpoint step {step} holds data-iterator states {saved}, none for '
-                     f'this process ({mine}); resume with the process count the run had')
+    raise UserError(f'checkpoint step {step} holds data-iterator states {saved}, none for '
+                    f'this process ({mine}); resume with the process count the run had')
   mngr.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator)))
 
 
@@ -141,8 +143,8 @@ def saved_params(directory: str, check=None):
   mngr = _reader(directory)
   step = mngr.latest_step()
   if step is None:
-    raise FileNotFoundError(f'{directory!r} holds no checkpoint; point config.init_from (or '
-                            '--workdir) at the checkpoints/ directory of a finished run')
+    raise MissingFileError(f'{directory!r} holds no checkpoint; point config.init_from (or '
+                           '--workdir) at the checkpoints/ directory of a finished run')
   meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
   if check:
     check(meta)

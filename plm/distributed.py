@@ -19,6 +19,8 @@ import os
 
 import jax
 
+from plm.errors import UserError
+
 ENV = {'coordinator_address': 'JAX_COORDINATOR_ADDRESS', 'num_processes': 'JAX_NUM_PROCESSES',
        'process_id': 'JAX_PROCESS_ID'}
 
@@ -38,8 +40,8 @@ def settings(dc) -> dict:
       try:
         value = int(value)
       except ValueError as e:
-        raise ValueError(f'{var}={value!r} is not an integer; set it (or '
-                         f'config.distributed.{field}) to a number') from e
+        raise UserError(f'{var}={value!r} is not an integer; set it (or '
+                        f'config.distributed.{field}) to a number') from e
     out[field] = value
   return out
 
@@ -54,10 +56,10 @@ def initialize(dc) -> bool:
     return False
   missing = [f'config.distributed.{k} (or {ENV[k]})' for k, v in s.items() if v is None]
   if missing:
-    raise ValueError(f'a multi-process run needs all of coordinator_address, num_processes and '
-                     f'process_id; missing {", ".join(missing)}')
+    raise UserError(f'a multi-process run needs all of coordinator_address, num_processes and '
+                    f'process_id; missing {", ".join(missing)}')
   if not 0 <= s['process_id'] < s['num_processes']:
-    raise ValueError(f"process_id={s['process_id']} must be in 0..num_processes-1 "
-                     f"(num_processes={s['num_processes']}); number the processes 0, 1, ...")
+    raise UserError(f"process_id={s['process_id']} must be in 0..num_processes-1 "
+                    f"(num_processes={s['num_processes']}); number the processes 0, 1, ...")
   jax.distributed.initialize(**s)
   return True

@@ -27,7 +27,8 @@ Jobs (--config.job=...):
 
 Every training run writes {workdir}/config.json and {workdir}/results.json
 (train and the fine-tuning jobs); evaluate writes {workdir}/results_evaluate.json. A user error (bad path, config or data) ends
-as one line on stderr; --verbosity=1 shows the traceback behind it.
+as one line on stderr (plm.UserError); --verbosity=1 shows the traceback behind it. Any
+other exception is a bug and keeps its traceback.
 """
 import difflib
 import importlib
@@ -37,6 +38,8 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from plm.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/xlm.py:tiny.',
                                           lock_config=True)
@@ -67,8 +70,8 @@ JOBS = {
     'compress': ('plm.jobs.compress', 'compress_job'),
 }
 # What a user can cause (a bad path, config value or file): one line, no traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
-               FloatingPointError, OSError)
+# Everything else is a bug (plm's, JAX's, numpy's) and keeps its traceback.
+USER_ERRORS = (UserError, NotADirectoryError, PermissionError)
 
 
 def close_matches(word, choices) -> str:
@@ -96,12 +99,22 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   logging.info('config:\n%s', config)
   module, function = JOBS[config.job]
-  try:
+
+  def job():
     from plm import distributed  # pylint: disable=g-import-not-at-top
     distributed.initialize(config.get('distributed'))  # before any JAX work; no-op for 1 process
     getattr(importlib.import_module(module), function)(config, _WORKDIR.value)
+
+  run_reporting_user_errors(job, verbose=flags.FLAGS['verbosity'].present)
+
+
+def run_reporting_user_errors(fn, verbose: bool = False):
+  """fn(); a user's mistake (plm.UserError) exits as one line naming the fix, anything else
+  (a bug) keeps its traceback. `verbose` (--verbosity given): every error keeps it."""
+  try:
+    return fn()
   except USER_ERRORS as e:
-    if flags.FLAGS['verbosity'].present:
+    if verbose:
       raise
     sys.exit(f'error: {e}\n(rerun with --verbosity=1 for the traceback)')
 

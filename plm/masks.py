@@ -16,6 +16,8 @@ from typing import Optional
 
 import jax.numpy as jnp
 
+from plm.errors import UserError
+
 Array = jnp.ndarray
 
 # Objective ids for `unilm_mask`.
@@ -62,7 +64,7 @@ def combine_masks(*masks: Optional[Array]) -> Optional[Array]:
     return None
   ndims = {m.ndim for m in masks}
   if len(ndims) != 1:
-    raise ValueError(f'Masks must have the same rank, got {ndims}.')
+    raise UserError(f'Masks must have the same rank, got {ndims}.')
   out = _bool(masks[0])
   for m in masks[1:]:
     out = jnp.logical_and(out, _bool(m))

@@ -12,6 +12,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from plm.errors import UserError
+
 MESH_AXES = ('data', 'fsdp', 'model')
 
 # Logical axis -> mesh axis (None = replicated), as in t5x's standard rules.
@@ -34,20 +36,20 @@ def make_mesh(shape: dict, devices: Sequence[jax.Device] | None = None) -> Mesh:
   devices = list(jax.devices() if devices is None else devices)
   unknown = set(shape) - set(MESH_AXES)
   if unknown:
-    raise ValueError(f'mesh axes {sorted(unknown)} are unknown; use {MESH_AXES}')
+    raise UserError(f'mesh axes {sorted(unknown)} are unknown; use {MESH_AXES}')
   sizes = [int(shape.get(a, 1)) for a in MESH_AXES]
   if sizes.count(-1) > 1:
-    raise ValueError(f'mesh {dict(shape)}: at most one axis may be -1')
+    raise UserError(f'mesh {dict(shape)}: at most one axis may be -1')
   if -1 in sizes:
     rest = math.prod(s for s in sizes if s != -1)
     if len(devices) % rest:
-      raise ValueError(f'mesh {dict(shape)}: {len(devices)} devices are not divisible by {rest}; '
-                       'change config.mesh so the fixed axes divide the device count')
+      raise UserError(f'mesh {dict(shape)}: {len(devices)} devices are not divisible by {rest}; '
+                      'change config.mesh so the fixed axes divide the device count')
     sizes[sizes.index(-1)] = len(devices) // rest
   if math.prod(sizes) != len(devices):
-    raise ValueError(f'mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices but '
-                     f'{len(devices)} are present; change config.mesh so its product is '
-                     f'{len(devices)} (or set one axis to -1)')
+    raise UserError(f'mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices but '
+                    f'{len(devices)} are present; change config.mesh so its product is '
+                    f'{len(devices)} (or set one axis to -1)')
   return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES)
 
 
@@ -57,8 +59,8 @@ def check_rules(rules) -> tuple:
   for logical, mesh_axes in rules:
     for axis in (mesh_axes if isinstance(mesh_axes, tuple) else (mesh_axes,)):
       if axis is not None and axis not in MESH_AXES:
-        raise ValueError(f'axis rule ({logical!r} -> {axis!r}) names an unknown mesh axis; '
-                         f'use one of {MESH_AXES} or None')
+        raise UserError(f'axis rule ({logical!r} -> {axis!r}) names an unknown mesh axis; '
+                        f'use one of {MESH_AXES} or None')
   return rules
 
 
@@ -75,11 +77,11 @@ def check_logical_axes(rules, abstract_tree) -> None:
   named = {logical for logical, _ in rules}
   known = used | {logical for logical, _ in DEFAULT_RULES}
   if used - named:
-    raise ValueError(f'config.rules has no rule for the logical axes {sorted(used - named)}; add '
-                     "e.g. ('embed', None) to replicate one (see plm/partitioning.py)")
+    raise UserError(f'config.rules has no rule for the logical axes {sorted(used - named)}; add '
+                    "e.g. ('embed', None) to replicate one (see plm/partitioning.py)")
   if named - known:
-    raise ValueError(f'config.rules names unknown logical axes {sorted(named - known)}; the '
-                     f'model has {sorted(known)}')
+    raise UserError(f'config.rules names unknown logical axes {sorted(named - known)}; the '
+                    f'model has {sorted(known)}')
 
 
 def logical_shardings(mesh: Mesh, rules, abstract_tree):

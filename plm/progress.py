@@ -4,9 +4,11 @@ import time
 import jax
 import numpy as np
 
+from plm.errors import UserError
 
-class NonFiniteLossError(FloatingPointError):
-  pass
+
+class NonFiniteLossError(UserError, FloatingPointError):
+  """The loss or gradient norm left the floats; the message names the step and the fixes."""
 
 
 def format_table(table: dict) -> str:

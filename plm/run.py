@@ -17,6 +17,7 @@ import ml_collections
 from plm import checkpoint, models
 from plm.data import pipeline, sampling
 from plm.data import tokenizer as tokenizer_lib
+from plm.errors import MissingFileError, UserError
 from plm.models import encoder as encoder_lib
 
 
@@ -28,13 +29,13 @@ def resolve(config) -> ml_collections.ConfigDict:
   if config.model.get('num_languages', 0) == -1:
     config.model.num_languages = len(config.data.languages)
   if config.model.get('num_languages', 0) not in (0, len(config.data.languages)):
-    raise ValueError(f'model.num_languages={config.model.num_languages} but data.languages has '
-                     f'{len(config.data.languages)}; set -1 (one per language), or 0 for no '
-                     'language embeddings')
+    raise UserError(f'model.num_languages={config.model.num_languages} but data.languages has '
+                    f'{len(config.data.languages)}; set -1 (one per language), or 0 for no '
+                    'language embeddings')
   if config.data.get('prepared_dir') and config.get('job') not in PREPARED_JOBS:
-    raise ValueError(f'data.prepared_dir is read by job=train/evaluate (and written by '
-                     f'job=prepare); job={config.get("job")} reads data.corpus itself: unset '
-                     '--config.data.prepared_dir')
+    raise UserError(f'data.prepared_dir is read by job=train/evaluate (and written by '
+                    f'job=prepare); job={config.get("job")} reads data.corpus itself: unset '
+                    '--config.data.prepared_dir')
   models.check_fields(config.model)
   return config
 
@@ -65,8 +66,8 @@ def write_results(results: dict, workdir: str, name: str = 'results.json') -> st
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(os.path.abspath(os.path.expanduser(workdir)), 'config.json')
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path} does not exist: {workdir} is not a plm run directory '
-                            '(every run writes its config.json there)')
+    raise MissingFileError(f'{path} does not exist: {workdir} is not a plm run directory '
+                           '(every run writes its config.json there)')
   with open(path, encoding='utf-8') as f:
     d = json.load(f)
   for key in ('languages', 'tlm_pairs'):  # JSON lists back to the tuples configs use
@@ -98,8 +99,8 @@ def open_tokenizer(config, workdir: str):
   """The vocabulary of a trained run; never trains one."""
   path = vocab_path(config, workdir)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'no vocabulary at {path}; point --workdir at a trained run or set '
-                            'data.vocab_path')
+    raise MissingFileError(f'no vocabulary at {path}; point --workdir at a trained run or set '
+                           'data.vocab_path')
   return tokenizer_lib.load(path)
 
 
@@ -110,13 +111,13 @@ def check_meta(saved: dict, current: dict) -> None:
   'frozen' (params only, e.g. plm.load) the frozen-parameters check.
   """
   if 'frozen' in current and saved.get('task') == 'convert':  # a resume: params alone won't do
-    raise ValueError('this --workdir holds parameters imported by job=convert, not a training '
-                     'run to resume; train in a new --workdir with config.init_from='
-                     '<this workdir>/checkpoints')
+    raise UserError('this --workdir holds parameters imported by job=convert, not a training '
+                    'run to resume; train in a new --workdir with config.init_from='
+                    '<this workdir>/checkpoints')
   if saved.get('vocab') != current['vocab']:
-    raise ValueError(f"the checkpoint was trained with vocabulary {saved.get('vocab')} but "
-                     f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
-                     'original vocabulary or start in a new --workdir')
+    raise UserError(f"the checkpoint was trained with vocabulary {saved.get('vocab')} but "
+                    f"this run's vocabulary is {current['vocab']}; set data.vocab_path to the "
+                    'original vocabulary or start in a new --workdir')
   # dtype / remat / attention change how a model computes, not its parameters.
   # Through JSON, as the checkpoint saved it: tuple fields (ERNIE 2.0's task_heads) are lists.
   # A run saved before plm/compress's fields existed had their defaults.
@@ -124,17 +125,17 @@ def check_meta(saved: dict, current: dict) -> None:
       {k: v for k, v in (m or {}).items() if k not in models.COMPUTE_FIELDS
        and not (k in encoder_lib.COMPRESS_DEFAULTS and not v)}))
   if model(saved.get('model')) != model(current['model']):
-    raise ValueError(f"the checkpoint holds another model ({saved.get('model')}); use the "
-                     'config it was trained with or start in a new --workdir')
+    raise UserError(f"the checkpoint holds another model ({saved.get('model')}); use the "
+                    'config it was trained with or start in a new --workdir')
   if 'frozen' in current and saved.get('frozen', []) != current['frozen']:  # a resume
-    raise ValueError(f"the checkpoint was trained with frozen parameters {saved.get('frozen', [])}"
-                     f" but this run freezes {current.get('frozen', [])}; set "
-                     'finetune.freeze_encoder as the run had it, or start in a new --workdir')
+    raise UserError(f"the checkpoint was trained with frozen parameters {saved.get('frozen', [])}"
+                    f" but this run freezes {current.get('frozen', [])}; set "
+                    'finetune.freeze_encoder as the run had it, or start in a new --workdir')
   if saved.get('schedule') != current.get('schedule'):  # ERNIE 2.0's continual stages
-    raise ValueError(f"the checkpoint was trained with the stage schedule {saved.get('schedule')}"
-                     f" but this run's is {current.get('schedule')}; a resumed run must continue "
-                     'the same schedule: restore ernie2.stages as the run had them, or start in '
-                     'a new --workdir')
+    raise UserError(f"the checkpoint was trained with the stage schedule {saved.get('schedule')}"
+                    f" but this run's is {current.get('schedule')}; a resumed run must continue "
+                    'the same schedule: restore ernie2.stages as the run had them, or start in '
+                    'a new --workdir')
   if 'data' in current and saved.get('data') != current['data']:
     logging.warning('the training data changed since the checkpoint (fingerprint %s -> %s); '
                     'continuing at the saved step on the new data', saved.get('data'),
@@ -144,16 +145,16 @@ def check_meta(saved: dict, current: dict) -> None:
 def check_init_from(config, saved: dict, current: dict) -> None:
   """config.init_from must hold a run of this vocabulary and this model shape."""
   if saved.get('vocab') != current['vocab']:
-    raise ValueError(f'config.init_from={config.init_from!r} was trained with vocabulary '
-                     f"{saved.get('vocab')}, this run uses {current['vocab']}; set "
-                     'data.vocab_path to the vocabulary of that run (its vocab/spm.model)')
+    raise UserError(f'config.init_from={config.init_from!r} was trained with vocabulary '
+                    f"{saved.get('vocab')}, this run uses {current['vocab']}; set "
+                    'data.vocab_path to the vocabulary of that run (its vocab/spm.model)')
   saved_model = saved.get('model', {})
   differ = [k for k in encoder_lib.SHAPE_FIELDS
             if k in config.model and saved_model.get(k, 0) != config.model.get(k)]
   if differ:
-    raise ValueError(f'config.init_from={config.init_from!r} holds another model shape ('
-                     + ', '.join(f'model.{k}={saved_model.get(k)!r}' for k in differ)
-                     + '); use the config the pre-trained run used')
+    raise UserError(f'config.init_from={config.init_from!r} holds another model shape ('
+                    + ', '.join(f'model.{k}={saved_model.get(k)!r}' for k in differ)
+                    + '); use the config the pre-trained run used')
 
 
 def check_token_table(tokenizer, shapes, where: str) -> None:
@@ -184,8 +185,8 @@ def load(workdir: str, config=None) -> Loaded:
   config = resolve(config if config is not None else read_config(workdir))
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(ckpt_dir) or not any(d.isdigit() for d in os.listdir(ckpt_dir)):
-    raise FileNotFoundError(f'no checkpoint in {ckpt_dir}; train first (config.job=train) or '
-                            'point --workdir at a trained run')
+    raise MissingFileError(f'no checkpoint in {ckpt_dir}; train first (config.job=train) or '
+                           'point --workdir at a trained run')
   tokenizer = open_tokenizer(config, workdir)
   model = models.build(config.model, tokenizer.vocab_size)
   current = dict(vocab=tokenizer.fingerprint, model=config.model.to_dict())
@@ -201,9 +202,9 @@ def finetune_config(config) -> ml_collections.ConfigDict:
   """The loop's settings for a fine-tuning job: finetune.* in place of train.* / optim.*."""
   fc = config.finetune
   if 'max_len' in config.model and fc.seq_len > config.model.max_len:  # LASER: any length
-    raise ValueError(f'finetune.seq_len={fc.seq_len} exceeds model.max_len='
-                     f'{config.model.max_len}; lower finetune.seq_len (model.max_len is fixed by '
-                     'the pre-trained run)')
+    raise UserError(f'finetune.seq_len={fc.seq_len} exceeds model.max_len='
+                    f'{config.model.max_len}; lower finetune.seq_len (model.max_len is fixed by '
+                    'the pre-trained run)')
   c = config.copy_and_resolve_references()
   c.train.steps, c.optim.total_steps = fc.steps, fc.steps
   c.train.batch_size, c.train.eval_every = fc.batch_size, fc.eval_every

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from plm import decode, masks
+from plm.errors import UserError
 
 
 def _dummy_cache(model: nn.Module, batch_size: int, src_len: int, max_len: int):
@@ -106,15 +107,15 @@ def make_translator(model: nn.Module, *, batch_size: int, src_len: int, max_len:
   language embeddings. The model's position table bounds `max_len`.
   """
   if max_len > model.decoder.max_len:
-    raise ValueError(f'max_len={max_len} target tokens exceed model.max_len='
-                     f'{model.decoder.max_len}')
+    raise UserError(f'max_len={max_len} target tokens exceed model.max_len='
+                    f'{model.decoder.max_len}')
   make_step = cached_step_fn if cached else uncached_step_fn
 
   @jax.jit
   def run(params, src_tokens, src_langs, tgt_lang):
     if src_tokens.shape != (batch_size, src_len):
-      raise ValueError(f'src_tokens has shape {src_tokens.shape}, not (batch_size, src_len) = '
-                       f'{(batch_size, src_len)}')
+      raise UserError(f'src_tokens has shape {src_tokens.shape}, not (batch_size, src_len) = '
+                      f'{(batch_size, src_len)}')
     step, state = make_step(model, params, batch_size=batch_size, src_len=src_len,
                             max_len=max_len)
     tgt_langs = None if tgt_lang is None else jnp.broadcast_to(

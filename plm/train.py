@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 
 from plm import checkpoint, partitioning, progress, run
+from plm.errors import MissingFileError, UserError
 from plm.objectives.base import ModelFn, Objective, loss_weights
 
 NonFiniteLossError = progress.NonFiniteLossError
@@ -50,7 +51,7 @@ def learning_rate(c) -> optax.Schedule:
   decays = {'linear': lambda: optax.linear_schedule(c.lr, 0.0, horizon),
             'cosine': lambda: optax.cosine_decay_schedule(c.lr, horizon)}
   if c.schedule not in decays:
-    raise ValueError(f'optim.schedule={c.schedule!r}: use one of {sorted(decays)}')
+    raise UserError(f'optim.schedule={c.schedule!r}: use one of {sorted(decays)}')
   return optax.join_schedules([optax.linear_schedule(0.0, c.lr, c.warmup_steps),
                                decays[c.schedule]()], [c.warmup_steps])
 
@@ -71,8 +72,8 @@ def freeze(tx: optax.GradientTransformation, frozen: tuple) -> optax.GradientTra
 
   def labels(params):
     if missing := sorted(set(frozen) - set(params)):
-      raise ValueError(f'Task.frozen names {missing}, which the params do not have; their '
-                       f'top-level parts are {sorted(params)}')
+      raise UserError(f'Task.frozen names {missing}, which the params do not have; their '
+                      f'top-level parts are {sorted(params)}')
     return {k: 'frozen' if k in frozen else 'train' for k in params}
 
   return optax.partition({'train': tx, 'frozen': optax.set_to_zero()}, labels)
@@ -190,17 +191,17 @@ def setup(config, task: Task, tokenizer, devices=None) -> Setup:
   rules = partitioning.check_rules(config.rules)
   dp = partitioning.data_parallel_size(mesh)
   if tc.batch_size % (dp * tc.accum_steps):
-    raise ValueError(f'train.batch_size={tc.batch_size} must be divisible by the data-parallel '
-                     f'size {dp} times train.accum_steps={tc.accum_steps}')
+    raise UserError(f'train.batch_size={tc.batch_size} must be divisible by the data-parallel '
+                    f'size {dp} times train.accum_steps={tc.accum_steps}')
   if tc.eval_batch_size % dp:
-    raise ValueError(f'train.eval_batch_size={tc.eval_batch_size} must be divisible by the '
-                     f'data-parallel size {dp} (mesh data x fsdp)')
+    raise UserError(f'train.eval_batch_size={tc.eval_batch_size} must be divisible by the '
+                    f'data-parallel size {dp} (mesh data x fsdp)')
   if tc.nonfinite not in ('stop', 'skip'):
-    raise ValueError(f"train.nonfinite={tc.nonfinite!r}: use 'stop' or 'skip'")
+    raise UserError(f"train.nonfinite={tc.nonfinite!r}: use 'stop' or 'skip'")
   if tc.loss_chunk and not hasattr(task.model, 'hidden'):
-    raise ValueError(f'train.loss_chunk={tc.loss_chunk} needs a language model (hidden + '
-                     f'logits); {type(task.model).__name__} has no vocabulary head: set '
-                     'train.loss_chunk=0')
+    raise UserError(f'train.loss_chunk={tc.loss_chunk} needs a language model (hidden + '
+                    f'logits); {type(task.model).__name__} has no vocabulary head: set '
+                    'train.loss_chunk=0')
 
   # ----- Model, objective and optimizer -----
   model, objective = task.model, task.objective
@@ -275,16 +276,16 @@ def init_from(config, s: Setup, params):
                                             jax.tree_util.tree_map(lambda _: device, saved))
     mapped = s.init_map(jax.device_get(restored), jax.device_get(params))
     if shapes(mapped) != shapes(fresh):
-      raise ValueError(f'init_map of config.init_from={config.init_from!r} changed the '
-                       'parameter shapes; it must return the fresh tree with saved values')
+      raise UserError(f'init_map of config.init_from={config.init_from!r} changed the '
+                      'parameter shapes; it must return the fresh tree with saved values')
     print(f'init_from: mapped step {step} of {config.init_from} onto this model', flush=True)
     return jax.device_put(mapped, s.state_sharding['params'])
   if 'encoder' in fresh and 'encoder' not in saved and 'embeddings' in saved:
     # An `encoder` run (e.g. a converted checkpoint without an LM head) holds the Encoder's
     # own tree: it is this model's 'encoder' part.
     if shapes(saved) != shapes(fresh['encoder']):
-      raise ValueError(f'config.init_from={config.init_from!r} holds an encoder of other shapes '
-                       "than this model's; use the config the pre-trained run used")
+      raise UserError(f'config.init_from={config.init_from!r} holds an encoder of other shapes '
+                      "than this model's; use the config the pre-trained run used")
     restored, _ = checkpoint.restore_params(config.init_from, fresh['encoder'],
                                             s.state_sharding['params']['encoder'])
     print(f'init_from: encoder from step {step} of {config.init_from}; '
@@ -292,9 +293,9 @@ def init_from(config, s: Setup, params):
     return {**params, 'encoder': restored}
   take = [k for k in fresh if k in saved and shapes(saved[k]) == shapes(fresh[k])]
   if not take:
-    raise ValueError(f'config.init_from={config.init_from!r} holds parameters '
-                     f'{sorted(saved)}, none of which fit this model ({sorted(fresh)}); start '
-                     'from a run of the same model family and size')
+    raise UserError(f'config.init_from={config.init_from!r} holds parameters '
+                    f'{sorted(saved)}, none of which fit this model ({sorted(fresh)}); start '
+                    'from a run of the same model family and size')
   restored, _ = checkpoint.restore_params(config.init_from, {k: fresh[k] for k in take},
                                           {k: s.state_sharding['params'][k] for k in take})
   print(f'init_from: {", ".join(take)} from step {step} of {config.init_from}; '
@@ -407,8 +408,8 @@ def evaluate_checkpoint(config, workdir: str, task: Task, tokenizer) -> dict:
   state, _ = checkpoint.restore_latest(checkpoint.manager(workdir), s.abstract_state,
                                        s.state_sharding, lambda saved: run.check_meta(saved, s.meta))
   if state is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints; train first '
-                            '(config.job=train) or point --workdir at a trained run')
+    raise MissingFileError(f'no checkpoint in {workdir}/checkpoints; train first '
+                           '(config.job=train) or point --workdir at a trained run')
   results = test_results(config, s, task, state['params'], int(state['step']))
   run.write_results(results, workdir, 'results_evaluate.json')  # results.json is training's
   return results

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm import decode, masks
+from plm.errors import UserError
 
 
 def left_pad(sources, width: int, *, bos_id: int, eos_id: int, pad_id: int):
@@ -33,8 +34,8 @@ def left_pad(sources, width: int, *, bos_id: int, eos_id: int, pad_id: int):
   for i, ids in enumerate(sources):
     row = [bos_id] + list(ids) + [eos_id]
     if len(row) > width:
-      raise ValueError(f'source {i} has {len(row)} tokens with bos/eos, more than the prompt '
-                       f'width {width}')
+      raise UserError(f'source {i} has {len(row)} tokens with bos/eos, more than the prompt '
+                      f'width {width}')
     prompt[i, width - len(row):] = row
     valid[i, width - len(row):] = True
   return prompt, valid
@@ -139,8 +140,8 @@ def make_decoder(model: nn.Module, *, mask_id: int, eos_id: int, pad_id: int, ba
   """
   steps = max_len - prompt_width
   if steps < 1:
-    raise ValueError(f'the prompt width {prompt_width} leaves no room to decode within '
-                     f'{max_len} slots; raise finetune.seq_len or shorten the sources')
+    raise UserError(f'the prompt width {prompt_width} leaves no room to decode within '
+                    f'{max_len} slots; raise finetune.seq_len or shorten the sources')
   make_step = cached_step_fn if cached else uncached_step_fn
 
   @jax.jit

@@ -5,6 +5,7 @@
 import numpy as np
 
 from plm import masks
+from plm.errors import MissingFileError
 
 TITLES = ('bidirectional', 'left-to-right', 'right-to-left', 'seq2seq')
 
@@ -62,8 +63,8 @@ def read_scalars(tb_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
   files = sorted(glob.glob(os.path.join(tb_dir, 'events.out.tfevents.*')))
   if not files:
-    raise FileNotFoundError(f'no TensorBoard event files in {tb_dir}; train first (a run writes '
-                            'them to {workdir}/tb)')
+    raise MissingFileError(f'no TensorBoard event files in {tb_dir}; train first (a run writes '
+                           'them to {workdir}/tb)')
   points = {}
   for path in files:
     with open(path, 'rb') as f:

@@ -7,6 +7,7 @@ from absl import flags
 import pytest
 
 from plm import main, models
+from plm.errors import MissingFileError, UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,6 +65,29 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
   first, hint = message.splitlines()[-2:]
   assert first.startswith(f'error: Missing text file {tmp_path}/none/en.train.txt'), message
   assert hint == '(rerun with --verbosity=1 for the traceback)'
+
+
+def test_only_user_errors_lose_their_traceback():
+  """A plm.UserError is one line; a ValueError or FileNotFoundError raised by a bug (plm's,
+  JAX's or numpy's) propagates with its traceback instead of posing as a config mistake."""
+  def raises(error):
+    def fn():
+      raise error
+    return fn
+
+  with pytest.raises(SystemExit) as e:
+    main.run_reporting_user_errors(raises(UserError('model.size=x: use one of ...')))
+  assert str(e.value.code) == ('error: model.size=x: use one of ...\n'
+                               '(rerun with --verbosity=1 for the traceback)')
+  with pytest.raises(SystemExit) as e:
+    main.run_reporting_user_errors(raises(MissingFileError('no vocabulary at v')))
+  assert str(e.value.code).startswith('error: no vocabulary at v\n')
+  for bug in (ValueError('operands could not be broadcast'), FileNotFoundError('x'),
+              FloatingPointError('y'), OSError('z')):
+    with pytest.raises(type(bug)):
+      main.run_reporting_user_errors(raises(bug))
+  with pytest.raises(UserError):  # --verbosity: the traceback of a user error too
+    main.run_reporting_user_errors(raises(UserError('u')), verbose=True)
 
 
 def test_bad_transformers_directory_is_one_line(tmp_path):

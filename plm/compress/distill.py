@@ -21,6 +21,7 @@ import numpy as np
 
 from plm.compress.config import LOSSES
 from plm.compress.student import layers_and_logits
+from plm.errors import UserError
 from plm.objectives.base import ModelFn, Objective, prediction_sums
 
 
@@ -60,9 +61,9 @@ def make(base: Objective, teacher: nn.Module, student_layers: int, *, losses=LOS
   `teacher` is the teacher's EncoderLM; `make_extras() -> {'teacher': boxed params}`.
   """
   if unknown := sorted(set(losses) - set(LOSSES)):
-    raise ValueError(f'distill.losses names {unknown}; use some of {LOSSES}')
+    raise UserError(f'distill.losses names {unknown}; use some of {LOSSES}')
   if temperature <= 0:
-    raise ValueError(f'distill.temperature={temperature} must be > 0')
+    raise UserError(f'distill.temperature={temperature} must be > 0')
   (hard,) = base.heads
   heads = (hard,) + tuple(h for h in LOSSES if h in losses)
   match = layer_map(student_layers, teacher.encoder.layers)

@@ -12,12 +12,14 @@ and faster, not only sparse.
 import jax
 import numpy as np
 
+from plm.errors import UserError
+
 ATTENTION = ('query', 'key', 'value')  # kernels [embed, heads, kv], biases [heads, kv]
 
 
 def check_ratio(name: str, ratio: float) -> None:
   if not 0.0 <= ratio < 1.0:
-    raise ValueError(f'compress.{name}={ratio} must be in [0, 1): the share of units removed')
+    raise UserError(f'compress.{name}={ratio} must be in [0, 1): the share of units removed')
 
 
 def layers(params) -> list[str]:

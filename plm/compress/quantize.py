@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plm.errors import UserError
 from plm.nn.attention import QUANT_MODES
 
 BLOCK_KERNELS = ('query', 'key', 'value', 'out', 'wi', 'wo')  # the modules quantized
@@ -20,16 +21,16 @@ BLOCK_KERNELS = ('query', 'key', 'value', 'out', 'wi', 'wo')  # the modules quan
 def check_backend(mode: str) -> None:
   """`mode` is known and this backend compiles its matmul, else one clear error."""
   if mode not in QUANT_MODES:
-    raise ValueError(f'compress.quantize={mode!r} is unknown; use one of {QUANT_MODES} '
-                     "(or '' for none)")
+    raise UserError(f'compress.quantize={mode!r} is unknown; use one of {QUANT_MODES} '
+                    "(or '' for none)")
   x = jnp.ones((2, 4), jnp.int8)
   try:
     jax.jit(lambda a: jax.lax.dot_general(a, a.T, (((1,), (0,)), ((), ())),
                                           preferred_element_type=jnp.int32))(x).block_until_ready()
   except Exception as e:  # pylint: disable=broad-except  # XLA's own 'unimplemented' errors
-    raise ValueError(f'compress.quantize={mode!r} needs int8 x int8 -> int32 matmuls, which '
-                     f'the {jax.default_backend()} backend cannot run ({type(e).__name__}: '
-                     f'{e}); run the model in float32 or on another backend') from None
+    raise UserError(f'compress.quantize={mode!r} needs int8 x int8 -> int32 matmuls, which '
+                    f'the {jax.default_backend()} backend cannot run ({type(e).__name__}: '
+                    f'{e}); run the model in float32 or on another backend') from None
 
 
 def quantize_kernel(kernel: np.ndarray, n_in: int):

@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from plm.errors import MissingFileError, UserError
+
 # model_type -> the checkpoints it covers
 SUPPORTED = {
     'bert': 'BERT, UNILM (BertModel, BertForMaskedLM, BertForPreTraining)',
@@ -38,15 +40,15 @@ def read_config(path: str) -> dict:
   """`{path}/config.json` as a dict, its model_type checked."""
   file = os.path.join(path, 'config.json')
   if not os.path.isfile(file):
-    raise FileNotFoundError(f'{file} does not exist: point at a transformers checkpoint '
-                            'directory (config.json and model.safetensors)')
+    raise MissingFileError(f'{file} does not exist: point at a transformers checkpoint '
+                           'directory (config.json and model.safetensors)')
   with open(file, encoding='utf-8') as f:
     cfg = json.load(f)
   kind = cfg.get('model_type')
   if kind not in SUPPORTED:
-    raise ValueError(f'{file}: model_type={kind!r} (architectures '
-                     f"{cfg.get('architectures')}) is not supported; plm converts "
-                     + '; '.join(f'{k}: {v}' for k, v in SUPPORTED.items()))
+    raise UserError(f'{file}: model_type={kind!r} (architectures '
+                    f"{cfg.get('architectures')}) is not supported; plm converts "
+                    + '; '.join(f'{k}: {v}' for k, v in SUPPORTED.items()))
   return cfg
 
 
@@ -58,13 +60,13 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
     return load_file(file)
   file = os.path.join(path, 'pytorch_model.bin')
   if not os.path.isfile(file):
-    raise FileNotFoundError(f'{path} holds none of {WEIGHT_FILES}; save the model with '
-                            'save_pretrained(path) (safetensors is the default)')
+    raise MissingFileError(f'{path} holds none of {WEIGHT_FILES}; save the model with '
+                           'save_pretrained(path) (safetensors is the default)')
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise ValueError(f'{file} is a PyTorch pickle and torch is not installed; install torch '
-                     'or convert it to model.safetensors') from None
+    raise UserError(f'{file} is a PyTorch pickle and torch is not installed; install torch '
+                    'or convert it to model.safetensors') from None
   state = torch.load(file, map_location='cpu', weights_only=True)  # never runs pickled code
   return {k: v.float().numpy() for k, v in state.items()}
 
@@ -87,10 +89,10 @@ def encoder_kwargs(cfg: dict) -> dict:
   """plm Encoder fields for a transformers config dict (read_config)."""
   act = cfg.get('hidden_act')
   if act not in ACTIVATIONS:
-    raise ValueError(f'hidden_act={act!r} has no plm activation; known: {sorted(ACTIVATIONS)}')
+    raise UserError(f'hidden_act={act!r} has no plm activation; known: {sorted(ACTIVATIONS)}')
   if cfg.get('position_embedding_type', 'absolute') != 'absolute':
-    raise ValueError(f"position_embedding_type={cfg.get('position_embedding_type')!r}: "
-                     "plm supports only 'absolute' (learned) positions")
+    raise UserError(f"position_embedding_type={cfg.get('position_embedding_type')!r}: "
+                    "plm supports only 'absolute' (learned) positions")
   tasks = cfg.get('task_type_vocab_size', 0) if cfg.get('use_task_id') else 0
   return dict(
       vocab_size=cfg['vocab_size'], layers=cfg['num_hidden_layers'], hidden=cfg['hidden_size'],
@@ -187,8 +189,8 @@ def _base_prefix(tensors: dict) -> str:
   for name in tensors:
     if name.endswith('embeddings.word_embeddings.weight'):
       return name[:-len('embeddings.word_embeddings.weight')]
-  raise ValueError('no embeddings.word_embeddings.weight among the checkpoint tensors '
-                   f'({sorted(tensors)[:5]} ...): not a BERT-layout checkpoint')
+  raise UserError('no embeddings.word_embeddings.weight among the checkpoint tensors '
+                  f'({sorted(tensors)[:5]} ...): not a BERT-layout checkpoint')
 
 
 def _legacy_names(tensors: dict) -> dict:
@@ -207,8 +209,8 @@ def to_plm(tensors: dict, cfg: dict, *, with_mlm_head: bool) -> dict:
   tensors = _legacy_names(tensors)
   kw = encoder_kwargs(cfg)
   if kw['hidden'] % kw['heads']:
-    raise ValueError(f"num_attention_heads={kw['heads']} does not divide hidden_size="
-                     f"{kw['hidden']}")
+    raise UserError(f"num_attention_heads={kw['heads']} does not divide hidden_size="
+                    f"{kw['hidden']}")
   prefix, offset = _base_prefix(tensors), _position_offset(cfg)
   params, used = {}, set()
   for entry in _entries(kw, cfg, with_mlm_head):
@@ -216,12 +218,12 @@ def to_plm(tensors: dict, cfg: dict, *, with_mlm_head: bool) -> dict:
     if name not in tensors:
       hint = (' (with_mlm_head=True needs a ...ForMaskedLM checkpoint)'
               if entry.hf.startswith('!') else '')
-      raise ValueError(f'HF parameter {name!r} is missing{hint}')
+      raise UserError(f'HF parameter {name!r} is missing{hint}')
     x = np.asarray(tensors[name], np.float32)  # plm keeps params in float32
     want = entry.hf_shape
     if x.shape != want:
-      raise ValueError(f'HF parameter {name!r} has shape {x.shape}, expected {want} '
-                       '(from config.json)')
+      raise UserError(f'HF parameter {name!r} has shape {x.shape}, expected {want} '
+                      '(from config.json)')
     node = params
     for key in entry.plm[:-1]:
       node = node.setdefault(key, {})
@@ -231,8 +233,8 @@ def to_plm(tensors: dict, cfg: dict, *, with_mlm_head: bool) -> dict:
   decoder = tensors.get(f'{head}decoder.weight')
   if with_mlm_head and decoder is not None:
     if not np.array_equal(decoder, tensors[prefix + 'embeddings.word_embeddings.weight']):
-      raise ValueError(f'HF parameter {head}decoder.weight differs from the word embeddings: '
-                       'plm ties the MLM decoder to the token table and cannot represent it')
+      raise UserError(f'HF parameter {head}decoder.weight differs from the word embeddings: '
+                      'plm ties the MLM decoder to the token table and cannot represent it')
     used.add(f'{head}decoder.weight')
   if with_mlm_head:
     used.add(f'{head}decoder.bias')  # transformers ties it to {head}bias
@@ -240,8 +242,8 @@ def to_plm(tensors: dict, cfg: dict, *, with_mlm_head: bool) -> dict:
       () if with_mlm_head else ('cls.', 'lm_head.'))
   leftover = sorted(k for k in tensors if k not in used and not k.startswith(unused))
   if leftover:
-    raise ValueError(f'HF parameters plm cannot represent: {leftover} (more layers than '
-                     'config.json says, or a part plm does not have)')
+    raise UserError(f'HF parameters plm cannot represent: {leftover} (more layers than '
+                    'config.json says, or a part plm does not have)')
   return params
 
 
@@ -255,11 +257,11 @@ def to_hf(params: dict, kw: dict) -> dict[str, np.ndarray]:
     node = params
     for key in entry.plm:
       if key not in node:
-        raise ValueError(f"plm parameter {'/'.join(entry.plm)} is missing (model fields {kw})")
+        raise UserError(f"plm parameter {'/'.join(entry.plm)} is missing (model fields {kw})")
       node = node[key]
     if tuple(np.shape(node)) != entry.shape:
-      raise ValueError(f"plm parameter {'/'.join(entry.plm)} has shape {np.shape(node)}, "
-                       f'expected {entry.shape}')
+      raise UserError(f"plm parameter {'/'.join(entry.plm)} has shape {np.shape(node)}, "
+                      f'expected {entry.shape}')
     name = entry.hf[1:] if entry.hf.startswith('!') else prefix + entry.hf
     out[name] = _to_hf(np.asarray(node), entry, 0)
   if with_mlm_head:  # written out so that loaders that do not tie still read the same model
@@ -271,11 +273,11 @@ def to_hf(params: dict, kw: dict) -> dict[str, np.ndarray]:
 def hf_config(kw: dict, with_mlm_head: bool, special_ids: dict | None = None) -> dict:
   """A transformers BertConfig dict for Encoder fields `kw`."""
   if kw.get('positions', 'learned') != 'learned' or not kw.get('post_ln', True):
-    raise ValueError('only post-LN encoders with learned positions have a BERT layout to export '
-                     f"(model.positions={kw.get('positions')!r}, model.post_ln={kw.get('post_ln')})")
+    raise UserError('only post-LN encoders with learned positions have a BERT layout to export '
+                    f"(model.positions={kw.get('positions')!r}, model.post_ln={kw.get('post_ln')})")
   if kw.get('num_languages'):
-    raise ValueError('XLM language embeddings have no place in a BERT checkpoint; export a '
-                     'model with model.num_languages=0')
+    raise UserError('XLM language embeddings have no place in a BERT checkpoint; export a '
+                    'model with model.num_languages=0')
   cfg = {
       'architectures': ['BertForMaskedLM' if with_mlm_head else 'BertModel'],
       'model_type': 'bert', 'vocab_size': kw['vocab_size'], 'hidden_size': kw['hidden'],

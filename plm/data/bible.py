@@ -19,6 +19,8 @@ import zlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from plm.errors import UserError
+
 CORPUS_DIR = os.path.join(os.path.dirname(__file__), 'corpora', 'bible')
 SPLITS = ('train', 'validation', 'test')
 TRANSLATIONS = {'en_kjv': 'en', 'en_web': 'en', 'es_rv1909': 'es'}
@@ -108,11 +110,11 @@ def load_verses(
 ) -> tuple[tuple[str, str], ...]:
   """The split's (reference, text) verses in canonical (file) order."""
   if translation not in TRANSLATIONS:
-    raise ValueError(
-        f'Unknown Bible translation {translation!r}; use one of '
-        f'{sorted(TRANSLATIONS)} (files in {CORPUS_DIR}).')
+    raise UserError(
+       f'Unknown Bible translation {translation!r}; use one of '
+       f'{sorted(TRANSLATIONS)} (files in {CORPUS_DIR}).')
   if split not in SPLITS:
-    raise ValueError(f'Unknown split {split!r}; use one of {SPLITS}.')
+    raise UserError(f'Unknown split {split!r}; use one of {SPLITS}.')
   return _read_verses(translation, split,
                       os.path.abspath(os.path.expanduser(data_dir)))
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import random
 
 from plm.data import bible
+from plm.errors import UserError
 
 GENRES = ('law', 'history', 'wisdom', 'prophets', 'gospels_acts', 'letters_revelation')
 _BOOKS_BY_GENRE = {
@@ -54,7 +55,7 @@ def parallel_verses(translations: Sequence[str], split: str, data_dir: str
   translation folds into its neighbour) are dropped.
   """
   if len(translations) < 2:
-    raise ValueError(f'parallel_verses needs at least two translations, got {translations}')
+    raise UserError(f'parallel_verses needs at least two translations, got {translations}')
   by_ref = [dict(bible.load_verses(t, split, data_dir)) for t in translations]
   refs = [ref for ref, _ in bible.load_verses(translations[0], split, data_dir)]
   return [tuple(table[ref] for table in by_ref) for ref in refs

@@ -29,6 +29,7 @@ import numpy as np
 
 from plm.data import bible
 from plm.data.rows import Rows
+from plm.errors import UserError
 from plm.kg import linker
 
 SOURCES = ('bible', 'glosses')
@@ -123,8 +124,8 @@ def nsp_rows(pairs: list[tuple[Sentence, Sentence]], *, seq_len: int, seed: int,
     labels.append(int(is_next[i]))
     kept.append(i)
   if not kept:
-    raise ValueError(f'no sentence pair fits in {seq_len} tokens ({too_long} too long); raise '
-                     'data.seq_len')
+    raise UserError(f'no sentence pair fits in {seq_len} tokens ({too_long} too long); raise '
+                    'data.seq_len')
   arrays = {k: v[:len(kept)] for k, v in arrays.items()}
   arrays['nsp_labels'] = np.asarray(labels, np.int32)
   return Rows(arrays, info=dict(info or {}, pairs=len(kept), too_long=too_long,
@@ -147,10 +148,10 @@ def load_or_build(path: str, key: dict, build) -> Rows:
       saved = json.loads(str(z['key']))
       for field in ('graph', 'vocab'):
         if saved.get(field) != key[field]:
-          raise ValueError(
-              f'the linked corpus {path} was built against {field} {saved.get(field)}, this run '
-              f'uses {key[field]}: delete {os.path.dirname(path)} (it is rebuilt) or set '
-              'ernie.corpus_dir to a new directory')
+          raise UserError(
+             f'the linked corpus {path} was built against {field} {saved.get(field)}, this run '
+             f'uses {key[field]}: delete {os.path.dirname(path)} (it is rebuilt) or set '
+             'ernie.corpus_dir to a new directory')
       if saved == key:
         arrays = {k: z[k] for k in z.files if k not in ('key', 'info')}
         return Rows(arrays, info=json.loads(str(z['info'])))

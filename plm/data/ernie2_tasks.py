@@ -34,6 +34,7 @@ import numpy as np
 
 from plm.data import bible
 from plm.data import rows as rows_lib
+from plm.errors import UserError
 from plm.kg import linker
 
 MAX_REORDER = 3  # sentence_reorder: at most this many segments (1 + 2 + 6 = 9 classes)
@@ -318,19 +319,19 @@ def build_rows(task: str, chapters: Sequence[Chapter], tokenizer, seq_len: int, 
                stream: int = 0, table: linker.AliasTable | None = None) -> rows_lib.Rows:
   """Task `task`'s Rows of `chapters`; a corpus that yields none is one clear error."""
   if task not in BUILDERS:
-    raise ValueError(f'unknown ERNIE 2.0 task {task!r}; use one of {list(BUILDERS)}')
+    raise UserError(f'unknown ERNIE 2.0 task {task!r}; use one of {list(BUILDERS)}')
   rng = random.Random(f'{seed}:{task}')
   if task == 'knowledge_masking':
     if table is None:
-      raise ValueError('knowledge_masking needs an entity alias table (plm/kg/linker.py)')
+      raise UserError('knowledge_masking needs an entity alias table (plm/kg/linker.py)')
     examples = knowledge_masking(chapters, tokenizer, rng, table=table, seq_len=seq_len)
   else:
     examples = BUILDERS[task](chapters, tokenizer, rng)
   rows = layout(examples, seq_len, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
                 stream=stream)
   if not len(rows):
-    raise ValueError(f'task {task} made no example of length <= {seq_len} from '
-                     f'{len(chapters)} chapters: it needs {NEEDS[task]}' +
-                     (f' ({rows.info["too_long"]} were longer than data.seq_len)'
-                      if rows.info['too_long'] else ''))
+    raise UserError(f'task {task} made no example of length <= {seq_len} from '
+                    f'{len(chapters)} chapters: it needs {NEEDS[task]}' +
+                    (f' ({rows.info["too_long"]} were longer than data.seq_len)'
+                     if rows.info['too_long'] else ''))
   return rows

@@ -27,6 +27,7 @@ import numpy as np
 from plm.data import bible
 from plm.data import ernie as ernie_data
 from plm.data.rows import Rows
+from plm.errors import UserError
 
 MARKER = '¶'
 TASKS = ('typing', 'relation')
@@ -39,7 +40,7 @@ RELATIONS = ('none', '_hypernym<', '_hypernym>', '_instance_hypernym>', '_instan
 
 def labels(task: str) -> tuple[str, ...]:
   if task not in TASKS:
-    raise ValueError(f'finetune.task={task!r}: use one of {TASKS}')
+    raise UserError(f'finetune.task={task!r}: use one of {TASKS}')
   return TYPES if task == 'typing' else RELATIONS
 
 
@@ -49,8 +50,8 @@ def marker_id(tokenizer) -> int:
     i = sp.piece_to_id(piece)
     if i != sp.unk_id():
       return i
-  raise ValueError(f'the vocabulary {tokenizer.path} has no piece {MARKER!r} for the marker '
-                   'tokens; train it on the KJV (data.languages=("en",), corpus bible)')
+  raise UserError(f'the vocabulary {tokenizer.path} has no piece {MARKER!r} for the marker '
+                  'tokens; train it on the KJV (data.languages=("en",), corpus bible)')
 
 
 def split_sentences(split: str, tfds_dir: str) -> list[str]:
@@ -137,8 +138,8 @@ def marked_rows(items, *, seq_len: int, bos_id: int, eos_id: int, marker: int,
     markers.append(at)
     ys.append(y)
   if not ys:
-    raise ValueError(f'no example fits in {seq_len} tokens ({too_long} too long); raise '
-                     'finetune.seq_len')
+    raise UserError(f'no example fits in {seq_len} tokens ({too_long} too long); raise '
+                    'finetune.seq_len')
   arrays = {k: v[:len(ys)] for k, v in arrays.items()}
   arrays['markers'] = np.asarray(markers, np.int32).reshape(len(ys), num_markers)
   arrays['labels'] = np.asarray(ys, np.int32)
@@ -155,10 +156,10 @@ def check_markers(arrays: dict, marker: int) -> None:
   bad = np.flatnonzero(~found.all(1) | (rows_with != 2 * at.shape[1]))
   if len(bad):
     r = int(bad[0])
-    raise ValueError(f'{len(bad)} rows lack their marker tokens, e.g. row {r} (tokens '
-                     f'{tokens[r][:24].tolist()}..., markers at {at[r].tolist()}): each marked '
-                     f'mention needs an opening and a closing marker (piece id {marker}); '
-                     'rebuild the rows with plm.data.ernie_tasks.marked_rows')
+    raise UserError(f'{len(bad)} rows lack their marker tokens, e.g. row {r} (tokens '
+                    f'{tokens[r][:24].tolist()}..., markers at {at[r].tolist()}): each marked '
+                    f'mention needs an opening and a closing marker (piece id {marker}); '
+                    'rebuild the rows with plm.data.ernie_tasks.marked_rows')
 
 
 def task_rows(task: str, split: str, tokenizer, graph, linking_fn, *, seq_len: int, seed: int,

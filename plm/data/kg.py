@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from plm.data.builders import knowledge_graph
+from plm.errors import UserError
 
 SYNSETS_PATH = os.path.join(knowledge_graph.WORDNET_DIR, 'synsets.jsonl.xz')
 UNSEEN = ('skip', 'error')
@@ -74,8 +75,8 @@ class Synset:
 def load_graph(kg: ml_collections.ConfigDict) -> Graph:
   """The graph `kg` names (kg_config's fields), built by TFDS into kg.tfds_dir on first use."""
   if kg.unseen not in UNSEEN:
-    raise ValueError(f'kg.unseen={kg.unseen!r}: use {UNSEEN[0]!r} (count, print and drop '
-                     f'valid/test triples unseen in train) or {UNSEEN[1]!r}')
+    raise UserError(f'kg.unseen={kg.unseen!r}: use {UNSEEN[0]!r} (count, print and drop '
+                    f'valid/test triples unseen in train) or {UNSEEN[1]!r}')
   config = knowledge_graph.config(kg.source, kg.dir)
   return _load(config.name, config.source_dir, kg.source, kg.unseen,
                os.path.abspath(os.path.expanduser(kg.tfds_dir)))
@@ -104,8 +105,8 @@ def _load(name, source_dir, source, unseen, data_dir) -> Graph:
     what = (f'{skipped["valid"]} valid and {skipped["test"]} test triples name an entity or '
             f'relation that never occurs in train, e.g. {examples}')
     if unseen == 'error':
-      raise ValueError(f'{what}; add them to train.txt, delete them, or set kg.unseen=\'skip\' '
-                       'to drop them (counted in graph.info)')
+      raise UserError(f'{what}; add them to train.txt, delete them, or set kg.unseen=\'skip\' '
+                      'to drop them (counted in graph.info)')
     print(f'kg: skipped {what} (kg.unseen=\'skip\')')
   h = hashlib.sha256('\n'.join(entities + ('',) + relations).encode())
   for split in knowledge_graph.SPLITS:

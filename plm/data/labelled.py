@@ -3,6 +3,7 @@ import numpy as np
 
 from plm.data import bible, bible_tasks, packing, pipeline, tsv
 from plm.data.rows import Rows
+from plm.errors import UserError
 
 
 def keep_fitting(lengths, limit: int, skip_long: bool, what: str) -> list[int]:
@@ -10,10 +11,10 @@ def keep_fitting(lengths, limit: int, skip_long: bool, what: str) -> list[int]:
   unless `skip_long` (then the left-out count is printed, never silent)."""
   long = [i for i, n in enumerate(lengths) if n > limit]
   if long and not skip_long:
-    raise ValueError(f'{len(long)} of {len(lengths)} {what} need more than finetune.seq_len='
-                     f'{limit} tokens (the longest {max(lengths)}); raise finetune.seq_len (at '
-                     'most model.max_len, which the pre-trained run fixes) or set '
-                     'finetune.skip_long=True to leave them out (the count is printed and saved)')
+    raise UserError(f'{len(long)} of {len(lengths)} {what} need more than finetune.seq_len='
+                    f'{limit} tokens (the longest {max(lengths)}); raise finetune.seq_len (at '
+                    'most model.max_len, which the pre-trained run fixes) or set '
+                    'finetune.skip_long=True to leave them out (the count is printed and saved)')
   if long:
     print(f'left out {len(long)} of {len(lengths)} {what} longer than finetune.seq_len={limit} '
           'tokens (finetune.skip_long=True)', flush=True)
@@ -23,15 +24,15 @@ def keep_fitting(lengths, limit: int, skip_long: bool, what: str) -> list[int]:
 
 def translation_of(language: str) -> str:
   if language not in pipeline.LANGUAGE_TRANSLATIONS:
-    raise ValueError(f'language {language!r} has no Bible translation; use one of '
-                     f'{sorted(pipeline.LANGUAGE_TRANSLATIONS)}')
+    raise UserError(f'language {language!r} has no Bible translation; use one of '
+                    f'{sorted(pipeline.LANGUAGE_TRANSLATIONS)}')
   return pipeline.LANGUAGE_TRANSLATIONS[language]
 
 
 def check_translation(name: str, field: str) -> str:
   if name not in bible.TRANSLATIONS:
-    raise ValueError(f'{field}={name!r} is not a shipped translation; use one of '
-                     f'{sorted(bible.TRANSLATIONS)}')
+    raise UserError(f'{field}={name!r} is not a shipped translation; use one of '
+                    f'{sorted(bible.TRANSLATIONS)}')
   return name
 
 
@@ -43,7 +44,7 @@ def genre_set(tokenizer, language: str, lang_id: int, split: str, fc, data_dir: 
   kept = keep_fitting([len(r) for r in rows], fc.seq_len, fc.skip_long,
                       f'{language} {split} verses')
   if not kept:
-    raise ValueError(f'no {language} {split} verse fits finetune.seq_len={fc.seq_len}')
+    raise UserError(f'no {language} {split} verse fits finetune.seq_len={fc.seq_len}')
   n, width = len(kept), fc.seq_len
   tokens = np.full((n, width), tokenizer.pad_id, np.int32)
   valid = np.zeros((n, width), np.int32)
@@ -73,7 +74,7 @@ def tsv_set(tokenizer, path: str, classes: tuple[str, ...], fields: int, lang_id
     types.append(kind)
   kept = keep_fitting([len(r) for r in rows], fc.seq_len, fc.skip_long, f'examples of {path}')
   if not kept:
-    raise ValueError(f'no example of {path} fits finetune.seq_len={fc.seq_len}')
+    raise UserError(f'no example of {path} fits finetune.seq_len={fc.seq_len}')
   n, width = len(kept), fc.seq_len
   arrays = dict(tokens=np.full((n, width), tokenizer.pad_id), segment_ids=np.zeros((n, width)),
                 token_types=np.zeros((n, width)))
@@ -92,16 +93,16 @@ def tsv_set(tokenizer, path: str, classes: tuple[str, ...], fields: int, lang_id
 def target_positions_restart(fc) -> bool:
   """finetune.target_positions: True for 'restart', False for 'continue'."""
   if fc.target_positions not in ('continue', 'restart'):
-    raise ValueError(f'finetune.target_positions={fc.target_positions!r}; use \'continue\' '
-                     "(UNILM's layout) or 'restart' (the target counts from 1 again)")
+    raise UserError(f'finetune.target_positions={fc.target_positions!r}; use \'continue\' '
+                    "(UNILM's layout) or 'restart' (the target counts from 1 again)")
   return fc.target_positions == 'restart'
 
 
 def pseudo_target(fc) -> bool:
   """finetune.target_masking: True for 'pseudo', False for 'random'."""
   if fc.target_masking not in ('random', 'pseudo'):
-    raise ValueError(f'finetune.target_masking={fc.target_masking!r}; use \'random\' '
-                     '(UNILM) or \'pseudo\' (s2s-ft)')
+    raise UserError(f'finetune.target_masking={fc.target_masking!r}; use \'random\' '
+                    '(UNILM) or \'pseudo\' (s2s-ft)')
   return fc.target_masking == 'pseudo'
 
 
@@ -129,7 +130,7 @@ def pair_set(tokenizer, split: str, fc, data_dir: str):
   twice = ' (with the target twice: finetune.target_masking=pseudo)' if pseudo else ''
   kept = keep_fitting(row, fc.seq_len, fc.skip_long, f'{source}->{target} {split} pairs{twice}')
   if not kept:
-    raise ValueError(f'no {split} pair fits finetune.seq_len={fc.seq_len}')
+    raise UserError(f'no {split} pair fits finetune.seq_len={fc.seq_len}')
   packed = [packing.pack_pair(src_ids[i], tgt_ids[i], max_len=fc.seq_len,
                               bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
                               pad_id=tokenizer.pad_id, restart_target_positions=restart,

@@ -24,6 +24,7 @@ from plm.data import pipeline
 from plm.data import rows as rows_lib
 from plm.data import sampling
 from plm.data import sentences
+from plm.errors import UserError
 
 
 class MixedDataset:
@@ -34,16 +35,16 @@ class MixedDataset:
     self.names = tuple(streams)
     self.streams = [streams[n].with_stream(i) for i, n in enumerate(self.names)]
     if len({s.keys for s in self.streams}) != 1:
-      raise ValueError(f'streams {self.names} have different keys: '
-                       f'{[s.keys for s in self.streams]}')
+      raise UserError(f'streams {self.names} have different keys: '
+                      f'{[s.keys for s in self.streams]}')
     self.weights = np.array([weights[n] for n in self.names], np.float64)
     if np.any(self.weights < 0) or not self.weights.sum() > 0:
-      raise ValueError(f'stream weights {dict(weights)} must be >= 0 and not all 0')
+      raise UserError(f'stream weights {dict(weights)} must be >= 0 and not all 0')
     self.weights /= self.weights.sum()
     self.languages = tuple(languages)
     shapes = {k: {s.arrays[k].shape[1:] for s in self.streams} for k in self.streams[0].keys}
     if any(len(v) > 1 for v in shapes.values()):
-      raise ValueError(f'all streams must have rows of one shape per key (data.seq_len): {shapes}')
+      raise UserError(f'all streams must have rows of one shape per key (data.seq_len): {shapes}')
 
   def __len__(self) -> int:
     return sum(len(s) for s in self.streams)
@@ -127,11 +128,11 @@ def stream_weights(sizes: dict[str, float], tlm_sizes: dict[str, float], alpha: 
                    tlm_share: float) -> dict[str, float]:
   """Sampling probability of each stream: (1 - tlm_share) * q_lang, tlm_share * q_pair."""
   if not 0 <= tlm_share <= 1:
-    raise ValueError(f'data.tlm_share={tlm_share} must be in [0, 1] (the share of rows drawn '
-                     'from parallel data; 0 = MLM alone, 0.5 = MLM+TLM)')
+    raise UserError(f'data.tlm_share={tlm_share} must be in [0, 1] (the share of rows drawn '
+                    'from parallel data; 0 = MLM alone, 0.5 = MLM+TLM)')
   if tlm_share > 0 and not tlm_sizes:
-    raise ValueError(f'data.tlm_share={tlm_share} but data.tlm_pairs is empty; list the '
-                     "translation pairs, e.g. --config.data.tlm_pairs=\"('en-es',)\"")
+    raise UserError(f'data.tlm_share={tlm_share} but data.tlm_pairs is empty; list the '
+                    "translation pairs, e.g. --config.data.tlm_pairs=\"('en-es',)\"")
   weights = {}
   for names, share, table in ((list(sizes), 1 - tlm_share, sizes),
                               (list(tlm_sizes), tlm_share, tlm_sizes)):
@@ -150,7 +151,7 @@ def monolingual_rows(data_config: ml_collections.ConfigDict, tokenizer, split: s
   if data_config.rows == 'sentences':
     return sentences.sentence_rows(data_config, tokenizer, split, lang, data_config.seq_len)
   if data_config.rows != 'packed':
-    raise ValueError(f'data.rows={data_config.rows!r} is unknown; use one of {ROWS}')
+    raise UserError(f'data.rows={data_config.rows!r} is unknown; use one of {ROWS}')
   return pipeline.make_dataset(data_config, tokenizer, split, languages=(lang,))
 
 
@@ -160,8 +161,8 @@ def make_train_dataset(data_config: ml_collections.ConfigDict, tokenizer,
   languages = tuple(data_config.languages)
   tlm_share = float(data_config.tlm_share)
   if tlm_share and data_config.rows != 'packed':
-    raise ValueError(f'data.tlm_share={tlm_share} needs data.rows=packed (TLM pairs are packed '
-                     f'rows); it is {data_config.rows!r}')
+    raise UserError(f'data.tlm_share={tlm_share} needs data.rows=packed (TLM pairs are packed '
+                    f'rows); it is {data_config.rows!r}')
   mono = {lang: monolingual_rows(data_config, tokenizer, split, lang)
           for lang in languages} if tlm_share < 1 else {}
   tlm = {}

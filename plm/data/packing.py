@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from plm.errors import UserError
+
 
 def iter_packed_rows(
     docs: Iterable[np.ndarray], seq_len: int, bos_id: int, eos_id: int
@@ -23,8 +25,8 @@ def iter_packed_rows(
   Yields int32 arrays `tokens`, `segment_ids` and `positions`, each [seq_len].
   """
   if seq_len < 2:
-    raise ValueError(
-        f'seq_len must be at least 2 (bos + 1 token), got {seq_len}.')
+    raise UserError(
+       f'seq_len must be at least 2 (bos + 1 token), got {seq_len}.')
   row, used, segment = None, seq_len, 0
   for doc in docs:
     if not len(doc):
@@ -96,9 +98,9 @@ def pack_pair(source_ids, target_ids, *, max_len: int, bos_id: int, eos_id: int,
   n = pair_length(len(source), len(target), pseudo_target)
   if n > max_len:
     copies = ' + the target again with its eos (pseudo masking)' if pseudo_target else ''
-    raise ValueError(f'source ({len(source)} tokens) + target ({len(target)} tokens) + 3 '
-                     f'special tokens{copies} = {n} > max_len={max_len}; raise '
-                     'finetune.seq_len (at most model.max_len) or drop this pair')
+    raise UserError(f'source ({len(source)} tokens) + target ({len(target)} tokens) + 3 '
+                    f'special tokens{copies} = {n} > max_len={max_len}; raise '
+                    'finetune.seq_len (at most model.max_len) or drop this pair')
   body = np.concatenate([[bos_id], source, [eos_id], target, [eos_id]]).astype(np.int32)
   start = len(source) + 2
   tokens = np.full(max_len, pad_id, np.int32)

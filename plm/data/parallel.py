@@ -29,6 +29,7 @@ from plm.data import bible_tasks
 from plm.data import pipeline
 from plm.data import rows as rows_lib
 from plm.data import text
+from plm.errors import MissingFileError, UserError
 
 
 def parse_pairs(data_config: ml_collections.ConfigDict) -> list[tuple[str, str]]:
@@ -38,12 +39,12 @@ def parse_pairs(data_config: ml_collections.ConfigDict) -> list[tuple[str, str]]
   for pair in data_config.tlm_pairs:
     parts = pair.split('-')
     if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-      raise ValueError(f"data.tlm_pairs entry {pair!r}: write a pair of two languages as "
-                       "'en-es'")
+      raise UserError(f"data.tlm_pairs entry {pair!r}: write a pair of two languages as "
+                      "'en-es'")
     if unknown := [l for l in parts if l not in known]:
-      raise ValueError(f'data.tlm_pairs entry {pair!r}: unknown language(s) {unknown}; the '
-                       f'known ones are data.languages={list(known)} (add the language there '
-                       'or fix the pair)')
+      raise UserError(f'data.tlm_pairs entry {pair!r}: unknown language(s) {unknown}; the '
+                      f'known ones are data.languages={list(known)} (add the language there '
+                      'or fix the pair)')
     for direction in (tuple(parts), tuple(parts[::-1])):
       if direction not in out:
         out.append(direction)
@@ -60,18 +61,18 @@ def read_parallel_files(parallel_dir: str, src: str, tgt: str, split: str
       break
   else:
     found = sorted(os.path.basename(p) for p in glob.glob(os.path.join(parallel_dir, '*-*.*.*')))
-    raise FileNotFoundError(
-        f'No {src}-{tgt} parallel files for split {split!r} in data.parallel_dir='
-        f'{parallel_dir!r}: expected {src}-{tgt}.{split}.{src} and {src}-{tgt}.{split}.{tgt} '
-        f'(or {tgt}-{src}.{split}.*), UTF-8, one sentence per line, line i of one file the '
-        f'translation of line i of the other (found there: {found}). Create them, or fix '
-        'data.parallel_dir / data.tlm_pairs in the config.')
+    raise MissingFileError(
+       f'No {src}-{tgt} parallel files for split {split!r} in data.parallel_dir='
+       f'{parallel_dir!r}: expected {src}-{tgt}.{split}.{src} and {src}-{tgt}.{split}.{tgt} '
+       f'(or {tgt}-{src}.{split}.*), UTF-8, one sentence per line, line i of one file the '
+       f'translation of line i of the other (found there: {found}). Create them, or fix '
+       'data.parallel_dir / data.tlm_pairs in the config.')
   lines = {l: [x.strip() for x in text.read_lines(p)] for l, p in paths.items()}
   if len(lines[src]) != len(lines[tgt]):
-    raise ValueError(
-        f'{paths[src]} has {len(lines[src])} lines but {paths[tgt]} has {len(lines[tgt])}: '
-        'parallel files must be line-aligned (line i of one is the translation of line i of '
-        'the other); fix the files so that their line counts match.')
+    raise UserError(
+       f'{paths[src]} has {len(lines[src])} lines but {paths[tgt]} has {len(lines[tgt])}: '
+       'parallel files must be line-aligned (line i of one is the translation of line i of '
+       'the other); fix the files so that their line counts match.')
   return list(zip(lines[src], lines[tgt]))
 
 
@@ -83,9 +84,9 @@ def load_pairs(data_config: ml_collections.ConfigDict, src: str, tgt: str, split
     return read_parallel_files(data_config.parallel_dir, src, tgt, split)
   translations = pipeline.LANGUAGE_TRANSLATIONS
   if unknown := [l for l in (src, tgt) if l not in translations]:
-    raise ValueError(f'The shipped Bible has no {unknown} translation; known languages: '
-                     f'{sorted(translations)}. Set data.parallel_dir to your parallel files '
-                     'or fix data.tlm_pairs.')
+    raise UserError(f'The shipped Bible has no {unknown} translation; known languages: '
+                    f'{sorted(translations)}. Set data.parallel_dir to your parallel files '
+                    'or fix data.tlm_pairs.')
   data_dir = os.path.expanduser(data_config.tfds_dir)
   return bible_tasks.parallel_verses([translations[src], translations[tgt]], split, data_dir)
 
@@ -161,10 +162,10 @@ def make_tlm_dataset(data_config: ml_collections.ConfigDict, tokenizer, split: s
   arrays, too_long = pack_pairs(ids, data_config.seq_len, tokenizer.bos_id, tokenizer.eos_id,
                                 configured.index(src), configured.index(tgt))
   if not len(arrays['tokens']):
-    raise ValueError(
-        f'No {src}-{tgt} pair of the {split} split fits in data.seq_len={data_config.seq_len} '
-        f'({too_long} too long, {empty} with an empty side, of {len(ids) + empty}); raise '
-        'data.seq_len or check the parallel data.')
+    raise UserError(
+       f'No {src}-{tgt} pair of the {split} split fits in data.seq_len={data_config.seq_len} '
+       f'({too_long} too long, {empty} with an empty side, of {len(ids) + empty}); raise '
+       'data.seq_len or check the parallel data.')
   dataset = rows_lib.Rows(arrays, info=dict(pairs=len(ids) - too_long, too_long=too_long,
                                              empty=empty))
   if not data_config.parallel_dir:

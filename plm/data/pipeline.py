@@ -16,6 +16,7 @@ from plm.data import packing
 from plm.data import rows as rows_lib
 from plm.data import text
 from plm.data import tokenizer as tokenizer_lib
+from plm.errors import MissingFileError, UserError
 
 # language code -> the shipped Bible read for it; 'en_web' is a second English (the World
 # English Bible), a language of its own so that LASER can train the en_web -> en direction
@@ -27,7 +28,7 @@ KEYS = ('tokens', 'segment_ids', 'positions', 'langs')
 
 def _check_split(split: str):
   if split not in SPLITS:
-    raise ValueError(f'Unknown split {split!r}; use one of {SPLITS}.')
+    raise UserError(f'Unknown split {split!r}; use one of {SPLITS}.')
 
 
 def read_text_file(path: str) -> list[list[str]]:
@@ -40,13 +41,13 @@ def iter_text_documents(path: str) -> Iterator[list[str]]:
   if not os.path.isfile(path):
     found = sorted(os.path.basename(p) for p in
                    glob.glob(os.path.join(os.path.dirname(path), '*.txt')))
-    raise FileNotFoundError(
-        f'Missing text file {path}. The textdir corpus needs '
-        '`<data.text_dir>/<lang>.<split>.txt` for every language in '
-        '`data.languages` and each split (train, validation, test): UTF-8, '
-        'one sentence per line, a blank line between documents. Create it, or '
-        f'fix `data.text_dir` / `data.languages` in the config (found there: '
-        f'{found}).')
+    raise MissingFileError(
+       f'Missing text file {path}. The textdir corpus needs '
+       '`<data.text_dir>/<lang>.<split>.txt` for every language in '
+       '`data.languages` and each split (train, validation, test): UTF-8, '
+       'one sentence per line, a blank line between documents. Create it, or '
+       f'fix `data.text_dir` / `data.languages` in the config (found there: '
+       f'{found}).')
   doc, any_docs = [], False
   for _, line in text.utf8_lines(path):
     line = line.strip()
@@ -58,10 +59,10 @@ def iter_text_documents(path: str) -> Iterator[list[str]]:
   if doc:
     yield doc
   elif not any_docs:
-    raise ValueError(
-        f'Text file {path} is empty. Put text in it (one sentence per line, a '
-        'blank line between documents) or drop the language from '
-        '`data.languages` in the config.')
+    raise UserError(
+       f'Text file {path} is empty. Put text in it (one sentence per line, a '
+       'blank line between documents) or drop the language from '
+       '`data.languages` in the config.')
 
 
 def load_texts(data_config: ml_collections.ConfigDict, split: str, *,
@@ -71,15 +72,15 @@ def load_texts(data_config: ml_collections.ConfigDict, split: str, *,
   _check_split(split)
   languages = tuple(data_config.languages if languages is None else languages)
   if not languages:
-    raise ValueError('`data.languages` in the config is empty; list at least '
-                     f'one language code, e.g. {tuple(LANGUAGE_TRANSLATIONS)}.')
+    raise UserError('`data.languages` in the config is empty; list at least '
+                    f'one language code, e.g. {tuple(LANGUAGE_TRANSLATIONS)}.')
   if data_config.corpus == 'bible':
     unknown = [l for l in languages if l not in LANGUAGE_TRANSLATIONS]
     if unknown:
-      raise ValueError(
-          f'Unknown language code(s) {unknown} for the bible corpus; known: '
-          f'{sorted(LANGUAGE_TRANSLATIONS)}. Fix `data.languages` in the '
-          'config, or use corpus=textdir or tfds_text for other languages.')
+      raise UserError(
+         f'Unknown language code(s) {unknown} for the bible corpus; known: '
+         f'{sorted(LANGUAGE_TRANSLATIONS)}. Fix `data.languages` in the '
+         'config, or use corpus=textdir or tfds_text for other languages.')
     data_dir = os.path.expanduser(data_config.tfds_dir)
     texts = {l: bible.load_documents(LANGUAGE_TRANSLATIONS[l], split, data_dir)
              for l in languages}
@@ -95,14 +96,14 @@ def load_texts(data_config: ml_collections.ConfigDict, split: str, *,
                            data_config.held_out_permille), split, data_dir)
              for l in languages}
   else:
-    raise ValueError(
-        f'Unknown corpus {data_config.corpus!r}; set `data.corpus` in the '
-        f'config to one of {CORPORA}.')
+    raise UserError(
+       f'Unknown corpus {data_config.corpus!r}; set `data.corpus` in the '
+       f'config to one of {CORPORA}.')
   for lang, docs in texts.items():
     if not docs:
-      raise ValueError(
-          f'The {data_config.corpus} corpus has no {split} text for {lang!r}; '
-          'fix `data.corpus` / `data.languages` in the config.')
+      raise UserError(
+         f'The {data_config.corpus} corpus has no {split} text for {lang!r}; '
+         'fix `data.corpus` / `data.languages` in the config.')
   return texts
 
 
@@ -125,8 +126,8 @@ def make_dataset(data_config: ml_collections.ConfigDict,
   configured = tuple(data_config.languages)
   languages = configured if languages is None else tuple(languages)
   if extra := [l for l in languages if l not in configured]:
-    raise ValueError(f'Languages {extra} are not in `data.languages` '
-                     f'{configured}; add them there in the config.')
+    raise UserError(f'Languages {extra} are not in `data.languages` '
+                    f'{configured}; add them there in the config.')
   key = (tokenizer.fingerprint, data_config.corpus, os.path.expanduser(data_config.tfds_dir),
          data_config.seq_len, configured, split, languages)
   if data_config.corpus == 'bible' and key in _PACKED_CACHE:  # shipped text never changes

@@ -43,6 +43,7 @@ from plm.data import packing
 from plm.data import parallel
 from plm.data import pipeline
 from plm.data import rows as rows_lib
+from plm.errors import MissingFileError, UserError
 
 FORMAT = 2
 META = 'prepared.json'
@@ -90,14 +91,14 @@ def prepare(data_config: ml_collections.ConfigDict, tokenizer, out_dir: str) -> 
   """Tokenizes and packs every split of every language into `out_dir`; returns the meta."""
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
   if os.path.exists(os.path.join(out_dir, META)):
-    raise ValueError(f'{out_dir} already holds a prepared corpus ({META}); choose a new '
-                     'data.prepared_dir, or delete that directory to prepare it again')
+    raise UserError(f'{out_dir} already holds a prepared corpus ({META}); choose a new '
+                    'data.prepared_dir, or delete that directory to prepare it again')
   if data_config.rows != 'packed':
-    raise ValueError(f'data.rows={data_config.rows!r}: prepared corpora hold packed rows; '
-                     "set data.rows='packed'")
+    raise UserError(f'data.rows={data_config.rows!r}: prepared corpora hold packed rows; '
+                    "set data.rows='packed'")
   if data_config.corpus not in pipeline.CORPORA:
-    raise ValueError(f'Unknown corpus {data_config.corpus!r}; set `data.corpus` in the '
-                     f'config to one of {pipeline.CORPORA}.')
+    raise UserError(f'Unknown corpus {data_config.corpus!r}; set `data.corpus` in the '
+                    f'config to one of {pipeline.CORPORA}.')
   os.makedirs(out_dir, exist_ok=True)
   seq_len = int(data_config.seq_len)
   splits, unigram, digest = {}, {}, hashlib.sha256()
@@ -110,9 +111,9 @@ def prepare(data_config: ml_collections.ConfigDict, tokenizer, out_dir: str) -> 
           tokenizer.bos_id, tokenizer.eos_id)
       info = _write_shards(rows, out_dir, f'{lang}.{split}', tokenizer.vocab_size, digest)
       if not info['rows']:
-        raise ValueError(f'The {data_config.corpus} corpus has no {split} text for {lang!r} '
-                         '(no row to prepare); add text for it, or drop the language from '
-                         '`data.languages` in the config.')
+        raise UserError(f'The {data_config.corpus} corpus has no {split} text for {lang!r} '
+                        '(no row to prepare); add text for it, or drop the language from '
+                        '`data.languages` in the config.')
       counts = info.pop('unigram')
       if split == 'train':
         unigram[lang] = counts
@@ -158,11 +159,11 @@ def _write_shards(rows: Iterator[dict], out_dir: str, prefix: str, vocab_size: i
 def read_meta(prepared_dir: str) -> dict:
   path = os.path.join(os.path.expanduser(prepared_dir), META)
   if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f'{path} does not exist: data.prepared_dir={prepared_dir!r} is not a prepared corpus '
-        '(or its preparation was interrupted). Run the prepare job first: python -m plm.main '
-        '--config=<this config> --config.job=prepare --config.data.prepared_dir=<dir> '
-        '--workdir=<run dir>')
+    raise MissingFileError(
+       f'{path} does not exist: data.prepared_dir={prepared_dir!r} is not a prepared corpus '
+       '(or its preparation was interrupted). Run the prepare job first: python -m plm.main '
+       '--config=<this config> --config.job=prepare --config.data.prepared_dir=<dir> '
+       '--workdir=<run dir>')
   with open(path, encoding='utf-8') as f:
     return json.load(f)
 
@@ -172,22 +173,22 @@ def check_meta(meta: dict, data_config, tokenizer, prepared_dir: str) -> None:
   fix = ('prepare it again with this config into a new directory (--config.job=prepare '
          '--config.data.prepared_dir=<new dir>), or train with the config it was made with')
   if meta.get('format') != FORMAT:
-    raise ValueError(f'{prepared_dir} has format {meta.get("format")}, this plm reads '
-                     f'{FORMAT}; {fix}')
+    raise UserError(f'{prepared_dir} has format {meta.get("format")}, this plm reads '
+                    f'{FORMAT}; {fix}')
   if meta['vocab'] != tokenizer.fingerprint:
-    raise ValueError(f'{prepared_dir} was prepared with vocabulary {meta["vocab"]} but this '
-                     f"run's vocabulary is {tokenizer.fingerprint} ({tokenizer.path}); set "
-                     'data.vocab_path to the vocabulary it was prepared with, or ' + fix)
+    raise UserError(f'{prepared_dir} was prepared with vocabulary {meta["vocab"]} but this '
+                    f"run's vocabulary is {tokenizer.fingerprint} ({tokenizer.path}); set "
+                    'data.vocab_path to the vocabulary it was prepared with, or ' + fix)
   if meta['packing']['seq_len'] != data_config.seq_len:
-    raise ValueError(f'{prepared_dir} holds rows of {meta["packing"]["seq_len"]} tokens but '
-                     f'data.seq_len={data_config.seq_len}; set data.seq_len='
-                     f'{meta["packing"]["seq_len"]}, or {fix}')
+    raise UserError(f'{prepared_dir} holds rows of {meta["packing"]["seq_len"]} tokens but '
+                    f'data.seq_len={data_config.seq_len}; set data.seq_len='
+                    f'{meta["packing"]["seq_len"]}, or {fix}')
   if missing := [l for l in data_config.languages if l not in meta['languages']]:
-    raise ValueError(f'{prepared_dir} has no rows for languages {missing} (it holds '
-                     f'{meta["languages"]}); fix data.languages, or {fix}')
+    raise UserError(f'{prepared_dir} has no rows for languages {missing} (it holds '
+                    f'{meta["languages"]}); fix data.languages, or {fix}')
   if data_config.rows != 'packed':
-    raise ValueError(f'data.rows={data_config.rows!r}, but a prepared corpus holds packed '
-                     "rows; set data.rows='packed'")
+    raise UserError(f'data.rows={data_config.rows!r}, but a prepared corpus holds packed '
+                    "rows; set data.rows='packed'")
 
 
 class _Records:
@@ -272,8 +273,8 @@ class PreparedDataset:
     counts = counts + sum(self._tlm[n].token_counts(vocab_size) for n in self.names
                           if n in self._tlm)
     if len(counts) != vocab_size:
-      raise ValueError(f'{self.dir} counts {len(counts)} token ids, the vocabulary has '
-                       f'{vocab_size}; prepare the corpus again with this vocabulary')
+      raise UserError(f'{self.dir} counts {len(counts)} token ids, the vocabulary has '
+                      f'{vocab_size}; prepare the corpus again with this vocabulary')
     return counts
 
   def dataset(self, batch_size: int, *, seed: int, process_index: int = 0,
@@ -284,8 +285,8 @@ class PreparedDataset:
     for i, name in enumerate(self.names):
       shard = grain.MapDataset.source(self._streams[name])[process_index::process_count]
       if not len(shard):
-        raise ValueError(f'stream {name} has {len(self._streams[name])} rows, fewer than the '
-                         f'{process_count} processes; use more data or fewer processes')
+        raise UserError(f'stream {name} has {len(self._streams[name])} rows, fewer than the '
+                        f'{process_count} processes; use more data or fewer processes')
       streams.append(shard.shuffle(seed=_stream_seed(seed, i)).repeat()
                      .map(functools.partial(_with_stream, i)))
     mixed = streams[0] if len(streams) == 1 else grain.MapDataset.mix(streams, self.weights)

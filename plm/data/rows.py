@@ -18,15 +18,17 @@ import hashlib
 import grain
 import numpy as np
 
+from plm.errors import UserError
+
 
 def per_process(batch_size: int, process_index: int, process_count: int) -> int:
   """Rows of a global batch that one process reads; a bad split is a clear error."""
   if batch_size <= 0 or batch_size % process_count:
-    raise ValueError(
-        f'batch_size {batch_size} must be a positive multiple of the process '
-        f'count {process_count}; change `train.batch_size` in the config.')
+    raise UserError(
+       f'batch_size {batch_size} must be a positive multiple of the process '
+       f'count {process_count}; change `train.batch_size` in the config.')
   if not 0 <= process_index < process_count:
-    raise ValueError(f'process_index {process_index} not in [0, {process_count}).')
+    raise UserError(f'process_index {process_index} not in [0, {process_count}).')
   return batch_size // process_count
 
 
@@ -40,14 +42,14 @@ class Rows:
   def __init__(self, arrays: dict[str, np.ndarray], *, stream: int = 0,
                info: dict | None = None):
     if not arrays:
-      raise ValueError('Rows need at least one array')
+      raise UserError('Rows need at least one array')
     arrays = dict(arrays)
     n = len(next(iter(arrays.values())))
     arrays.setdefault('stream', np.full((n,), stream, np.int32))
     self.arrays = {k: np.array(v, np.int32) for k, v in arrays.items()}  # copies
     for k, v in self.arrays.items():
       if len(v) != n:
-        raise ValueError(f'array {k!r} has {len(v)} rows, the others {n}')
+        raise UserError(f'array {k!r} has {len(v)} rows, the others {n}')
       v.flags.writeable = False  # keeps `fingerprint` true to the data
     self.info = dict(info or {})
 
@@ -66,8 +68,8 @@ class Rows:
     """Unigram counts of the non-pad tokens, shape [vocab_size]."""
     tokens = self.arrays['tokens'][self.arrays['segment_ids'] > 0]
     if tokens.size and tokens.max() >= vocab_size:
-      raise ValueError(f'Token id {tokens.max()} >= vocab_size {vocab_size}: the data was '
-                       'tokenized with another tokenizer; check `data.vocab_path`.')
+      raise UserError(f'Token id {tokens.max()} >= vocab_size {vocab_size}: the data was '
+                      'tokenized with another tokenizer; check `data.vocab_path`.')
     return np.bincount(tokens, minlength=vocab_size)
 
   @functools.cached_property
@@ -93,7 +95,7 @@ class Rows:
     """This process's rows [batch_size // process_count, ...] of global batch `step`."""
     n = per_process(batch_size, process_index, process_count)
     if not len(self):
-      raise ValueError('Cannot draw batches from an empty dataset.')
+      raise UserError('Cannot draw batches from an empty dataset.')
     return self.take(self._order(batch_size, seed)[step][process_index * n:][:n])
 
   def _order(self, batch_size: int, seed: int):
@@ -126,9 +128,9 @@ class Rows:
 def concatenate(parts: list[Rows], *, info: dict | None = None) -> Rows:
   """Rows of several parts, in order; every part must have the same keys."""
   if not parts:
-    raise ValueError('concatenate needs at least one part')
+    raise UserError('concatenate needs at least one part')
   keys = {p.keys for p in parts}
   if len(keys) != 1:
-    raise ValueError(f'cannot concatenate rows with different keys: {sorted(keys)}')
+    raise UserError(f'cannot concatenate rows with different keys: {sorted(keys)}')
   return Rows({k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].keys},
               info=info)

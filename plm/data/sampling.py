@@ -13,15 +13,17 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from plm.errors import UserError
+
 
 def language_probs(sizes: Sequence[float], alpha: float) -> np.ndarray:
   """q_i = p_i^alpha / sum_j p_j^alpha with p_i = sizes_i / sum(sizes)."""
   sizes = np.asarray(sizes, np.float64)
   if alpha < 0:
-    raise ValueError(f'sampling alpha={alpha} must be >= 0 (1 = proportional, 0 = uniform); '
-                     'fix data.vocab_alpha / data.language_alpha in the config')
+    raise UserError(f'sampling alpha={alpha} must be >= 0 (1 = proportional, 0 = uniform); '
+                    'fix data.vocab_alpha / data.language_alpha in the config')
   if not len(sizes) or np.any(sizes <= 0):
-    raise ValueError(f'every language needs data to sample from, got sizes {sizes.tolist()}')
+    raise UserError(f'every language needs data to sample from, got sizes {sizes.tolist()}')
   p = sizes / sizes.sum()
   q = p ** alpha
   return q / q.sum()

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from plm.data import rows as rows_lib
+from plm.errors import UserError
 
 
 class Stage(NamedTuple):
@@ -39,30 +40,30 @@ def parse_stages(stages, known_tasks, continual: bool = True) -> list[Stage]:
   stage to drop them (the paper's sequential baseline, which measures forgetting).
   """
   if not stages:
-    raise ValueError('ernie2.stages is empty: name at least one stage, e.g. '
-                     "({'steps': 400, 'tasks': {'knowledge_masking': 1.0}},)")
+    raise UserError('ernie2.stages is empty: name at least one stage, e.g. '
+                    "({'steps': 400, 'tasks': {'knowledge_masking': 1.0}},)")
   out = []
   for s, stage in enumerate(stages, start=1):
     stage = dict(stage)
     if set(stage) != {'steps', 'tasks'}:
-      raise ValueError(f'ernie2.stages[{s}] has keys {sorted(stage)}; a stage is '
-                       "{'steps': n, 'tasks': {task: share}}")
+      raise UserError(f'ernie2.stages[{s}] has keys {sorted(stage)}; a stage is '
+                      "{'steps': n, 'tasks': {task: share}}")
     shares = {str(k): float(v) for k, v in dict(stage['tasks']).items()}
     for task in shares:
       if task not in known_tasks:
         near = difflib.get_close_matches(task, list(known_tasks), n=1)
-        raise ValueError(f'ernie2.stages[{s}] names unknown task {task!r}' +
-                         (f' (did you mean {near[0]!r}?)' if near else '') +
-                         f'; the tasks are {list(known_tasks)}')
+        raise UserError(f'ernie2.stages[{s}] names unknown task {task!r}' +
+                        (f' (did you mean {near[0]!r}?)' if near else '') +
+                        f'; the tasks are {list(known_tasks)}')
     if int(stage['steps']) < 1 or not shares or min(shares.values()) <= 0:
-      raise ValueError(f'ernie2.stages[{s}] needs steps >= 1 and at least one task, each with '
-                       f'a share > 0; it has steps={stage["steps"]}, tasks={shares}')
+      raise UserError(f'ernie2.stages[{s}] needs steps >= 1 and at least one task, each with '
+                      f'a share > 0; it has steps={stage["steps"]}, tasks={shares}')
     out.append(Stage(int(stage['steps']), shares))
   for s, (before, after) in enumerate(zip(out, out[1:]), start=2):
     if continual and (dropped := sorted(set(before.shares) - set(after.shares))):
-      raise ValueError(f'ernie2.stages[{s}] drops {dropped}: a continual stage trains every '
-                       'earlier task together with its new ones (for the sequential '
-                       'baseline set --config.ernie2.continual=False)')
+      raise UserError(f'ernie2.stages[{s}] drops {dropped}: a continual stage trains every '
+                      'earlier task together with its new ones (for the sequential '
+                      'baseline set --config.ernie2.continual=False)')
   return out
 
 
@@ -83,10 +84,10 @@ class ScheduledDataset:
   def __init__(self, tasks: dict[str, rows_lib.Rows], stages: list[Stage], seed: int):
     self.task_names = task_order(stages)
     if missing := sorted(set(self.task_names) - set(tasks)):
-      raise ValueError(f'the schedule trains {missing}, which have no rows')
+      raise UserError(f'the schedule trains {missing}, which have no rows')
     self.tasks = [tasks[n].with_stream(i) for i, n in enumerate(self.task_names)]
     if len({t.keys for t in self.tasks}) != 1 or len({t.seq_len for t in self.tasks}) != 1:
-      raise ValueError('every task must give rows of the same keys and length')
+      raise UserError('every task must give rows of the same keys and length')
     self.stages, self.seed = list(stages), seed
     order = [np.random.default_rng([seed, s]).permutation(
         np.repeat([self.task_names.index(n) for n in allocate(st.steps, st.shares)],
@@ -117,8 +118,8 @@ class ScheduledDataset:
 
   def task_of(self, step: int) -> int:
     if not 0 <= step < self.steps:
-      raise ValueError(f'step {step} is outside the schedule of {self.steps} steps (the sum of '
-                       "ernie2.stages' steps); set train.steps to it")
+      raise UserError(f'step {step} is outside the schedule of {self.steps} steps (the sum of '
+                      "ernie2.stages' steps); set train.steps to it")
     return int(self.task_by_step[step])
 
   def batch(self, step: int, batch_size: int, *, seed: int, process_index: int = 0,

@@ -34,6 +34,7 @@ from plm.data import bible
 from plm.data import parallel
 from plm.data import pipeline
 from plm.data import rows as rows_lib
+from plm.errors import UserError
 
 KEYS = pipeline.KEYS  # tokens, segment_ids, positions, langs
 PAIR_KEYS = tuple(f'{side}_{k}' for side in ('src', 'tgt') for k in KEYS)
@@ -61,9 +62,9 @@ def _rows_of(tokenizer, texts: Sequence[str], seq_len: int, lang_id: int, what: 
   empty = sum(not ids for ids in encoded)
   too_long = len(encoded) - len(kept) - empty
   if not kept:
-    raise ValueError(
-        f'No {what} fits in {seq_len} tokens ({too_long} too long, {empty} empty, of '
-        f'{len(encoded)}); raise the row length or check the corpus.')
+    raise UserError(
+       f'No {what} fits in {seq_len} tokens ({too_long} too long, {empty} empty, of '
+       f'{len(encoded)}); raise the row length or check the corpus.')
   arrays = _lay_out(kept, seq_len, lang_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
                     pad_id=tokenizer.pad_id)
   return rows_lib.Rows(arrays, info=dict(sentences=len(kept), too_long=too_long, empty=empty))
@@ -72,8 +73,8 @@ def _rows_of(tokenizer, texts: Sequence[str], seq_len: int, lang_id: int, what: 
 def _language_id(data_config: ml_collections.ConfigDict, language: str) -> int:
   configured = tuple(data_config.languages)
   if language not in configured:
-    raise ValueError(f'Language {language!r} is not in data.languages={list(configured)}; add '
-                     'it there in the config.')
+    raise UserError(f'Language {language!r} is not in data.languages={list(configured)}; add '
+                    'it there in the config.')
   return configured.index(language)
 
 
@@ -85,7 +86,7 @@ def sentence_rows(data_config: ml_collections.ConfigDict, tokenizer, split: str,
   left out whole), empty (no tokens).
   """
   if seq_len < 3:
-    raise ValueError(f'seq_len={seq_len} must be at least 3 (bos, one token, eos)')
+    raise UserError(f'seq_len={seq_len} must be at least 3 (bos, one token, eos)')
   lang_id = _language_id(data_config, language)  # before reading: an unknown one is named
   docs = pipeline.load_texts(data_config, split, languages=(language,))[language]
   return _rows_of(tokenizer, [s for doc in docs for s in doc], seq_len, lang_id,
@@ -103,7 +104,7 @@ def pair_rows(pairs_ids: Sequence[tuple[Sequence[int], Sequence[int]]], *, src_l
   """
   for name, length in (('src_len', src_len), ('tgt_len', tgt_len)):
     if length < 3:
-      raise ValueError(f'{name}={length} must be at least 3 (bos, one token, eos)')
+      raise UserError(f'{name}={length} must be at least 3 (bos, one token, eos)')
   empty = sum(not (len(s) and len(t)) for s, t in pairs_ids)
   kept = [(s, t) for s, t in pairs_ids if len(s) and len(t)]
   fits = [(s, t) for s, t in kept if len(s) + 2 <= src_len and len(t) + 2 <= tgt_len]
@@ -129,10 +130,10 @@ def translation_rows(data_config: ml_collections.ConfigDict, tokenizer, split: s
                    bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
   rows.info['empty'] += empty_text
   if not len(rows):
-    raise ValueError(
-        f'No {src}-{tgt} pair of the {split} split fits in {src_len} source / {tgt_len} target '
-        f'tokens ({rows.info["too_long"]} too long, {rows.info["empty"]} with an empty side); '
-        'raise the row lengths or check the parallel data.')
+    raise UserError(
+       f'No {src}-{tgt} pair of the {split} split fits in {src_len} source / {tgt_len} target '
+       f'tokens ({rows.info["too_long"]} too long, {rows.info["empty"]} with an empty side); '
+       'raise the row lengths or check the parallel data.')
   return rows
 
 
@@ -146,7 +147,7 @@ def unit_language(unit: str, languages: Sequence[str]) -> str:
   independent of bible.chapter_split's crc32 (so each split is halved alike).
   """
   if len(languages) != 2 or languages[0] == languages[1]:
-    raise ValueError(f'unit_language needs two distinct languages, got {list(languages)}')
+    raise UserError(f'unit_language needs two distinct languages, got {list(languages)}')
   digest = hashlib.sha256(f'unsupervised-mt|{unit}'.encode('utf-8')).digest()
   return sorted(languages)[digest[-1] & 1]
 
@@ -164,7 +165,7 @@ def disjoint_sentences(data_config: ml_collections.ConfigDict, split: str,
   """
   languages = tuple(languages)
   if len(languages) != 2 or languages[0] == languages[1]:
-    raise ValueError(f'disjoint_sentences needs two distinct languages, got {list(languages)}')
+    raise UserError(f'disjoint_sentences needs two distinct languages, got {list(languages)}')
   for lang in languages:
     _language_id(data_config, lang)
   out = {}
@@ -172,9 +173,9 @@ def disjoint_sentences(data_config: ml_collections.ConfigDict, split: str,
     if data_config.corpus == 'bible':
       pipeline._check_split(split)  # pylint: disable=protected-access
       if lang not in pipeline.LANGUAGE_TRANSLATIONS:
-        raise ValueError(f'The shipped Bible has no {lang!r} translation; known languages: '
-                         f'{sorted(pipeline.LANGUAGE_TRANSLATIONS)}. Fix data.languages / '
-                         'mt.source / mt.target, or use corpus=textdir.')
+        raise UserError(f'The shipped Bible has no {lang!r} translation; known languages: '
+                        f'{sorted(pipeline.LANGUAGE_TRANSLATIONS)}. Fix data.languages / '
+                        'mt.source / mt.target, or use corpus=textdir.')
       verses = bible.load_verses(pipeline.LANGUAGE_TRANSLATIONS[lang], split,
                                  os.path.expanduser(data_config.tfds_dir))
       units = []
@@ -198,7 +199,7 @@ def disjoint_sentence_rows(data_config: ml_collections.ConfigDict, tokenizer, sp
   chapters/documents it keeps), units_other (those the other language keeps).
   """
   if seq_len < 3:
-    raise ValueError(f'seq_len={seq_len} must be at least 3 (bos, one token, eos)')
+    raise UserError(f'seq_len={seq_len} must be at least 3 (bos, one token, eos)')
   texts = disjoint_sentences(data_config, split, languages)
   out = {}
   for lang, other in zip(languages, tuple(languages)[::-1]):

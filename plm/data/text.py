@@ -6,18 +6,20 @@ file (and line) and the fix. A byte-order mark on the first line is dropped.
 from collections.abc import Callable, Iterator
 import os
 
+from plm.errors import MissingFileError, UserError
+
 
 def utf8_lines(path: str, what: str = 'a UTF-8 text file') -> Iterator[tuple[int, str]]:
   """(line number, line without its newline); `what` says what the file must be."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path} does not exist; it must be {what}')
+    raise MissingFileError(f'{path} does not exist; it must be {what}')
   with open(path, 'rb') as f:
     for number, raw in enumerate(f, start=1):
       try:
         yield number, raw.decode('utf-8-sig' if number == 1 else 'utf-8').rstrip('\r\n')
       except UnicodeDecodeError as e:
-        raise ValueError(f'{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start}); '
-                         're-encode the file as UTF-8, e.g. `iconv -f LATIN1 -t UTF-8`') from None
+        raise UserError(f'{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start}); '
+                        're-encode the file as UTF-8, e.g. `iconv -f LATIN1 -t UTF-8`') from None
 
 
 def read_lines(path: str, what: str = 'a UTF-8 text file') -> list[str]:
@@ -45,7 +47,7 @@ def map_file(src: str, dst: str, what: str, encode: Callable[[list[str]], list[l
   ids = encode(lines)
   for number, row in enumerate(ids, start=1):
     if len(row) + 2 > max_ids:
-      raise ValueError(f'{src}, line {number}: {len(row) + 2} tokens with bos/eos, {too_long}')
+      raise UserError(f'{src}, line {number}: {len(row) + 2} tokens with bos/eos, {too_long}')
   out = map_lines(lines, lambda todo: fn([ids[i] for i in todo]))
   write_lines(dst, out)
   return out, sum(not line.strip() for line in lines)

@@ -16,6 +16,8 @@ import os
 
 import sentencepiece as spm
 
+from plm.errors import MissingFileError, UserError
+
 PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3, 4
 MASK_PIECE = '<mask>'
 # Sentences sampled for training: the whole Bible in two languages fits, and
@@ -31,19 +33,19 @@ class Tokenizer:
     try:
       self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
     except RuntimeError:
-      raise ValueError(
-          f'{path} is not a sentencepiece model; delete it so that it is '
-          'retrained, or fix `data.vocab_path` in the config.') from None
+      raise UserError(
+         f'{path} is not a sentencepiece model; delete it so that it is '
+         'retrained, or fix `data.vocab_path` in the config.') from None
     self._fingerprint = hashlib.sha256(model_proto).hexdigest()[:16]
     self._path = path
     sp = self._sp
     ids = (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id(),
            sp.piece_to_id(MASK_PIECE))
     if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID):
-      raise ValueError(
-          f'Tokenizer model {path} does not use the fixed special ids '
-          '(pad=0 unk=1 bos=2 eos=3 mask=4); delete it so that it is retrained,'
-          ' or point `data.vocab_path` in the config to another model.')
+      raise UserError(
+         f'Tokenizer model {path} does not use the fixed special ids '
+         '(pad=0 unk=1 bos=2 eos=3 mask=4); delete it so that it is retrained,'
+         ' or point `data.vocab_path` in the config to another model.')
 
   @classmethod
   def load(cls, path: str) -> 'Tokenizer':
@@ -99,8 +101,8 @@ class HFTokenizer:
     for role, tokens in SPECIAL_TOKENS.items():
       found = [i for i in map(self._tok.token_to_id, tokens) if i is not None]
       if not found:
-        raise ValueError(f'the vocabulary {path} has no {role} token (one of {tokens}); plm '
-                         'needs pad, unk, bos ([CLS]), eos ([SEP]) and mask ids')
+        raise UserError(f'the vocabulary {path} has no {role} token (one of {tokens}); plm '
+                        'needs pad, unk, bos ([CLS]), eos ([SEP]) and mask ids')
       self._ids[role] = found[0]
 
   @classmethod
@@ -112,7 +114,7 @@ class HFTokenizer:
       try:
         return cls(tokenizers.Tokenizer.from_str(raw.decode('utf-8')), path, raw)
       except Exception as e:  # pylint: disable=broad-except  # the library's parse errors
-        raise ValueError(f'{path} is not a tokenizers file (tokenizer.json): {e}') from None
+        raise UserError(f'{path} is not a tokenizers file (tokenizer.json): {e}') from None
     # A bare BERT vocab.txt: casing from tokenizer_config.json beside it, if any.
     lower = True  # transformers' BertTokenizer default
     config = os.path.join(os.path.dirname(path), 'tokenizer_config.json')
@@ -154,8 +156,8 @@ def load(path: str) -> 'Tokenizer | HFTokenizer':
   """The tokenizer in file `path`: sentencepiece `.model`, tokenizers `.json`, WordPiece `.txt`."""
   path = os.path.expanduser(path)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'no vocabulary at {path}; set data.vocab_path to a sentencepiece '
-                            '.model, a tokenizer.json or a WordPiece vocab.txt')
+    raise MissingFileError(f'no vocabulary at {path}; set data.vocab_path to a sentencepiece '
+                           '.model, a tokenizer.json or a WordPiece vocab.txt')
   if path.endswith(('.json', '.txt')):
     return HFTokenizer.load(path)
   return Tokenizer.load(path)
@@ -164,9 +166,9 @@ def load(path: str) -> 'Tokenizer | HFTokenizer':
 def check_vocab_size(tokenizer, table_rows: int, what: str) -> None:
   """The tokenizer's ids must index the model's embedding table, every one of them."""
   if tokenizer.vocab_size != table_rows:
-    raise ValueError(f'the tokenizer {tokenizer.path} has {tokenizer.vocab_size} tokens but '
-                     f'{what} has an embedding table of {table_rows} rows; use the tokenizer the '
-                     'model was trained with (data.vocab_path)')
+    raise UserError(f'the tokenizer {tokenizer.path} has {tokenizer.vocab_size} tokens but '
+                    f'{what} has an embedding table of {table_rows} rows; use the tokenizer the '
+                    'model was trained with (data.vocab_path)')
 
 
 def load_or_train(path: str, texts: Iterable[str],
@@ -176,15 +178,15 @@ def load_or_train(path: str, texts: Iterable[str],
   if os.path.exists(path):
     return load(path)
   if path.endswith(('.json', '.txt')):
-    raise FileNotFoundError(f'no vocabulary at {path}: plm trains only sentencepiece models '
-                            '(.model); point data.vocab_path at an existing tokenizer.json or '
-                            'vocab.txt')
+    raise MissingFileError(f'no vocabulary at {path}: plm trains only sentencepiece models '
+                           '(.model); point data.vocab_path at an existing tokenizer.json or '
+                           'vocab.txt')
   sentences = [t for t in texts if t.strip()]
   if not sentences:
-    raise ValueError(
-        f'No text to train the tokenizer {path} on: the corpus is empty. Check '
-        'the config (`data.corpus`, `data.languages`, `data.text_dir`) and '
-        'that the train split has text.')
+    raise UserError(
+       f'No text to train the tokenizer {path} on: the corpus is empty. Check '
+       'the config (`data.corpus`, `data.languages`, `data.text_dir`) and '
+       'that the train split has text.')
   model = io.BytesIO()
   spm.set_random_generator_seed(_SEED)  # Sentence sampling is deterministic.
   try:
@@ -202,10 +204,10 @@ def load_or_train(path: str, texts: Iterable[str],
         minloglevel=2,
     )
   except RuntimeError as e:
-    raise ValueError(
-        f'Training the tokenizer {path} with vocab_size={vocab_size} failed: '
-        f'{e}. Lower `data.vocab_size` in the config or train on more text.'
-    ) from None
+    raise UserError(
+       f'Training the tokenizer {path} with vocab_size={vocab_size} failed: '
+       f'{e}. Lower `data.vocab_size` in the config or train on more text.'
+   ) from None
   tokenizer = Tokenizer(model.getvalue(), path)
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   tmp = f'{path}.tmp{os.getpid()}'
@@ -218,8 +220,8 @@ def load_or_train(path: str, texts: Iterable[str],
 def check_fingerprint(tokenizer: Tokenizer, expected: str) -> None:
   """Refuses a vocabulary other than the one the config records (`data.vocab_fingerprint`)."""
   if expected and tokenizer.fingerprint != expected:
-    raise ValueError(
-        f'the vocabulary {tokenizer.path} has fingerprint {tokenizer.fingerprint} but the '
-        f'config expects {expected} (data.vocab_fingerprint); point data.vocab_path at the '
-        'vocabulary the config was made for, or set data.vocab_fingerprint='
-        f'{tokenizer.fingerprint} if this one is intended')
+    raise UserError(
+       f'the vocabulary {tokenizer.path} has fingerprint {tokenizer.fingerprint} but the '
+       f'config expects {expected} (data.vocab_fingerprint); point data.vocab_path at the '
+       'vocabulary the config was made for, or set data.vocab_fingerprint='
+       f'{tokenizer.fingerprint} if this one is intended')

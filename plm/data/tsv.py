@@ -6,6 +6,8 @@ the training file never had is an error naming the file and line.
 """
 import os
 
+from plm.errors import MissingFileError, UserError
+
 FIELDS = (2, 3)  # text, label | text_a, text_b, label
 
 
@@ -14,8 +16,8 @@ def read(path: str, fields: int | None = None) -> tuple[list[tuple[str, ...]], l
   line's count, which must be 2 or 3)."""
   path = os.path.expanduser(path)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path} does not exist: name a UTF-8 TSV file of '
-                            r'"text \t label" (or "text_a \t text_b \t label") lines')
+    raise MissingFileError(f'{path} does not exist: name a UTF-8 TSV file of '
+                           r'"text \t label" (or "text_a \t text_b \t label") lines')
   texts, labels = [], []
   with open(path, encoding='utf-8') as f:
     for number, line in enumerate(f, 1):
@@ -23,18 +25,18 @@ def read(path: str, fields: int | None = None) -> tuple[list[tuple[str, ...]], l
       if fields is None:
         fields = len(parts)
         if fields not in FIELDS:
-          raise ValueError(f'{path}:{number} has {fields} tab-separated fields; a task file has '
-                           r'2 (text \t label) or 3 (text_a \t text_b \t label)')
+          raise UserError(f'{path}:{number} has {fields} tab-separated fields; a task file has '
+                          r'2 (text \t label) or 3 (text_a \t text_b \t label)')
       if len(parts) != fields:
-        raise ValueError(f'{path}:{number} has {len(parts)} tab-separated fields, expected '
-                         f'{fields} like the training file (a tab inside a text, or an empty '
-                         'line?)')
+        raise UserError(f'{path}:{number} has {len(parts)} tab-separated fields, expected '
+                        f'{fields} like the training file (a tab inside a text, or an empty '
+                        'line?)')
       if not parts[-1].strip():
-        raise ValueError(f'{path}:{number} has an empty label')
+        raise UserError(f'{path}:{number} has an empty label')
       texts.append(tuple(parts[:-1]))
       labels.append(parts[-1].strip())
   if not labels:
-    raise ValueError(f'{path} is empty: a task file needs at least one labelled line')
+    raise UserError(f'{path} is empty: a task file needs at least one labelled line')
   return texts, labels
 
 
@@ -43,8 +45,8 @@ def label_ids(path: str, labels: list[str], classes: tuple[str, ...]) -> list[in
   index = {c: i for i, c in enumerate(classes)}
   for number, label in enumerate(labels, 1):
     if label not in index:
-      raise ValueError(f'{path}:{number} has the label {label!r}, which the training file does '
-                       f'not have (its labels: {list(classes)})')
+      raise UserError(f'{path}:{number} has the label {label!r}, which the training file does '
+                      f'not have (its labels: {list(classes)})')
   return [index[label] for label in labels]
 
 
@@ -54,9 +56,9 @@ def parse_files(spec: str) -> dict[str, str]:
   for item in filter(None, (s.strip() for s in spec.split(','))):
     name, sep, path = item.partition('=')
     if not sep or not name or not path:
-      raise ValueError(f'finetune.test_files item {item!r} is not language=path; e.g. '
-                       'finetune.test_files=en=test.en.tsv,de=test.de.tsv')
+      raise UserError(f'finetune.test_files item {item!r} is not language=path; e.g. '
+                      'finetune.test_files=en=test.en.tsv,de=test.de.tsv')
     if name in out:
-      raise ValueError(f'finetune.test_files names the language {name!r} twice')
+      raise UserError(f'finetune.test_files names the language {name!r} twice')
     out[name] = path
   return out

@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from plm.data import bible, bible_tasks, pipeline
+from plm.errors import UserError
 from plm.evaluate import embedding as embed
 from plm.evaluate import retrieval
 
@@ -20,12 +21,12 @@ def translations(config) -> tuple[str, str]:
   if not chosen:
     langs = tuple(config.data.languages)[:2]
     if len(langs) < 2 or any(l not in pipeline.LANGUAGE_TRANSLATIONS for l in langs):
-      raise ValueError(f'data.languages={tuple(config.data.languages)} does not name two '
-                       f'languages with a shipped Bible {sorted(pipeline.LANGUAGE_TRANSLATIONS)}; '
-                       f'set retrieval.translations to two of {sorted(bible.TRANSLATIONS)}')
+      raise UserError(f'data.languages={tuple(config.data.languages)} does not name two '
+                      f'languages with a shipped Bible {sorted(pipeline.LANGUAGE_TRANSLATIONS)}; '
+                      f'set retrieval.translations to two of {sorted(bible.TRANSLATIONS)}')
     chosen = tuple(pipeline.LANGUAGE_TRANSLATIONS[l] for l in langs)
   if len(chosen) != 2 or any(t not in bible.TRANSLATIONS for t in chosen):
-    raise ValueError(f'retrieval.translations={chosen}: name two of {sorted(bible.TRANSLATIONS)}')
+    raise UserError(f'retrieval.translations={chosen}: name two of {sorted(bible.TRANSLATIONS)}')
   return chosen
 
 
@@ -36,9 +37,9 @@ def language_ids(config, names) -> list[int]:
     return [0] * len(names)
   missing = [t for t in names if bible.TRANSLATIONS[t] not in languages]
   if missing:
-    raise ValueError(f'the model has language embeddings for {languages} but retrieval '
-                     f'translations {missing} are in another language; set '
-                     'retrieval.translations to translations of data.languages')
+    raise UserError(f'the model has language embeddings for {languages} but retrieval '
+                    f'translations {missing} are in another language; set '
+                    'retrieval.translations to translations of data.languages')
   return [languages.index(bible.TRANSLATIONS[t]) for t in names]
 
 
@@ -64,7 +65,7 @@ class Evaluator:
       fits = [i for i in range(len(unique))
               if max(len(ids[0][i]), len(ids[1][i])) + 2 <= max_len]  # with bos and eos
       if not fits:
-        raise ValueError(f'no {split} verse pair of {self.names} fits model.max_len={max_len}')
+        raise UserError(f'no {split} verse pair of {self.names} fits model.max_len={max_len}')
       keep, cap = fits, self.config.retrieval.max_pairs
       if cap and len(fits) > cap:  # evenly spaced over the split: every book, not the first
         keep = [fits[i] for i in np.linspace(0, len(fits) - 1, cap).astype(int)]

@@ -11,6 +11,7 @@ input order.
 import jax
 import numpy as np
 
+from plm.errors import UserError
 from plm.nn.pooling import POOLINGS
 
 LENGTH_BUCKET = 16  # batch widths are multiples of this: few compiles, little padding
@@ -23,8 +24,8 @@ def encode_lines(tokenizer, lines, max_len: int | None, path: str) -> list[list[
   for number, ids in enumerate(tokenizer.encode(lines), start=1):
     row = [tokenizer.bos_id] + ids + [tokenizer.eos_id]
     if max_len and len(row) > max_len:
-      raise ValueError(f'{path}, line {number}: {len(row)} tokens with bos/eos, more than '
-                       f'model.max_len={max_len}; split the line or use a longer model')
+      raise UserError(f'{path}, line {number}: {len(row)} tokens with bos/eos, more than '
+                      f'model.max_len={max_len}; split the line or use a longer model')
     rows.append(row)
   return rows
 
@@ -38,10 +39,10 @@ def check_options(config, layers: int) -> None:
   """embed.pooling and embed.layer name something the model has."""
   ec = config.embed
   if ec.pooling not in POOLINGS:
-    raise ValueError(f'embed.pooling={ec.pooling!r}: use one of {POOLINGS}')
+    raise UserError(f'embed.pooling={ec.pooling!r}: use one of {POOLINGS}')
   if not -(layers + 1) <= ec.layer <= layers:
-    raise ValueError(f'embed.layer={ec.layer} but the model has {layers} blocks; use 0 '
-                     f'(embeddings) to {layers}, or -1 (last) to -{layers + 1}')
+    raise UserError(f'embed.layer={ec.layer} but the model has {layers} blocks; use 0 '
+                    f'(embeddings) to {layers}, or -1 (last) to -{layers + 1}')
 
 
 def encoder_of(model):

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plm.errors import UserError
+
 BACKENDS = ('auto', 'faiss', 'jnp')
 MARGINS = {
     'ratio': lambda a, b: a / b,
@@ -31,17 +33,17 @@ BLOCK = 4096  # rows of x and of y per block: a [4096, 4096] float32 block is 64
 
 def _check_choice(name: str, value, choices) -> None:
   if value not in choices:
-    raise ValueError(f'{name}={value!r}: use one of {tuple(choices)}')
+    raise UserError(f'{name}={value!r}: use one of {tuple(choices)}')
 
 
 def _unit(v, name: str) -> np.ndarray:
   """[N, H] float32 rows scaled to length 1; a zero row stays zero (similarity 0)."""
   v = np.asarray(v, np.float32)
   if v.ndim != 2 or not len(v):
-    raise ValueError(f'{name} must be [N, H] with N > 0; got shape {v.shape}')
+    raise UserError(f'{name} must be [N, H] with N > 0; got shape {v.shape}')
   if not np.isfinite(v).all():
-    raise ValueError(f'{name} holds NaN or inf; check the checkpoint (a diverged run) and '
-                     'embed.pooling')
+    raise UserError(f'{name} holds NaN or inf; check the checkpoint (a diverged run) and '
+                    'embed.pooling')
   return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
@@ -49,7 +51,7 @@ def _units(x, y):
   """Both sides as unit rows of the same width."""
   x, y = _unit(x, 'x'), _unit(y, 'y')
   if x.shape[1] != y.shape[1]:
-    raise ValueError(f'x and y must have the same width; got {x.shape} and {y.shape}')
+    raise UserError(f'x and y must have the same width; got {x.shape} and {y.shape}')
   return x, y
 
 
@@ -67,8 +69,8 @@ def _resolve_backend(backend: str) -> str:
     return backend
   if _faiss() is None:
     if backend == 'faiss':
-      raise ValueError("backend='faiss' but faiss is not installed: pip install faiss-cpu "
-                       "(or pip install -e '.[faiss]'), or use backend='jnp'")
+      raise UserError("backend='faiss' but faiss is not installed: pip install faiss-cpu "
+                      "(or pip install -e '.[faiss]'), or use backend='jnp'")
     return 'jnp'
   return 'faiss'
 
@@ -170,7 +172,7 @@ def _knn_faiss(x, y, k: int):
 
 def _check_k(k, m: int, side: str) -> None:
   if not isinstance(k, (int, np.integer)) or not 1 <= k <= m:
-    raise ValueError(f'k={k!r}: use an integer from 1 to the number of rows of {side} ({m})')
+    raise UserError(f'k={k!r}: use an integer from 1 to the number of rows of {side} ({m})')
 
 
 def _knn_both(x, y, kx: int, ky: int, backend: str, block: int):
@@ -178,7 +180,7 @@ def _knn_both(x, y, kx: int, ky: int, backend: str, block: int):
   if _resolve_backend(backend) == 'faiss':
     return _knn_faiss(x, y, kx), (_knn_faiss(y, x, ky) if ky else None)
   if not isinstance(block, (int, np.integer)) or block < 1:
-    raise ValueError(f'block={block!r}: use a positive integer (rows per block)')
+    raise UserError(f'block={block!r}: use a positive integer (rows per block)')
   return _knn_jnp(x, y, kx, ky, max(int(block), kx, ky))
 
 
@@ -217,7 +219,7 @@ def margin_scores(x, y, *, k: int = 4, margin: str = 'ratio', backend: str = 'au
   _check_choice('margin', margin, MARGINS)
   x, y = _units(x, y)
   if not isinstance(k, (int, np.integer)) or k < 1:
-    raise ValueError(f'k={k!r}: use a positive integer (neighbourhood size, LASER uses 4)')
+    raise UserError(f'k={k!r}: use a positive integer (neighbourhood size, LASER uses 4)')
   kx, ky = min(int(k), len(y)), min(int(k), len(x))  # as LASER: never more than there are
   (fs, fi), (bs, bi) = _knn_both(x, y, kx, ky, backend, block)
   fwd_mean, bwd_mean = fs.mean(1, dtype=np.float64), bs.mean(1, dtype=np.float64)
@@ -295,8 +297,8 @@ def xsim_error(x, y, *, margin: str = 'absolute', k: int = 4, backend: str = 'au
   """
   _check_choice('margin', margin, MARGINS)
   if len(x) != len(y) or not len(x):
-    raise ValueError(f'xsim needs the same number (> 0) of sentences on both sides; got '
-                     f'{len(x)} and {len(y)}')
+    raise UserError(f'xsim needs the same number (> 0) of sentences on both sides; got '
+                    f'{len(x)} and {len(y)}')
   c = margin_scores(x, y, k=1 if margin == 'absolute' else k, margin=margin,
                     backend=backend, block=block)
   gold = np.arange(len(x))
@@ -336,8 +338,8 @@ def best_threshold(scores_with_labels, num_gold: int | None = None) -> dict:
   labels = np.array([l for _, l in data], bool)
   gold = int(labels.sum()) if num_gold is None else int(num_gold)
   if not gold or not labels.any():
-    raise ValueError('best_threshold needs at least one gold (True) pair among the scored '
-                     'pairs; mine the validation set with more candidates (lower threshold)')
+    raise UserError('best_threshold needs at least one gold (True) pair among the scored '
+                    'pairs; mine the validation set with more candidates (lower threshold)')
   tp = np.cumsum(labels)
   kept = np.arange(1, len(scores) + 1)
   ends = np.flatnonzero(np.append(scores[1:] != scores[:-1], True))  # last of equal scores

@@ -9,16 +9,18 @@ Pairs whose texts repeat make the gold ambiguous: `unique_pairs` drops them.
 """
 import numpy as np
 
+from plm.errors import UserError
+
 
 def cosine_similarities(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   """[N, H] x [M, H] -> [N, M]; a zero vector has similarity 0 with everything."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-    raise ValueError(f'embeddings must be [N, H] and [M, H] with the same H; got {a.shape} '
-                     f'and {b.shape}')
+    raise UserError(f'embeddings must be [N, H] and [M, H] with the same H; got {a.shape} '
+                    f'and {b.shape}')
   if not (np.isfinite(a).all() and np.isfinite(b).all()):
-    raise ValueError('embeddings hold NaN or inf; check the checkpoint (a diverged run) and '
-                     'embed.pooling')
+    raise UserError('embeddings hold NaN or inf; check the checkpoint (a diverged run) and '
+                    'embed.pooling')
   unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
   return unit(a) @ unit(b).T
 
@@ -42,8 +44,8 @@ def retrieval_metrics(a: np.ndarray, b: np.ndarray, center: bool = False) -> dic
   Neutrality of Pre-trained Multilingual Representations").
   """
   if len(a) != len(b) or not len(a):
-    raise ValueError(f'retrieval needs the same number (> 0) of sentences on both sides; got '
-                     f'{len(a)} and {len(b)}')
+    raise UserError(f'retrieval needs the same number (> 0) of sentences on both sides; got '
+                    f'{len(a)} and {len(b)}')
   if center:
     a, b = (np.asarray(x, np.float64) - np.mean(x, axis=0, dtype=np.float64) for x in (a, b))
   sims = cosine_similarities(a, b)

@@ -27,6 +27,7 @@ import numpy as np
 
 from plm import checkpoint, models, run, train
 from plm.data import bible_tasks, labelled, tsv
+from plm.errors import UserError
 from plm.models import sentence_classifier
 from plm.objectives import classify
 
@@ -75,20 +76,20 @@ class _Data:
     texts, labels = tsv.read(fc.train_file)
     fields, self.classes = len(texts[0]) + 1, tuple(sorted(set(labels)))
     if len(self.classes) < 2:
-      raise ValueError(f'{fc.train_file} has one label ({self.classes[0]!r}); a classifier needs '
-                       'at least two')
+      raise UserError(f'{fc.train_file} has one label ({self.classes[0]!r}); a classifier needs '
+                      'at least two')
     files = tsv.parse_files(fc.test_files)
     if not files:
-      raise ValueError('finetune.test_files is empty: name the test files as language=path, e.g. '
-                       'finetune.test_files=en=test.en.tsv,de=test.de.tsv')
+      raise UserError('finetune.test_files is empty: name the test files as language=path, e.g. '
+                      'finetune.test_files=en=test.en.tsv,de=test.de.tsv')
     for path in files.values():  # a bad test file stops the run now, not after training
       tsv.label_ids(path, tsv.read(path, fields)[1], self.classes)
     # Sentence pairs get BERT's token types where the model has them.
     types = fields == 3 and config.model.get('num_segments', 0) > 0
     def make(lang, split):
       if split != 'test':
-        raise ValueError(f'finetune.train_file tasks have no {split} split; set '
-                         'finetune.eval_every=0 (the test files are evaluated at the end)')
+        raise UserError(f'finetune.train_file tasks have no {split} split; set '
+                        'finetune.eval_every=0 (the test files are evaluated at the end)')
       return labelled.tsv_set(tokenizer, files[lang], self.classes, fields, lang_id(lang), fc,
                               types)
     self.make = make
@@ -103,8 +104,8 @@ def make_task(config, tokenizer) -> train.Task:
 
   def lang_id(lang):
     if num_languages and lang not in languages:
-      raise ValueError(f'finetune language {lang!r} is not in data.languages {languages} (the '
-                       'language embeddings); use one of them')
+      raise UserError(f'finetune language {lang!r} is not in data.languages {languages} (the '
+                      'language embeddings); use one of them')
     return languages.index(lang) if num_languages else 0
 
   data = _Data(config, tokenizer, lang_id)

@@ -18,6 +18,7 @@ import jax
 from plm import checkpoint, models, objectives, progress, run
 from plm.compress import prune, quantize
 from plm.data import mixing
+from plm.errors import UserError
 from plm.objectives.base import ModelFn
 
 
@@ -53,27 +54,27 @@ def importance(fn, params, rows, batches: int, batch_size: int, rng):
     heads = h if heads is None else [a + b for a, b in zip(heads, h)]
     ff = f if ff is None else [a + b for a, b in zip(ff, f)]
   if heads is None:
-    raise ValueError('the validation split has no rows to measure importance on')
+    raise UserError('the validation split has no rows to measure importance on')
   return heads, ff
 
 
 def compress_job(config, workdir: str) -> dict:
   cc = config.compress
   if not cc.source:
-    raise ValueError('compress.source is empty; set it to the run directory to compress')
+    raise UserError('compress.source is empty; set it to the run directory to compress')
   prune.check_ratio('prune_heads', cc.prune_heads)
   prune.check_ratio('prune_ff', cc.prune_ff)
   if cc.quantize:
     quantize.check_backend(cc.quantize)
   if not (cc.quantize or cc.prune_heads or cc.prune_ff):
-    raise ValueError('nothing to do: set compress.quantize, compress.prune_heads or '
-                     'compress.prune_ff')
+    raise UserError('nothing to do: set compress.quantize, compress.prune_heads or '
+                    'compress.prune_ff')
   src = run.load(cc.source)
   mc = src.config.model
   if mc.name != 'encoder_lm' or mc.get('quant') or mc.get('layer_heads'):
-    raise ValueError(f'compress.source={cc.source!r} is a {mc.name!r} run (quant='
-                     f"{mc.get('quant')!r}, layer_heads={mc.get('layer_heads')}); compress "
-                     'an uncompressed encoder_lm run')
+    raise UserError(f'compress.source={cc.source!r} is a {mc.name!r} run (quant='
+                    f"{mc.get('quant')!r}, layer_heads={mc.get('layer_heads')}); compress "
+                    'an uncompressed encoder_lm run')
   workdir = run.workdir_path(workdir)
   out = src.config.copy_and_resolve_references()
   out.job, out.compress = 'compress', cc
@@ -82,7 +83,7 @@ def compress_job(config, workdir: str) -> dict:
   counts = mixing.make_train_dataset(out.data, tokenizer).token_counts(tokenizer.vocab_size)
   objective = objectives.build(out, tokenizer, counts)
   if objective.heads != ('mlm',):
-    raise ValueError(f'compress tests with MLM; the source run trained {objective.heads}')
+    raise UserError(f'compress tests with MLM; the source run trained {objective.heads}')
   sets = lambda split: {lang: mixing.monolingual_rows(out.data, tokenizer, split, lang)
                         for lang in out.data.languages}
   drop = not mc.get('num_languages', 0)

@@ -22,6 +22,7 @@ import numpy as np
 from plm import checkpoint, models, run
 from plm.convert import hf
 from plm.data import tokenizer as tokenizer_lib
+from plm.errors import UserError
 
 
 def convert_job(config, workdir: str) -> str:
@@ -29,7 +30,7 @@ def convert_job(config, workdir: str) -> str:
   workdir = run.workdir_path(workdir)
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
-    raise ValueError(f'{ckpt_dir} already holds a checkpoint; convert into a new --workdir')
+    raise UserError(f'{ckpt_dir} already holds a checkpoint; convert into a new --workdir')
   source = config.convert.source
   cfg, tensors = hf.read_checkpoint(source)
   config = run.resolve(config)
@@ -50,8 +51,8 @@ def convert_job(config, workdir: str) -> str:
                                            np.zeros_like(tokens), None))
   shapes = lambda t: jax.tree.map(lambda x: tuple(x.shape), t)
   if shapes(nn.unbox(want)['params']) != shapes(params):
-    raise ValueError(f'the converted parameters of {source} do not fit model '
-                     f'{config.model.to_dict()}; the config and the checkpoint disagree')
+    raise UserError(f'the converted parameters of {source} do not fit model '
+                    f'{config.model.to_dict()}; the config and the checkpoint disagree')
   config.data.vocab_path = vocab
   meta = dict(vocab=tokenizer.fingerprint, vocab_size=tokenizer.vocab_size,
               model=config.model.to_dict(), task='convert', source=source)
@@ -72,13 +73,13 @@ def export_job(config, workdir: str) -> str:
   """Writes the newest params of the run in `workdir` to config.export.output."""
   out = config.export.output
   if not out:
-    raise ValueError('config.export.output is empty: name the directory to write the '
-                     'transformers checkpoint into')
+    raise UserError('config.export.output is empty: name the directory to write the '
+                    'transformers checkpoint into')
   loaded = run.load(workdir)
   mc = loaded.config.model
   if mc.name not in ('encoder', 'encoder_lm'):
-    raise ValueError(f'export writes BERT-layout encoders; the run in {workdir} holds a '
-                     f'{mc.name!r} model')
+    raise UserError(f'export writes BERT-layout encoders; the run in {workdir} holds a '
+                    f'{mc.name!r} model')
   encoder = loaded.model.encoder if mc.name == 'encoder_lm' else loaded.model
   kw = {k: getattr(encoder, k) for k in ('vocab_size', 'layers', 'hidden', 'heads', 'ff',
                                          'activation', 'dropout', 'attention_dropout', 'max_len',

@@ -17,6 +17,7 @@ from plm import objectives, run, train
 from plm.compress import distill
 from plm.compress.student import StudentLM
 from plm.data import mixing
+from plm.errors import UserError
 from plm.models import encoder as encoder_lib
 
 
@@ -24,27 +25,27 @@ def load_teacher(config):
   """The teacher run (plm.run.Loaded), checked against what the chosen losses need."""
   dc = config.distill
   if not dc.teacher:
-    raise ValueError('distill.teacher is empty; set --config.distill.teacher to the run '
-                     'directory of a trained encoder_lm (e.g. configs/tiny.py:teacher)')
+    raise UserError('distill.teacher is empty; set --config.distill.teacher to the run '
+                    'directory of a trained encoder_lm (e.g. configs/tiny.py:teacher)')
   teacher = run.load(dc.teacher)
   if teacher.config.model.name != 'encoder_lm':
-    raise ValueError(f'distill.teacher={dc.teacher!r} is a {teacher.config.model.name!r} run; '
-                     'the teacher must be an encoder_lm (a masked language model)')
+    raise UserError(f'distill.teacher={dc.teacher!r} is a {teacher.config.model.name!r} run; '
+                    'the teacher must be an encoder_lm (a masked language model)')
   student, tm = config.model, teacher.model.encoder
   if student.get('num_languages', 0) != tm.num_languages:
-    raise ValueError(f'the teacher has {tm.num_languages} language embeddings, the student '
-                     f"{student.get('num_languages', 0)}; give the student the teacher's "
-                     'data.languages and model.num_languages')
+    raise UserError(f'the teacher has {tm.num_languages} language embeddings, the student '
+                    f"{student.get('num_languages', 0)}; give the student the teacher's "
+                    'data.languages and model.num_languages')
   if 'attention' in dc.losses:
     heads = encoder_lib.build_encoder(student, 1).heads
     if heads != tm.heads or tm.layer_heads:
-      raise ValueError(f"distill.losses has 'attention', which compares attention maps head "
-                       f'by head, but the student has {heads} heads and the teacher '
-                       f'{tm.layer_heads or tm.heads}; set model.heads={tm.heads} or drop '
-                       "'attention' from distill.losses")
+      raise UserError(f"distill.losses has 'attention', which compares attention maps head "
+                      f'by head, but the student has {heads} heads and the teacher '
+                      f'{tm.layer_heads or tm.heads}; set model.heads={tm.heads} or drop '
+                      "'attention' from distill.losses")
     if student.attention != 'einsum':
-      raise ValueError("distill.losses has 'attention', which reads the attention "
-                       "probabilities: set model.attention='einsum' (the fused kernels hide them)")
+      raise UserError("distill.losses has 'attention', which reads the attention "
+                      "probabilities: set model.attention='einsum' (the fused kernels hide them)")
   return teacher
 
 
@@ -66,10 +67,10 @@ def teacher_extras(teacher, seq_len: int):
 def make_task(config, tokenizer, teacher) -> train.Task:
   """MLM rows of the configured corpus, the student and the distillation objective."""
   if config.model.name != 'encoder_lm':
-    raise ValueError(f"model.name={config.model.name!r}: the student is an 'encoder_lm'")
+    raise UserError(f"model.name={config.model.name!r}: the student is an 'encoder_lm'")
   if config.data.seq_len > min(config.model.max_len, teacher.model.encoder.max_len):
-    raise ValueError(f'data.seq_len={config.data.seq_len} exceeds model.max_len of the '
-                     'student or the teacher; lower data.seq_len')
+    raise UserError(f'data.seq_len={config.data.seq_len} exceeds model.max_len of the '
+                    'student or the teacher; lower data.seq_len')
   rows = mixing.make_train_dataset(config.data, tokenizer)
   counts = rows.token_counts(tokenizer.vocab_size)
   print(f'distill: {len(rows)} training rows of {config.data.seq_len} tokens; teacher '
@@ -79,7 +80,7 @@ def make_task(config, tokenizer, teacher) -> train.Task:
   base_config.objective.loss_weights = {}  # they weigh the distillation heads (checked below)
   base = objectives.build(base_config, tokenizer, counts)
   if base.heads != ('mlm',):
-    raise ValueError(f"objective.name={config.objective.name!r}: distillation runs on 'mlm'")
+    raise UserError(f"objective.name={config.objective.name!r}: distillation runs on 'mlm'")
   hidden = 'hidden' in config.distill.losses
   student = StudentLM(encoder_lib.build_encoder(config.model, tokenizer.vocab_size),
                       teacher_hidden=teacher.model.encoder.hidden if hidden else 0)
@@ -103,10 +104,10 @@ def distill_job(config, workdir: str) -> dict:
     config.data.vocab_path = teacher_vocab
   tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
   if tokenizer.fingerprint != teacher.tokenizer.fingerprint:
-    raise ValueError(f'data.vocab_path={config.data.vocab_path!r} is vocabulary '
-                     f'{tokenizer.fingerprint}, the teacher was trained on '
-                     f'{teacher.tokenizer.fingerprint}; distill.losses '
-                     f'{tuple(config.distill.losses)} compare the two models token by token, '
-                     f"so leave data.vocab_path empty (the teacher's {teacher_vocab})")
+    raise UserError(f'data.vocab_path={config.data.vocab_path!r} is vocabulary '
+                    f'{tokenizer.fingerprint}, the teacher was trained on '
+                    f'{teacher.tokenizer.fingerprint}; distill.losses '
+                    f'{tuple(config.distill.losses)} compare the two models token by token, '
+                    f"so leave data.vocab_path empty (the teacher's {teacher_vocab})")
   return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, teacher),
                                   tokenizer)

@@ -12,6 +12,7 @@ import numpy as np
 
 from plm import run
 from plm.data import text
+from plm.errors import UserError
 from plm.evaluate import embedding
 
 
@@ -20,8 +21,8 @@ def embed_file(config, workdir: str) -> np.ndarray:
   ec = config.embed
   languages = tuple(config.data.languages)
   if config.model.num_languages and ec.language not in languages:
-    raise ValueError(f'embed.language={ec.language!r} is not in data.languages {languages}; '
-                     'name the language of the input file')
+    raise UserError(f'embed.language={ec.language!r} is not in data.languages {languages}; '
+                    'name the language of the input file')
   loaded = run.load(workdir, config)
   config, tokenizer, model = loaded.config, loaded.tokenizer, loaded.model
   embedder = embedding.make_embedder(model, config, tokenizer.pad_id)

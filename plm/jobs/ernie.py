@@ -23,6 +23,7 @@ from plm import models, objectives, run, train
 from plm.data import ernie as ernie_data
 from plm.data import ernie_tasks
 from plm.data import kg
+from plm.errors import UserError
 from plm.models import transe
 from plm.objectives import base
 from plm.objectives import ernie as ernie_objective
@@ -32,20 +33,20 @@ def knowledge(config):
   """(graph, TransE vectors of it), checked against each other; model fields resolved."""
   ec, mc = config.ernie, config.model
   if not ec.entity_vectors:
-    raise ValueError('ernie.entity_vectors is empty: train TransE first (python -m plm.main '
-                     '--config=configs/transe.py --workdir=W) and set it to W/entities.npz')
+    raise UserError('ernie.entity_vectors is empty: train TransE first (python -m plm.main '
+                    '--config=configs/transe.py --workdir=W) and set it to W/entities.npz')
   graph = kg.load_graph(config.kg)
   vectors = transe.load_vectors(os.path.expanduser(ec.entity_vectors))
   if vectors.fingerprint != graph.fingerprint or vectors.entity_keys != graph.entities:
-    raise ValueError(f'{ec.entity_vectors} holds TransE vectors of graph {vectors.fingerprint}, '
-                     f'but kg.* names graph {graph.fingerprint}: train TransE on this graph or '
-                     'set kg.* to the graph the vectors were trained on')
+    raise UserError(f'{ec.entity_vectors} holds TransE vectors of graph {vectors.fingerprint}, '
+                    f'but kg.* names graph {graph.fingerprint}: train TransE on this graph or '
+                    'set kg.* to the graph the vectors were trained on')
   for field, n in (('num_entities', len(graph.entities)), ('entity_dim', vectors.entities.shape[1])):
     if mc[field] == -1:
       mc[field] = n
     elif mc[field] != n:
-      raise ValueError(f'model.{field}={mc[field]} but the graph and TransE export give {n}; '
-                       'set -1 to take theirs')
+      raise UserError(f'model.{field}={mc[field]} but the graph and TransE export give {n}; '
+                      'set -1 to take theirs')
   return graph, vectors
 
 
@@ -57,18 +58,18 @@ def check_entity_ids(rows, num_entities: int, what: str) -> None:
   """Entity ids must index the table (0 = none, 1..num_entities)."""
   ids = rows.arrays['entities']
   if ids.size and (ids.min() < 0 or ids.max() > num_entities):
-    raise ValueError(f'{what} holds entity ids in [{ids.min()}, {ids.max()}] but the table has '
-                     f'{num_entities} entities (ids 1..{num_entities}, 0 = none); rebuild it '
-                     'against this graph (delete ernie.corpus_dir)')
+    raise UserError(f'{what} holds entity ids in [{ids.min()}, {ids.max()}] but the table has '
+                    f'{num_entities} entities (ids 1..{num_entities}, 0 = none); rebuild it '
+                    'against this graph (delete ernie.corpus_dir)')
 
 
 def make_task(config, tokenizer, workdir: str) -> train.Task:
   if config.model.name != 'ernie':
-    raise ValueError(f"job=ernie pre-trains model.name='ernie' (it is {config.model.name!r}); "
-                     'configs/ernie.py sets it')
+    raise UserError(f"job=ernie pre-trains model.name='ernie' (it is {config.model.name!r}); "
+                    'configs/ernie.py sets it')
   if config.train.accum_steps != 1:
-    raise ValueError('train.accum_steps must be 1 for ERNIE: dEA scores each token against the '
-                     "entities of the whole batch, which micro-batches would split")
+    raise UserError('train.accum_steps must be 1 for ERNIE: dEA scores each token against the '
+                    "entities of the whole batch, which micro-batches would split")
   ec, oc = config.ernie, config.objective
   graph, vectors = knowledge(config)
   linking = lambda: ernie_data.make_linking(graph)

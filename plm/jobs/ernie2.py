@@ -19,6 +19,7 @@ from tensorboardX import SummaryWriter
 
 from plm import models, objectives, run, train
 from plm.data import ernie2_tasks, schedule
+from plm.errors import UserError
 from plm.kg import linker
 from plm.objectives import base, ernie2
 
@@ -34,20 +35,20 @@ def stages_of(config) -> list[schedule.Stage]:
                                   config.ernie2.continual)
   total = sum(s.steps for s in stages)
   if config.train.steps != total:
-    raise ValueError(f'train.steps={config.train.steps} but ernie2.stages add up to {total} '
-                     f'steps; set --config.train.steps={total}')
+    raise UserError(f'train.steps={config.train.steps} but ernie2.stages add up to {total} '
+                    f'steps; set --config.train.steps={total}')
   return stages
 
 
 def make_task(config, tokenizer) -> train.Task:
   ec, seq_len = config.ernie2, config.data.seq_len
   if seq_len > config.model.max_len:
-    raise ValueError(f'data.seq_len={seq_len} exceeds model.max_len={config.model.max_len}')
+    raise UserError(f'data.seq_len={seq_len} exceeds model.max_len={config.model.max_len}')
   stages = stages_of(config)
   names = schedule.task_order(stages)
   if len(names) > config.model.num_tasks:
-    raise ValueError(f'the schedule trains {len(names)} tasks {list(names)} (task ids 0..'
-                     f'{len(names) - 1}) but model.num_tasks={config.model.num_tasks}; raise it')
+    raise UserError(f'the schedule trains {len(names)} tasks {list(names)} (task ids 0..'
+                    f'{len(names) - 1}) but model.num_tasks={config.model.num_tasks}; raise it')
   table = wordnet_table() if 'knowledge_masking' in names else None
   parallel = ec.parallel if 'ir_relevance' in names else ''
 

@@ -26,6 +26,7 @@ import sacrebleu
 
 from plm import models, objectives, run, train, unilm_decode
 from plm.data import bible_tasks, labelled, text
+from plm.errors import UserError
 from plm.evaluate import mt_baselines
 from plm.objectives import base, seq2seq_finetune
 
@@ -96,8 +97,8 @@ def decode_test(config, model, tokenizer, params, pairs=None) -> dict:
 def make_task(config, tokenizer, workdir: str = '') -> train.Task:
   fc = config.finetune
   if config.model.num_segments < 2:
-    raise ValueError(f'generate needs model.num_segments >= 2 (source/target token types), got '
-                     f'{config.model.num_segments}; use configs/unilm.py')
+    raise UserError(f'generate needs model.num_segments >= 2 (source/target token types), got '
+                    f'{config.model.num_segments}; use configs/unilm.py')
   rows, _ = labelled.pair_set(tokenizer, 'train', fc, config.data.tfds_dir)
   print(f'generate: {len(rows)} training pairs of {fc.seq_len} tokens, fingerprint '
         f'{rows.fingerprint}; vocabulary {tokenizer.fingerprint}', flush=True)
@@ -148,8 +149,8 @@ def decode_file(config, workdir: str) -> list[str]:
   """finetune.input, one source a line, decoded by the run in `workdir` into finetune.output."""
   fc = config.finetune
   if not fc.output:
-    raise ValueError('finetune.input is set but finetune.output is not: name the file the '
-                     'outputs go to (--config.finetune.output=out.txt)')
+    raise UserError('finetune.input is set but finetune.output is not: name the file the '
+                    'outputs go to (--config.finetune.output=out.txt)')
   loaded = run.load(workdir, config)
   # a row holds [bos] source [eos] and the output: at most seq_len - width tokens of it
   tok, limit = loaded.tokenizer, loaded.config.finetune.seq_len - 1

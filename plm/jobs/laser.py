@@ -18,6 +18,7 @@ import numpy as np
 from plm import checkpoint, models, objectives, run, train
 from plm.data import rows as rows_lib
 from plm.data import sentences
+from plm.errors import UserError
 from plm.evaluate import bible_retrieval
 from plm.objectives import base, translation
 
@@ -28,14 +29,14 @@ def directions(config) -> list[tuple[str, str]]:
   for entry in config.laser.directions:
     parts = tuple(entry.split('-'))
     if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-      raise ValueError(f"laser.directions entry {entry!r}: write a direction as 'en-es' "
-                       '(source-target, two different languages)')
+      raise UserError(f"laser.directions entry {entry!r}: write a direction as 'en-es' "
+                      '(source-target, two different languages)')
     if unknown := [l for l in parts if l not in known]:
-      raise ValueError(f'laser.directions entry {entry!r}: unknown language(s) {unknown}; '
-                       f'add them to data.languages={list(known)} or fix the direction')
+      raise UserError(f'laser.directions entry {entry!r}: unknown language(s) {unknown}; '
+                      f'add them to data.languages={list(known)} or fix the direction')
     out.append(parts)
   if not out:
-    raise ValueError("laser.directions is empty: name at least one 'src-tgt' direction")
+    raise UserError("laser.directions is empty: name at least one 'src-tgt' direction")
   return out
 
 
@@ -44,8 +45,8 @@ def check_init_from(config) -> None:
   if config.init_from:
     name = checkpoint.saved_params(config.init_from)[2].get('model', {}).get('name')
     if name != 'laser':
-      raise ValueError(f'config.init_from={config.init_from!r} holds a {name!r} model, not a '
-                       "LASER model; start LASER from a 'laser' run or from scratch")
+      raise UserError(f'config.init_from={config.init_from!r} holds a {name!r} model, not a '
+                      "LASER model; start LASER from a 'laser' run or from scratch")
 
 
 def make_task(config, tokenizer) -> train.Task:

@@ -15,6 +15,7 @@ import os
 
 from plm import run
 from plm.data import text
+from plm.errors import UserError
 from plm.evaluate import embedding, mining
 
 
@@ -23,8 +24,8 @@ def language_id(config, field: str) -> int:
   error."""
   languages, lang = tuple(config.data.languages), config.mine[field]
   if lang not in languages:
-    raise ValueError(f'mine.{field}={lang!r}: the model knows data.languages={list(languages)}; '
-                     'name the language of the file as one of them')
+    raise UserError(f'mine.{field}={lang!r}: the model knows data.languages={list(languages)}; '
+                    'name the language of the file as one of them')
   return languages.index(lang) if config.model.get('num_languages', 0) else 0
 
 
@@ -32,12 +33,12 @@ def mine_files(config, workdir: str) -> list[tuple[float, str, str]]:
   """Runs the job; returns (and writes to mine.output) the mined (score, src, tgt) pairs."""
   mc = config.mine
   if not (mc.src and mc.tgt and mc.output):
-    raise ValueError('job=mine needs --config.mine.src=<UTF-8 file>, --config.mine.tgt=<UTF-8 '
-                     'file> (one sentence a line) and --config.mine.output=<TSV to write>')
+    raise UserError('job=mine needs --config.mine.src=<UTF-8 file>, --config.mine.tgt=<UTF-8 '
+                    'file> (one sentence a line) and --config.mine.output=<TSV to write>')
   for field, choices in (('margin', mining.MARGINS), ('retrieval', mining.RETRIEVALS),
                          ('backend', mining.BACKENDS)):
     if mc[field] not in choices:
-      raise ValueError(f'mine.{field}={mc[field]!r}: use one of {tuple(choices)}')
+      raise UserError(f'mine.{field}={mc[field]!r}: use one of {tuple(choices)}')
   loaded = run.load(workdir, config)
   config, tokenizer = loaded.config, loaded.tokenizer
   langs = [language_id(config, f) for f in ('src_language', 'tgt_language')]
@@ -54,8 +55,8 @@ def mine_files(config, workdir: str) -> list[tuple[float, str, str]]:
     counts.append((len(lines), len(lines) - len(keep)))
   (src, x), (tgt, y) = sides
   if not len(x) or not len(y):
-    raise ValueError(f'nothing to mine: {mc.src} has {len(x)} and {mc.tgt} has {len(y)} '
-                     'non-empty lines')
+    raise UserError(f'nothing to mine: {mc.src} has {len(x)} and {mc.tgt} has {len(y)} '
+                    'non-empty lines')
   pairs = mining.mine(x, y, k=mc.k, margin=mc.margin, retrieval=mc.retrieval,
                       threshold=mc.threshold, backend=mc.backend)
   out = [(float(score), src[i], tgt[j]) for score, i, j in pairs]

@@ -29,6 +29,7 @@ import sacrebleu
 from plm import checkpoint, models, objectives, run, seq2seq_decode, train
 from plm.data import mixing, parallel, sentences, text
 from plm.data.rows import Rows
+from plm.errors import UserError
 from plm.evaluate import mt_baselines
 from plm.models import seq2seq
 from plm.objectives import base, translation, unsupervised_mt
@@ -38,10 +39,10 @@ def languages(config) -> tuple[int, int]:
   langs, mc = tuple(config.data.languages), config.mt
   for field, lang in (('mt.source', mc.source), ('mt.target', mc.target)):
     if lang not in langs:
-      raise ValueError(f'{field}={lang!r} is not in data.languages={list(langs)}; use one of '
-                       'them (the model has one language embedding each)')
+      raise UserError(f'{field}={lang!r} is not in data.languages={list(langs)}; use one of '
+                      'them (the model has one language embedding each)')
   if mc.source == mc.target:
-    raise ValueError(f'mt.source and mt.target are both {mc.source!r}; pick two languages')
+    raise UserError(f'mt.source and mt.target are both {mc.source!r}; pick two languages')
   return langs.index(mc.source), langs.index(mc.target)
 
 
@@ -107,8 +108,8 @@ def init_map_for(config):
   if name == 'encoder_lm':
     return seq2seq.init_from_encoder_lm
   if name != 'seq2seq':
-    raise ValueError(f'config.init_from={config.init_from!r} holds a {name!r} model; mt starts '
-                     "from a 'seq2seq' (MASS) or an 'encoder_lm' (XLM) run")
+    raise UserError(f'config.init_from={config.init_from!r} holds a {name!r} model; mt starts '
+                    "from a 'seq2seq' (MASS) or an 'encoder_lm' (XLM) run")
   return None
 
 
@@ -121,12 +122,12 @@ def unsupervised_parts(config, tokenizer) -> tuple[mixing.MixedDataset, base.Obj
   mc = config.mt
   src_lang, tgt_lang = languages(config)
   if mc.train_pairs:
-    raise ValueError(f'mt.train_pairs={mc.train_pairs} samples parallel pairs, but '
-                     'mt.unsupervised=True trains on monolingual sentences only; set '
-                     'mt.train_pairs=0')
+    raise UserError(f'mt.train_pairs={mc.train_pairs} samples parallel pairs, but '
+                    'mt.unsupervised=True trains on monolingual sentences only; set '
+                    'mt.train_pairs=0')
   if not config.model.num_languages:
-    raise ValueError('mt.unsupervised=True needs language embeddings (the decoder is told '
-                     'which language to write): set model.num_languages=-1')
+    raise UserError('mt.unsupervised=True needs language embeddings (the decoder is told '
+                    'which language to write): set model.num_languages=-1')
   mono = sentences.disjoint_sentence_rows(config.data, tokenizer, 'train',
                                           (mc.source, mc.target), max(mc.src_len, mc.tgt_len))
   rows = mixing.MixedDataset(mono, {mc.source: 0.5, mc.target: 0.5}, (mc.source, mc.target))
@@ -198,8 +199,8 @@ def make_task(config, tokenizer, workdir: str) -> train.Task:
 def mt_job(config, workdir: str) -> dict:
   config = run.finetune_config(run.resolve(config))
   if config.model.name != 'seq2seq':
-    raise ValueError(f"job=mt trains an encoder-decoder: set model.name='seq2seq' (it is "
-                     f'{config.model.name!r}); configs/mass.py does')
+    raise UserError(f"job=mt trains an encoder-decoder: set model.name='seq2seq' (it is "
+                    f'{config.model.name!r}); configs/mass.py does')
   workdir = run.workdir_path(workdir)
   tokenizer = run.load_tokenizer(config, workdir)
   return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir),
@@ -210,8 +211,8 @@ def translate_job(config, workdir: str) -> list[str]:
   """Translates mt.input line by line into mt.output with the run in `workdir`."""
   mc = config.mt
   if not mc.input or not mc.output:
-    raise ValueError('job=translate needs --config.mt.input=<UTF-8 file, one sentence a line> '
-                     'and --config.mt.output=<file to write>')
+    raise UserError('job=translate needs --config.mt.input=<UTF-8 file, one sentence a line> '
+                    'and --config.mt.output=<file to write>')
   loaded = run.load(workdir, config)
   config, tokenizer = loaded.config, loaded.tokenizer
   languages(config)

@@ -13,13 +13,14 @@ A later `train` with the same data.prepared_dir streams it instead of reading th
 """
 from plm import run
 from plm.data import prepared
+from plm.errors import UserError
 
 
 def prepare_job(config, workdir: str) -> dict:
   """Writes data.prepared_dir; returns its prepared.json content."""
   if not config.data.prepared_dir:
-    raise ValueError('job=prepare writes data.prepared_dir, which is empty; set '
-                     '--config.data.prepared_dir=<new directory>')
+    raise UserError('job=prepare writes data.prepared_dir, which is empty; set '
+                    '--config.data.prepared_dir=<new directory>')
   config = run.resolve(config)
   tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
   meta = prepared.prepare(config.data, tokenizer, config.data.prepared_dir)

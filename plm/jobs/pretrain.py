@@ -5,6 +5,7 @@
 """
 from plm import models, objectives, run, train
 from plm.data import mixing, prepared
+from plm.errors import UserError
 from plm.evaluate import bible_retrieval
 
 
@@ -22,11 +23,11 @@ def heldout_sets(config, tokenizer, split, rows=None):
 def make_task(config, tokenizer) -> train.Task:
   """Pre-training rows (MLM/CLM/UNILM, plus TLM when data.tlm_share > 0), model, objective."""
   if config.model.name == 'laser':
-    raise ValueError("model.name='laser' trains through translation: use config.job=laser "
-                     '(configs/laser.py sets it; rerunning it on a finished run re-evaluates)')
+    raise UserError("model.name='laser' trains through translation: use config.job=laser "
+                    '(configs/laser.py sets it; rerunning it on a finished run re-evaluates)')
   if config.data.seq_len > config.model.max_len:
-    raise ValueError(f'data.seq_len={config.data.seq_len} exceeds model.max_len='
-                     f'{config.model.max_len}; raise model.max_len or lower data.seq_len')
+    raise UserError(f'data.seq_len={config.data.seq_len} exceeds model.max_len='
+                    f'{config.model.max_len}; raise model.max_len or lower data.seq_len')
   if config.data.prepared_dir:  # streamed from array_record shards by grain
     rows = prepared.PreparedDataset(config.data, tokenizer)
   else:  # MLM (+ TLM) rows, sampled, in memory

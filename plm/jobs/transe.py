@@ -24,6 +24,7 @@ import numpy as np
 from plm import checkpoint, models, run, train
 from plm.data import kg
 from plm.data.rows import Rows, per_process
+from plm.errors import UserError
 from plm.evaluate import link_prediction as lp
 from plm.models import transe as transe_model
 from plm.objectives import transe as transe_objective
@@ -57,7 +58,7 @@ class TripleRows(Rows):
             process_count: int = 1) -> dict[str, np.ndarray]:
     n = per_process(batch_size, process_index, process_count)
     if not len(self):
-      raise ValueError('Cannot draw batches from an empty dataset.')
+      raise UserError('Cannot draw batches from an empty dataset.')
     start = step * batch_size + process_index * n
     positions = start + np.arange(n, dtype=np.int64)
     epochs, offsets = np.divmod(positions, len(self))
@@ -83,8 +84,8 @@ def resolve(config, graph) -> None:
     if mc[field] == -1:
       mc[field] = n
     elif mc[field] != n:
-      raise ValueError(f'model.{field}={mc[field]} but the graph has {n}; set -1 to take the '
-                       "graph's count")
+      raise UserError(f'model.{field}={mc[field]} but the graph has {n}; set -1 to take the '
+                      "graph's count")
 
 
 def check_workdir(workdir: str, graph) -> None:
@@ -94,8 +95,8 @@ def check_workdir(workdir: str, graph) -> None:
     return
   saved = checkpoint.saved_params(ckpt)[2].get('vocab')
   if saved != graph.fingerprint:
-    raise ValueError(f'{workdir} holds a TransE run on graph {saved}; this graph is '
-                     f'{graph.fingerprint}. Use the graph it was trained on or a new --workdir')
+    raise UserError(f'{workdir} holds a TransE run on graph {saved}; this graph is '
+                    f'{graph.fingerprint}. Use the graph it was trained on or a new --workdir')
 
 
 class LinkEvaluator:
@@ -135,7 +136,7 @@ def make_task(config, graph, workdir: str) -> train.Task:
   oc = config.objective
   splits = {s: np.asarray(graph.splits[s]).reshape(-1, 3) for s in ('train', 'valid', 'test')}
   if not len(splits['train']):
-    raise ValueError('the graph has no training triples; check kg.source / kg.dir')
+    raise UserError('the graph has no training triples; check kg.source / kg.dir')
   rows = triple_rows(splits['train'], info=dict(graph.info))
   print(f'transe: {len(rows)} training triples, {len(graph.entities)} entities, '
         f"{len(graph.relations)} relations; valid {len(splits['valid'])}, test "
@@ -170,8 +171,8 @@ def transe_job(config, workdir: str) -> dict:
   t0 = time.time()
   config = run.resolve(config)
   if config.model.name != 'transe':
-    raise ValueError(f"job=transe trains model.name='transe' (it is {config.model.name!r}); "
-                     'configs/transe.py sets it')
+    raise UserError(f"job=transe trains model.name='transe' (it is {config.model.name!r}); "
+                    'configs/transe.py sets it')
   workdir = run.workdir_path(workdir)
   graph = kg.load_graph(config.kg)
   check_workdir(workdir, graph)

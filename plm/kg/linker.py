@@ -34,6 +34,8 @@ import dataclasses
 import functools
 import re
 
+from plm.errors import UserError
+
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")  # letters and digits, apostrophes inside
 POSSESSIVE = re.compile(r"['’]s$")
 SENTENCE_END = '.!?'
@@ -126,7 +128,7 @@ def wordnet_aliases(entities: Iterable[str] | None = None, pos: Sequence[str] = 
   from plm.data import kg  # pylint: disable=g-import-not-at-top  # linking alone needs no TFDS
   pos = tuple(pos)
   if not pos or set(pos) - set('nvar'):
-    raise ValueError(f"pos={pos}: name parts of speech among 'n', 'v', 'a', 'r'")
+    raise UserError(f"pos={pos}: name parts of speech among 'n', 'v', 'a', 'r'")
   synsets = kg.load_synsets()
   keep = set(synsets) if entities is None else set(entities)
   pos_counts = {}
@@ -286,8 +288,8 @@ def check_entities(alias_entities: Iterable[str], embedding_entities: Iterable[s
   alias_entities = set(alias_entities)
   missing = sorted(alias_entities - set(embedding_entities))
   if missing:
-    raise ValueError(f'{len(missing)} of the alias table\'s {len(alias_entities)} entities are '
-                     f'not in the entity embedding file, e.g. {missing[:5]}: build the alias '
-                     'table from the embedded entities (wordnet_aliases(entities=<the file\'s '
-                     'entity keys>)), or export the embeddings of the graph the aliases come '
-                     'from (the same kg.source and kg.dir)')
+    raise UserError(f'{len(missing)} of the alias table\'s {len(alias_entities)} entities are '
+                    f'not in the entity embedding file, e.g. {missing[:5]}: build the alias '
+                    'table from the embedded entities (wordnet_aliases(entities=<the file\'s '
+                    'entity keys>)), or export the embeddings of the graph the aliases come '
+                    'from (the same kg.source and kg.dir)')

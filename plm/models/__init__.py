@@ -10,6 +10,7 @@ import difflib
 import flax.linen as nn
 import ml_collections
 
+from plm.errors import UserError
 from plm.models import (classifier, encoder, ernie2, knowledge_encoder, laser,
                         sentence_classifier, seq2seq, transe)
 
@@ -34,9 +35,9 @@ COMPUTE_FIELDS = encoder.COMPUTE_FIELDS
 def _module(name: str):
   if name not in REGISTRY:
     near = difflib.get_close_matches(name, NAMES, n=1)
-    raise ValueError(f'model.name={name!r} is unknown' + (f' (did you mean {near[0]!r}?)'
-                                                          if near else '') +
-                     f'; use one of {NAMES}')
+    raise UserError(f'model.name={name!r} is unknown' + (f' (did you mean {near[0]!r}?)'
+                                                         if near else '') +
+                    f'; use one of {NAMES}')
   return REGISTRY[name]
 
 
@@ -55,8 +56,8 @@ def check_fields(model_config) -> None:
     for field in unknown:
       near = difflib.get_close_matches(field, sorted(known), n=1)
       hints.append(f'model.{field}' + (f' (did you mean model.{near[0]}?)' if near else ''))
-    raise ValueError(f"model.name={model_config.name!r} has no field {', '.join(hints)}; its "
-                     f'fields are {sorted(known)}')
+    raise UserError(f"model.name={model_config.name!r} has no field {', '.join(hints)}; its "
+                    f'fields are {sorted(known)}')
 
 
 def build(model_config, vocab_size: int) -> nn.Module:

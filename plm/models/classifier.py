@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm.errors import UserError
 from plm.models import encoder as encoder_lib
 from plm.models.encoder import Encoder
 from plm.nn.attention import dense_init
@@ -52,5 +53,5 @@ def config():
 
 def build(mc, vocab_size: int) -> EncoderClassifier:
   if mc.num_classes < 2:
-    raise ValueError(f'model.num_classes={mc.num_classes}: a classifier needs at least 2 classes')
+    raise UserError(f'model.num_classes={mc.num_classes}: a classifier needs at least 2 classes')
   return EncoderClassifier(encoder_lib.build_encoder(mc, vocab_size), mc.num_classes, mc.dropout)

@@ -12,6 +12,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from plm import masks
+from plm.errors import UserError
 from plm.models import sizes
 from plm.nn.attention import IMPLEMENTATIONS
 from plm.nn.dropout import Dropout
@@ -35,7 +36,7 @@ def make_blocks(m: nn.Module, cross_attention: bool = False) -> list[nn.Module]:
   """`m.layers` TransformerBlocks named layer_i from m's fields, remat by `m.remat`."""
   remat = {True: 'full', False: 'none'}.get(m.remat, m.remat)
   if remat not in REMAT_POLICIES:
-    raise ValueError(f'model.remat={m.remat!r} is unknown; use one of {list(REMAT_POLICIES)}')
+    raise UserError(f'model.remat={m.remat!r} is unknown; use one of {list(REMAT_POLICIES)}')
   # Positional indices with self = 0: deterministic (5) and decode (6) are Python bools.
   block = TransformerBlock if remat == 'none' else nn.remat(
       TransformerBlock, static_argnums=(5, 6), policy=REMAT_POLICIES[remat])
@@ -44,8 +45,8 @@ def make_blocks(m: nn.Module, cross_attention: bool = False) -> list[nn.Module]:
   layer_heads = getattr(m, 'layer_heads', ()) or (m.heads,) * m.layers
   layer_ff = getattr(m, 'layer_ff', ()) or (m.ff,) * m.layers
   if len(layer_heads) != m.layers or len(layer_ff) != m.layers:
-    raise ValueError(f'model.layer_heads={tuple(layer_heads)} / model.layer_ff='
-                     f'{tuple(layer_ff)} need one entry per layer ({m.layers}), or none')
+    raise UserError(f'model.layer_heads={tuple(layer_heads)} / model.layer_ff='
+                    f'{tuple(layer_ff)} need one entry per layer ({m.layers}), or none')
   return [block(layer_heads[i], m.hidden // m.heads, layer_ff[i], m.activation, m.dropout,
                 m.attention_dropout, m.post_ln, m.ln_eps, cross_attention=cross_attention,
                 dtype=m.dtype, attention=m.attention, quant=getattr(m, 'quant', ''),
@@ -96,8 +97,8 @@ class Encoder(nn.Module):
     the usual output (pre-LN's final LayerNorm applied to it only).
     """
     if tokens.shape[-1] > self.max_len:
-      raise ValueError(f'sequence length {tokens.shape[-1]} exceeds model.max_len={self.max_len}; '
-                       'raise model.max_len or lower data.seq_len')
+      raise UserError(f'sequence length {tokens.shape[-1]} exceeds model.max_len={self.max_len}; '
+                      'raise model.max_len or lower data.seq_len')
     x = self.embeddings(tokens, positions, token_types=token_types, langs=langs, tasks=tasks)
     if self.embed_ln is not None:
       x = self.embed_ln(x)
@@ -203,16 +204,16 @@ def build_encoder(mc, vocab_size: int) -> Encoder:
     if mc.get(key) is not None:
       shape[key] = mc[key]
   if shape['hidden'] % shape['heads']:
-    raise ValueError(f"model.hidden={shape['hidden']} is not divisible by "
-                     f"model.heads={shape['heads']}")
+    raise UserError(f"model.hidden={shape['hidden']} is not divisible by "
+                    f"model.heads={shape['heads']}")
   if mc.dtype not in DTYPES:
-    raise ValueError(f'model.dtype={mc.dtype!r} is unknown; use one of {list(DTYPES)} (parameters '
-                     'and optimizer state stay float32 either way)')
+    raise UserError(f'model.dtype={mc.dtype!r} is unknown; use one of {list(DTYPES)} (parameters '
+                    'and optimizer state stay float32 either way)')
   if mc.attention not in IMPLEMENTATIONS:
-    raise ValueError(f'model.attention={mc.attention!r} is unknown; use one of {IMPLEMENTATIONS}')
+    raise UserError(f'model.attention={mc.attention!r} is unknown; use one of {IMPLEMENTATIONS}')
   if mc.num_languages < 0:
-    raise ValueError(f'model.num_languages={mc.num_languages} was not resolved; plm.run.resolve '
-                     'sets -1 to the number of data.languages')
+    raise UserError(f'model.num_languages={mc.num_languages} was not resolved; plm.run.resolve '
+                    'sets -1 to the number of data.languages')
   fields = ('activation', 'dropout', 'attention_dropout', 'max_len', 'num_segments',
             'num_languages', 'num_tasks', 'positions', 'post_ln', 'ln_eps', 'remat', 'attention')
   compressed = {k: mc.get(k, v) for k, v in COMPRESS_DEFAULTS.items()}

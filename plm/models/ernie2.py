@@ -9,6 +9,7 @@ task id of every row). Heads, named by task (`model.task_heads`, task -> classes
 import flax.linen as nn
 import jax.numpy as jnp
 
+from plm.errors import UserError
 from plm.models import encoder as encoder_lib
 from plm.models.encoder import Encoder
 from plm.nn.attention import dense_init
@@ -71,8 +72,8 @@ def config():
 def build(mc, vocab_size: int) -> Ernie2:
   heads = tuple((str(t), int(k)) for t, k in mc.task_heads)
   if len(heads) > mc.num_tasks:
-    raise ValueError(f'model.num_tasks={mc.num_tasks} but the schedule trains {len(heads)} '
-                     f'tasks ({[t for t, _ in heads]}); raise model.num_tasks')
+    raise UserError(f'model.num_tasks={mc.num_tasks} but the schedule trains {len(heads)} '
+                    f'tasks ({[t for t, _ in heads]}); raise model.num_tasks')
   if not heads:
-    raise ValueError('model.task_heads is empty: the ernie2 job sets it from ernie2.stages')
+    raise UserError('model.task_heads is empty: the ernie2 job sets it from ernie2.stages')
   return Ernie2(encoder_lib.build_encoder(mc, vocab_size), heads)

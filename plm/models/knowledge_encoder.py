@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from plm import masks
+from plm.errors import UserError
 from plm.models import encoder as encoder_lib
 from plm.nn.attention import MultiHeadAttention, dense_init
 from plm.nn.dropout import Dropout
@@ -114,8 +115,8 @@ class KnowledgeEncoder(nn.Module):
     was initialised from it (flax traces the initialiser's shape on every call, so the
     table is passed either way)."""
     if table is None:
-      raise ValueError('the knowledge encoder needs entity_table (the objective passes the '
-                       "loop's extras['entities'], the TransE vectors)")
+      raise UserError('the knowledge encoder needs entity_table (the objective passes the '
+                      "loop's extras['entities'], the TransE vectors)")
     if self.entity_table == 'trained':
       table = self.param('entities', P(lambda rng: jnp.asarray(table, jnp.float32),
                                        ('vocab', 'kv')))
@@ -195,21 +196,21 @@ def config() -> ml_collections.ConfigDict:
 def build(mc, vocab_size: int) -> nn.Module:
   """`ernie` (pre-training heads) or `ernie_classifier` (marker-pooling head)."""
   if not mc.post_ln:
-    raise ValueError('model.post_ln=False: the knowledge encoder is post-LN (BERT, ERNIE); set '
-                     'model.post_ln=True')
+    raise UserError('model.post_ln=False: the knowledge encoder is post-LN (BERT, ERNIE); set '
+                    'model.post_ln=True')
   if mc.entity_table not in ENTITY_TABLES:
-    raise ValueError(f'model.entity_table={mc.entity_table!r}: use one of {ENTITY_TABLES}')
+    raise UserError(f'model.entity_table={mc.entity_table!r}: use one of {ENTITY_TABLES}')
   for field in ('num_entities', 'entity_dim'):
     if mc[field] <= 0:
-      raise ValueError(f'model.{field}={mc[field]}: the ernie jobs set it from the graph and the '
-                       'TransE export; build the model through plm/jobs/ernie.py or set it > 0')
+      raise UserError(f'model.{field}={mc[field]}: the ernie jobs set it from the graph and the '
+                      'TransE export; build the model through plm/jobs/ernie.py or set it > 0')
   if mc.knowledge_layers < 1:
-    raise ValueError(f'model.knowledge_layers={mc.knowledge_layers}: ERNIE has at least one '
-                     'aggregator layer')
+    raise UserError(f'model.knowledge_layers={mc.knowledge_layers}: ERNIE has at least one '
+                    'aggregator layer')
   backbone = KnowledgeEncoder(encoder_lib.build_encoder(mc, vocab_size), mc.knowledge_layers,
                               mc.num_entities, mc.entity_dim, mc.entity_table)
   if mc.name == 'ernie_classifier':
     if mc.num_classes < 2:
-      raise ValueError(f'model.num_classes={mc.num_classes}: a classifier needs 2+ classes')
+      raise UserError(f'model.num_classes={mc.num_classes}: a classifier needs 2+ classes')
     return ErnieClassifier(backbone, mc.num_classes, mc.dropout)
   return ErnieLM(backbone)

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from plm.errors import UserError
 from plm.nn.dropout import Dropout
 
 PAD = 0  # plm's pad id: a token is real where tokens != PAD
@@ -192,8 +193,8 @@ class LstmDecoder(nn.Module):
              jnp.broadcast_to(sentence[:, None, :], (b, length, sentence.shape[-1]))]
     if self.num_languages:
       if langs is None:
-        raise ValueError(f'model.num_languages={self.num_languages}: the decoder writes the '
-                         'language tgt_langs names; pass tgt_langs (or set model.num_languages=0)')
+        raise UserError(f'model.num_languages={self.num_languages}: the decoder writes the '
+                        'language tgt_langs names; pass tgt_langs (or set model.num_languages=0)')
       table = nn.Embed(self.num_languages, self.lang_dim, name='language',
                        embedding_init=P(nn.initializers.normal(0.1), ('types', 'embed')))
       parts.append(table(langs))
@@ -270,9 +271,9 @@ class Laser(nn.Module):
     """The sentence vectors [B, 2 * hidden] (`embed`): LASER's are always the max-pool of
     the last BiLSTM layer, so other `layer`/`pooling` settings are an error, not ignored."""
     if (layer, pooling) not in ((-1, 'max'), (self.layers, 'max')) or pad_id != PAD:
-      raise ValueError(f'embed.layer={layer}, embed.pooling={pooling!r}: a LASER model\'s '
-                       "sentence vector is the max-pool of its last BiLSTM layer; set "
-                       "embed.pooling='max' and embed.layer=-1 (configs/laser.py does)")
+      raise UserError(f'embed.layer={layer}, embed.pooling={pooling!r}: a LASER model\'s '
+                      "sentence vector is the max-pool of its last BiLSTM layer; set "
+                      "embed.pooling='max' and embed.layer=-1 (configs/laser.py does)")
     return self.embed(tokens, langs).astype(jnp.float32)
 
   def decode(self, sentence, tgt_tokens, tgt_langs=None, deterministic: bool = True):
@@ -306,14 +307,14 @@ def config() -> ml_collections.ConfigDict:
 def build(mc, vocab_size: int) -> Laser:
   for field in ('embed_dim', 'layers', 'hidden', 'decoder_hidden'):
     if mc[field] < 1:
-      raise ValueError(f'model.{field}={mc[field]} must be at least 1')
+      raise UserError(f'model.{field}={mc[field]} must be at least 1')
   if mc.num_languages < 0:
-    raise ValueError(f'model.num_languages={mc.num_languages} was not resolved; plm.run.resolve '
-                     'sets -1 to the number of data.languages')
+    raise UserError(f'model.num_languages={mc.num_languages} was not resolved; plm.run.resolve '
+                    'sets -1 to the number of data.languages')
   if mc.num_languages and mc.lang_dim < 1:
-    raise ValueError(f'model.lang_dim={mc.lang_dim} with model.num_languages='
-                     f'{mc.num_languages}: language embeddings need a size of at least 1')
+    raise UserError(f'model.lang_dim={mc.lang_dim} with model.num_languages='
+                    f'{mc.num_languages}: language embeddings need a size of at least 1')
   if not 0.0 <= mc.dropout < 1.0:
-    raise ValueError(f'model.dropout={mc.dropout} must be in [0, 1)')
+    raise UserError(f'model.dropout={mc.dropout} must be in [0, 1)')
   return Laser(vocab_size, mc.embed_dim, mc.layers, mc.hidden, mc.decoder_hidden,
                mc.num_languages, mc.lang_dim, mc.dropout, mc.share_embeddings)

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from plm.errors import UserError
 from plm.models import laser
 from plm.nn.dropout import Dropout
 
@@ -88,18 +89,18 @@ def build(mc, vocab_size: int) -> SentenceClassifier:
   from plm import models  # pylint: disable=g-import-not-at-top  # plm.models imports this file
   inner = mc.sentence_model
   if inner.get('name') in (None, 'sentence_classifier'):
-    raise ValueError(f"model.sentence_model.name={inner.get('name')!r}: a sentence classifier "
-                     "wraps a pre-trained model (its config.model, e.g. 'laser' or 'encoder_lm')")
+    raise UserError(f"model.sentence_model.name={inner.get('name')!r}: a sentence classifier "
+                    "wraps a pre-trained model (its config.model, e.g. 'laser' or 'encoder_lm')")
   if mc.num_classes < 2:
-    raise ValueError(f'model.num_classes={mc.num_classes}: a classifier needs at least 2 classes')
+    raise UserError(f'model.num_classes={mc.num_classes}: a classifier needs at least 2 classes')
   if mc.head_hidden < 0:
-    raise ValueError(f'model.head_hidden={mc.head_hidden} must be >= 0 (0 = linear classifier)')
+    raise UserError(f'model.head_hidden={mc.head_hidden} must be >= 0 (0 = linear classifier)')
   if mc.num_languages != inner.get('num_languages', 0):
-    raise ValueError(f'model.num_languages={mc.num_languages} but model.sentence_model.'
-                     f"num_languages={inner.get('num_languages', 0)}; they must be equal (the "
-                     'language ids go to the wrapped model)')
+    raise UserError(f'model.num_languages={mc.num_languages} but model.sentence_model.'
+                    f"num_languages={inner.get('num_languages', 0)}; they must be equal (the "
+                    'language ids go to the wrapped model)')
   if not 0.0 <= mc.dropout < 1.0:
-    raise ValueError(f'model.dropout={mc.dropout} must be in [0, 1)')
+    raise UserError(f'model.dropout={mc.dropout} must be in [0, 1)')
   return SentenceClassifier(models.build(inner, vocab_size), mc.num_classes, mc.head_hidden,
                             mc.dropout, mc.layer, mc.pooling)
 
@@ -114,15 +115,15 @@ def init_map(saved_model: dict, mc, init_from: str):
   """
   saved_name, name = saved_model.get('name'), mc.sentence_model.name
   if saved_name != name:
-    raise ValueError(f'config.init_from={init_from!r} holds a {saved_name!r} model, but this '
-                     f'classifier wraps a {name!r} model (config.model.name); use the config '
-                     'the pre-trained run used (its config.json)')
+    raise UserError(f'config.init_from={init_from!r} holds a {saved_name!r} model, but this '
+                    f'classifier wraps a {name!r} model (config.model.name); use the config '
+                    'the pre-trained run used (its config.json)')
 
   def take(saved, fresh):
     part = fresh[PART]
     if missing := sorted(set(part) - set(saved)):
-      raise ValueError(f'config.init_from={init_from!r} holds no {missing} parameters (it has '
-                       f'{sorted(saved)}); the {name!r} sentence model needs {sorted(part)}')
+      raise UserError(f'config.init_from={init_from!r} holds no {missing} parameters (it has '
+                      f'{sorted(saved)}); the {name!r} sentence model needs {sorted(part)}')
     taken = {k: saved[k] for k in part}
     flat = lambda tree: {'/'.join(k): (v.shape, v.dtype)
                          for k, v in flax.traverse_util.flatten_dict(tree).items()}
@@ -130,9 +131,9 @@ def init_map(saved_model: dict, mc, init_from: str):
     if got != want:
       diff = [f'{k} {got.get(k, ("missing",))[0]} (wants {want.get(k, ("none",))[0]})'
               for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)]
-      raise ValueError(f'config.init_from={init_from!r} holds a {name!r} model of other shapes '
-                       f'({"; ".join(diff[:3])}); set model.* to the pre-trained run\'s (its '
-                       'config.json)')
+      raise UserError(f'config.init_from={init_from!r} holds a {name!r} model of other shapes '
+                      f'({"; ".join(diff[:3])}); set model.* to the pre-trained run\'s (its '
+                      'config.json)')
     return {**fresh, PART: taken}
 
   return take

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
+from plm.errors import UserError
 from plm.models import encoder as encoder_lib
 from plm.models.encoder import Encoder
 from plm.nn.dropout import Dropout
@@ -52,7 +53,7 @@ class Decoder(nn.Module):
   def __call__(self, tokens, positions, mask, encoded, cross_mask, *, langs=None,
                embeddings=None, deterministic: bool = True, decode: bool = False):
     if tokens.shape[-1] > self.max_len:
-      raise ValueError(f'target length {tokens.shape[-1]} exceeds model.max_len={self.max_len}')
+      raise UserError(f'target length {tokens.shape[-1]} exceeds model.max_len={self.max_len}')
     embed = self.embeddings if self.own_embeddings else embeddings
     x = embed(tokens, positions, langs=langs)
     if self.embed_ln is not None:
@@ -133,7 +134,7 @@ def build(mc, vocab_size: int) -> Seq2Seq:
   enc = encoder_lib.build_encoder(fields, vocab_size)
   layers = enc.layers if mc.decoder_layers is None else mc.decoder_layers
   if layers < 1:
-    raise ValueError(f'model.decoder_layers={layers}: the decoder needs at least 1 block')
+    raise UserError(f'model.decoder_layers={layers}: the decoder needs at least 1 block')
   same = ('vocab_size', 'hidden', 'heads', 'ff', 'activation', 'dropout', 'attention_dropout',
           'max_len', 'num_languages', 'positions', 'post_ln', 'ln_eps', 'remat', 'dtype',
           'attention')
@@ -155,9 +156,9 @@ def init_from_encoder_lm(saved: dict, fresh: dict) -> dict:
       decoder[name] = saved['encoder'][name]
     elif name.startswith('layer_'):
       if name not in saved['encoder']:
-        raise ValueError(f'the decoder has block {name} but the encoder_lm checkpoint has only '
-                         f"{sum(k.startswith('layer_') for k in saved['encoder'])} blocks; "
-                         'set model.decoder_layers to at most that')
+        raise UserError(f'the decoder has block {name} but the encoder_lm checkpoint has only '
+                        f"{sum(k.startswith('layer_') for k in saved['encoder'])} blocks; "
+                        'set model.decoder_layers to at most that')
       decoder[name] = {k: saved['encoder'][name].get(k, v) if not k.startswith('cross') else v
                        for k, v in block.items()}
   out['decoder'] = decoder

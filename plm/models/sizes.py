@@ -5,6 +5,8 @@ and Devlin et al. 2019 (base, large); XLM's from Lample & Conneau 2019, Sec. 5.
 `test` is ours: the smallest shape that still exercises every code path, for CPU tests.
 """
 
+from plm.errors import UserError
+
 SIZES = {
     #            layers, hidden, heads, ff
     'test': dict(layers=2, hidden=64, heads=4, ff=256),
@@ -20,5 +22,5 @@ SIZES = {
 
 def get(name: str) -> dict:
   if name not in SIZES:
-    raise ValueError(f'model.size={name!r} is unknown; use one of {sorted(SIZES)}')
+    raise UserError(f'model.size={name!r} is unknown; use one of {sorted(SIZES)}')
   return dict(SIZES[name])

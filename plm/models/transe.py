@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from plm.errors import MissingFileError, UserError
+
 P = nn.with_logical_partitioning
 NORMS = (1, 2)
 
@@ -39,14 +41,14 @@ def build(model_config, vocab_size: int) -> 'TransE':
   """`vocab_size` is the entity count (the graph's 'vocabulary')."""
   mc = model_config
   if mc.norm not in NORMS:
-    raise ValueError(f'model.norm={mc.norm!r}: use 1 (L1 distance) or 2 (L2)')
+    raise UserError(f'model.norm={mc.norm!r}: use 1 (L1 distance) or 2 (L2)')
   for field in ('num_entities', 'num_relations'):
     if mc[field] <= 0:
-      raise ValueError(f'model.{field}={mc[field]}: the transe job sets it from the graph; '
-                       'build the model through plm/jobs/transe.py or set it > 0')
+      raise UserError(f'model.{field}={mc[field]}: the transe job sets it from the graph; '
+                      'build the model through plm/jobs/transe.py or set it > 0')
   if mc.num_entities != vocab_size:
-    raise ValueError(f'model.num_entities={mc.num_entities} but the graph has {vocab_size} '
-                     'entities; set -1 to take the graph\'s count')
+    raise UserError(f'model.num_entities={mc.num_entities} but the graph has {vocab_size} '
+                    'entities; set -1 to take the graph\'s count')
   return TransE(mc.num_entities, mc.num_relations, mc.dim, mc.norm)
 
 
@@ -134,9 +136,9 @@ class Vectors(NamedTuple):
     """Rows [len(keys)] of `keys` in the entity table; unknown keys are one clear error."""
     index = {k: i for i, k in enumerate(self.entity_keys)}
     if missing := [k for k in keys if k not in index]:
-      raise ValueError(f'{len(missing)} entities are not in the TransE export (graph '
-                       f'{self.fingerprint}), e.g. {missing[:5]}; train TransE on the graph '
-                       'the alias table was built from')
+      raise UserError(f'{len(missing)} entities are not in the TransE export (graph '
+                      f'{self.fingerprint}), e.g. {missing[:5]}; train TransE on the graph '
+                      'the alias table was built from')
     return np.asarray([index[k] for k in keys], np.int64)
 
 
@@ -155,12 +157,12 @@ def save_vectors(path: str, entities, relations, *, entity_keys, relation_keys,
 def load_vectors(path: str) -> Vectors:
   """The export of save_vectors (plm's transe job writes {workdir}/entities.npz)."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'no TransE export at {path}; run the transe job '
-                            '(configs/transe.py), which writes {workdir}/entities.npz')
+    raise MissingFileError(f'no TransE export at {path}; run the transe job '
+                           '(configs/transe.py), which writes {workdir}/entities.npz')
   with np.load(path) as z:
     if missing := sorted({'entities', 'entity_keys', 'fingerprint'} - set(z.files)):
-      raise ValueError(f'{path} is not a TransE export (it lacks {missing}); use the '
-                       'entities.npz the transe job writes')
+      raise UserError(f'{path} is not a TransE export (it lacks {missing}); use the '
+                      'entities.npz the transe job writes')
     return Vectors(tuple(z['entity_keys'].tolist()), z['entities'],
                    tuple(z['relation_keys'].tolist()), z['relations'], str(z['fingerprint']),
                    int(z['norm']))

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm.errors import UserError
 from plm.nn.dropout import Dropout
 
 Array = jax.Array
@@ -56,7 +57,7 @@ QUANT_MODES = ('int8',)  # model.quant: what plm/compress/quantize.py writes
 def quantized_params(module: nn.Module, kernel_shape: tuple, axes: tuple, n_in: int, mode: str):
   """An int8 `kernel` and its float32 `scale` per output feature (the dims after n_in)."""
   if mode not in QUANT_MODES:
-    raise ValueError(f'model.quant={mode!r} is unknown; use one of {QUANT_MODES} or \'\'')
+    raise UserError(f'model.quant={mode!r} is unknown; use one of {QUANT_MODES} or \'\'')
   kernel = module.param('kernel', P(nn.initializers.zeros_init(), axes), kernel_shape, jnp.int8)
   scale = module.param('scale', P(nn.initializers.ones, axes[n_in:]), kernel_shape[n_in:],
                        jnp.float32)
@@ -136,12 +137,12 @@ class MultiHeadAttention(nn.Module):
   def _fused(self, q: Array, k: Array, v: Array, mask: Array | None,
              deterministic: bool) -> Array:
     if self.implementation not in IMPLEMENTATIONS:
-      raise ValueError(f'model.attention={self.implementation!r} is unknown; use one of '
-                       f'{IMPLEMENTATIONS}')
+      raise UserError(f'model.attention={self.implementation!r} is unknown; use one of '
+                      f'{IMPLEMENTATIONS}')
     if self.dropout_rate and not deterministic:
-      raise ValueError(f'model.attention={self.implementation!r} has no attention dropout; set '
-                       f'model.attention_dropout=0 (it is {self.dropout_rate}) or use '
-                       "model.attention='einsum'")
+      raise UserError(f'model.attention={self.implementation!r} has no attention dropout; set '
+                      f'model.attention_dropout=0 (it is {self.dropout_rate}) or use '
+                      "model.attention='einsum'")
     return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=self.implementation)
 
   def _update_cache(self, k: Array, v: Array, mask: Array | None):
@@ -170,8 +171,8 @@ class MultiHeadAttention(nn.Module):
     """Keys/values of a fixed input: projected and stored once, then only read."""
     if x_kv is None:
       if not self.has_variable('cache', 'cached_key'):
-        raise ValueError('cross-attention has no cached keys: the first decode call must pass '
-                         'the encoder output (a prefill)')
+        raise UserError('cross-attention has no cached keys: the first decode call must pass '
+                        'the encoder output (a prefill)')
       return self.get_variable('cache', 'cached_key'), self.get_variable('cache', 'cached_value')
     k, v = proj('key', x_kv), proj('value', x_kv)
     self.put_variable('cache', 'cached_key', k)

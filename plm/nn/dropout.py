@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm.errors import UserError
+
 BITS = 16
 
 
@@ -35,7 +37,7 @@ class Dropout(nn.Module):
     if deterministic or self.rate == 0.0:
       return x
     if not 0.0 < self.rate < 1.0:
-      raise ValueError(f'dropout rate {self.rate} must lie in [0, 1)')
+      raise UserError(f'dropout rate {self.rate} must lie in [0, 1)')
     keep = keep_mask(self.make_rng(self.rng_collection), self.rate, x.shape)
     # a multiply, not a divide: XLA keeps `x / 0.9` a division, in the backward pass too
     scale = jnp.asarray(1.0 / (1.0 - self.rate), x.dtype)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plm.errors import UserError
 from plm.nn.attention import dense_init
 
 P = nn.with_logical_partitioning
@@ -43,7 +44,7 @@ class Embeddings(nn.Module):
     if self.positions == 'learned':
       self.position_embed = embed(self.max_len, self.hidden, 'position', 'pos')
     elif self.positions != 'sinusoidal':
-      raise ValueError(f"model.positions={self.positions!r}: use 'learned' or 'sinusoidal'")
+      raise UserError(f"model.positions={self.positions!r}: use 'learned' or 'sinusoidal'")
     for field, name in ((self.num_segments, 'segment'), (self.num_languages, 'language'),
                         (self.num_tasks, 'task')):
       if field:
@@ -61,8 +62,8 @@ class Embeddings(nn.Module):
         ids = jnp.zeros_like(tokens) if ids is None else ids
         x += getattr(self, f'{name}_embed')(ids)
       elif ids is not None:
-        raise ValueError(f'{name} ids were given but the model has no {name} embeddings: '
-                         f'set model.{field} > 0 in the config')
+        raise UserError(f'{name} ids were given but the model has no {name} embeddings: '
+                        f'set model.{field} > 0 in the config')
     return x
 
   def attend(self, x: jax.Array) -> jax.Array:

@@ -1,6 +1,8 @@
 """Pooling hidden states [B, L, H] over a row's real tokens into sentence vectors [B, H]."""
 import jax.numpy as jnp
 
+from plm.errors import UserError
+
 POOLINGS = ('mean', 'max', 'first')
 
 
@@ -8,7 +10,7 @@ def pool(hidden, valid, how: str):
   """[B, L, H] -> [B, H] over `valid` [B, L]: mean, max (padding never wins; a row with no
   valid token gives 0) or first (the bos position)."""
   if how not in POOLINGS:
-    raise ValueError(f'pooling={how!r}: use one of {POOLINGS}')
+    raise UserError(f'pooling={how!r}: use one of {POOLINGS}')
   w = valid[..., None]
   if how == 'mean':
     w = w.astype(hidden.dtype)

@@ -6,6 +6,7 @@ Every token objective here has one head, named after it.
 """
 import numpy as np
 
+from plm.errors import UserError
 from plm.objectives import base, clm, mass, mlm, unilm
 
 NAMES = ('mlm', 'clm', 'unilm', 'mass')
@@ -37,7 +38,7 @@ def build(config, tokenizer, token_counts: np.ndarray) -> base.Objective:
                    special_ids=special, span=oc.mass_span, num_predictions=oc.num_predictions,
                    span_tokens=oc.mass_span_tokens)
   else:
-    raise ValueError(f'objective.name={name!r} is unknown; use one of {NAMES}')
+    raise UserError(f'objective.name={name!r} is unknown; use one of {NAMES}')
   objective = base.token_objective(name, fn, prior_logp=base.unigram_logp(token_counts, special),
                                    loss_chunk=config.train.loss_chunk)
   base.loss_weights(objective, oc.get('loss_weights'))  # an unknown head fails here, at start

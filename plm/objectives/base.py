@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from plm.errors import UserError
 from plm.objectives.losses import chunked_cross_entropy, weighted_cross_entropy
 
 
@@ -101,6 +102,6 @@ def loss_weights(objective: Objective, configured: Any) -> dict[str, float]:
   """{head: weight} from objective.loss_weights (absent heads weigh 1); unknown is an error."""
   configured = dict(configured or {})
   if unknown := sorted(set(configured) - set(objective.heads)):
-    raise ValueError(f'objective.loss_weights names {unknown}, but this objective trains the '
-                     f'heads {list(objective.heads)}; weight those')
+    raise UserError(f'objective.loss_weights names {unknown}, but this objective trains the '
+                    f'heads {list(objective.heads)}; weight those')
   return {h: float(configured.get(h, 1.0)) for h in objective.heads}

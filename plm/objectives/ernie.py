@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm import masks
+from plm.errors import UserError
 from plm.objectives import base, mlm
 from plm.objectives.losses import weighted_cross_entropy
 
@@ -59,8 +60,8 @@ def make(*, mask_id: int, vocab_size: int, special_ids, num_predictions: int,
   heads = ('mlm', 'nsp', 'dea') if entities else ('mlm', 'nsp')
   logp = None if prior_logp is None else jnp.asarray(prior_logp)
   if entity_table.shape[0] != num_entities + 1:
-    raise ValueError(f'the entity table has {entity_table.shape[0]} rows; the graph needs '
-                     f'{num_entities} + 1 (row 0 = no entity)')
+    raise UserError(f'the entity table has {entity_table.shape[0]} rows; the graph needs '
+                    f'{num_entities} + 1 (row 0 = no entity)')
 
   def prepare(rng, batch, extras):
     tokens, valid = batch['tokens'], batch['segment_ids'] > 0

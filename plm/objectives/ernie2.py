@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm import masks
+from plm.errors import UserError
 from plm.objectives import base, mlm, unilm
 
 
@@ -76,7 +77,7 @@ def make(task_heads, *, priors: dict, km=None) -> base.Objective:
   `km` is make_knowledge_masking's function (needed by an 'mlm' task)."""
   task_heads = tuple(task_heads)
   if any(kind == 'mlm' for _, kind in task_heads) and km is None:
-    raise ValueError('a masked-token task needs the knowledge-masking function (km)')
+    raise UserError('a masked-token task needs the knowledge-masking function (km)')
   priors = {t: jnp.asarray(p) for t, p in priors.items()}
 
   def prepare(rng, batch, extras):

@@ -3,6 +3,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from plm.errors import UserError
+
 
 def weighted_cross_entropy(logits, targets, weights):
   """Returns sums (loss, correct, weight) so callers can average across batches."""
@@ -33,8 +35,8 @@ def chunked_cross_entropy(logits_fn, hidden, targets, weights, chunk: int):
   """
   length = hidden.shape[1]
   if chunk <= 0 or length % chunk:
-    raise ValueError(f'train.loss_chunk={chunk} must be > 0 and divide the {length} predicted '
-                     'positions per row; pick a divisor (or 0 for no chunking)')
+    raise UserError(f'train.loss_chunk={chunk} must be > 0 and divide the {length} predicted '
+                    'positions per row; pick a divisor (or 0 for no chunking)')
   split = lambda x: jnp.moveaxis(x.reshape(x.shape[:1] + (length // chunk, chunk) + x.shape[2:]),
                                  1, 0)
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from plm import masks
+from plm.errors import UserError
 from plm.objectives import mlm, seq2seq_finetune
 
 
@@ -40,12 +41,12 @@ def make(*, mask_id: int, vocab_size: int, special_ids, span: float, num_predict
   of the span's encoder tokens (as plm.objectives.mlm).
   """
   if not 0.0 < span <= 1.0:
-    raise ValueError(f'objective.mass_span={span} must lie in (0, 1]')
+    raise UserError(f'objective.mass_span={span} must lie in (0, 1]')
   if span_tokens < 0:
-    raise ValueError(f'objective.mass_span_tokens={span_tokens} must be >= 0 (0 = use '
-                     'objective.mass_span)')
+    raise UserError(f'objective.mass_span_tokens={span_tokens} must be >= 0 (0 = use '
+                    'objective.mass_span)')
   if num_predictions < 1:
-    raise ValueError(f'objective.num_predictions={num_predictions} must be >= 1')
+    raise UserError(f'objective.num_predictions={num_predictions} must be >= 1')
   first_normal_id = int(max(special_ids)) + 1
 
   def mass(rng, batch):
@@ -54,10 +55,10 @@ def make(*, mask_id: int, vocab_size: int, special_ids, span: float, num_predict
     # Static shapes: the longest sentence a row can hold sets the largest span.
     largest = span_length(length - 2, span, span_tokens)
     if num_predictions < largest:
-      raise ValueError(
-          f'objective.num_predictions={num_predictions} is smaller than the largest MASS span '
-          f'({largest} tokens of a {length}-token row); raise objective.num_predictions to '
-          f'{largest} or more')
+      raise UserError(
+         f'objective.num_predictions={num_predictions} is smaller than the largest MASS span '
+         f'({largest} tokens of a {length}-token row); raise objective.num_predictions to '
+         f'{largest} or more')
     k_start, k_corrupt = jax.random.split(rng)
     valid = seg > 0
     n = jnp.maximum(valid.sum(-1) - 2, 0).astype(jnp.int32)  # words between bos and eos

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from plm import masks
+from plm.errors import UserError
 
 
 def num_masked(n, rate: float):
@@ -64,11 +65,11 @@ def make(*, mask_id: int, vocab_size: int, special_ids, num_predictions: int,
   n_mask slots, 0 on the rest (their tokens are left unchanged).
   """
   if not 0.0 < target_mask_rate <= 1.0:
-    raise ValueError(f'finetune.target_mask_rate={target_mask_rate} must lie in (0, 1]')
+    raise UserError(f'finetune.target_mask_rate={target_mask_rate} must lie in (0, 1]')
   if num_predictions < 1:
-    raise ValueError(f'num_predictions={num_predictions} must be >= 1 (it follows finetune.seq_len and finetune.target_mask_rate)')
+    raise UserError(f'num_predictions={num_predictions} must be >= 1 (it follows finetune.seq_len and finetune.target_mask_rate)')
   if not 0 <= mask_id < vocab_size:
-    raise ValueError(f'mask_id={mask_id} is outside the vocabulary of size {vocab_size}')
+    raise UserError(f'mask_id={mask_id} is outside the vocabulary of size {vocab_size}')
   special = jnp.asarray(sorted(special_ids), jnp.int32)
 
   def finetune(rng, batch):
@@ -115,19 +116,19 @@ def make_pseudo(*, mask_id: int, vocab_size: int, num_predictions: int):
   num_predictions must hold every twin: >= (row length - 2) // 2, checked at trace time.
   """
   if not 0 <= mask_id < vocab_size:
-    raise ValueError(f'mask_id={mask_id} is outside the vocabulary of size {vocab_size}')
+    raise UserError(f'mask_id={mask_id} is outside the vocabulary of size {vocab_size}')
 
   def finetune(rng, batch):
     del rng
     if 'pseudo' not in batch or 'valid' not in batch:
-      raise ValueError("pseudo masking needs batches from pack_pair(pseudo_target=True) "
-                       "('pseudo' and 'valid' arrays); set finetune.target_masking "
-                       "consistently for the data and the objective")
+      raise UserError("pseudo masking needs batches from pack_pair(pseudo_target=True) "
+                      "('pseudo' and 'valid' arrays); set finetune.target_masking "
+                      "consistently for the data and the objective")
     tokens, token_types = batch['tokens'], batch['token_types']
     length = tokens.shape[1]
     if num_predictions < (length - 2) // 2:
-      raise ValueError(f'num_predictions={num_predictions} < (row length {length} - 2) // 2: '
-                       'some targets would not be predicted')
+      raise UserError(f'num_predictions={num_predictions} < (row length {length} - 2) // 2: '
+                      'some targets would not be predicted')
     valid = batch['valid'] != 0
     pseudo = (batch['pseudo'] != 0) & valid
     # The twins in row order: the highest scores go to the earliest pseudo slots.

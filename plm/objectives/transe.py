@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plm.errors import UserError
 from plm.objectives import base
 
 HEAD = 'transe'
@@ -33,7 +34,7 @@ KEYS = ('heads', 'relations', 'tails', 'valid')
 def head_probabilities(triples: np.ndarray, num_relations: int, sampler: str) -> np.ndarray:
   """P(corrupt the head) per relation [R], float32, from training triples [N, 3]."""
   if sampler not in SAMPLERS:
-    raise ValueError(f'objective.sampler={sampler!r}: use one of {SAMPLERS}')
+    raise UserError(f'objective.sampler={sampler!r}: use one of {SAMPLERS}')
   if sampler == 'uniform':
     return np.full((num_relations,), 0.5, np.float32)
   h, r, t = (triples[:, i].astype(np.int64) for i in range(3))
@@ -69,16 +70,16 @@ def objective(*, num_entities: int, negatives: int = 1, margin: float = 1.0,
   Targets' weights are per pair [B, negatives], so the loop's loss is the pair mean.
   """
   if num_entities < 2:
-    raise ValueError(f'a graph of {num_entities} entities has nothing to corrupt a triple '
-                     'with; TransE needs at least 2 entities')
+    raise UserError(f'a graph of {num_entities} entities has nothing to corrupt a triple '
+                    'with; TransE needs at least 2 entities')
   if negatives < 1:
-    raise ValueError(f'objective.negatives={negatives}: draw at least 1 per positive')
+    raise UserError(f'objective.negatives={negatives}: draw at least 1 per positive')
   prob = None if head_prob is None else jnp.asarray(head_prob, jnp.float32)
 
   def prepare(rng, batch, extras):
     del extras
     if missing := [k for k in KEYS if k not in batch]:
-      raise ValueError(f'transe rows need the arrays {KEYS}; the batch lacks {missing}')
+      raise UserError(f'transe rows need the arrays {KEYS}; the batch lacks {missing}')
     rels = batch['relations']
     p = jnp.full(rels.shape, 0.5) if prob is None else prob[rels]
     inputs = corrupt(rng, batch, num_entities, negatives, p)

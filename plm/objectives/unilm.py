@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm import masks
+from plm.errors import UserError
 from plm.objectives import mlm
 
 DEFAULT_MIX = (1 / 3, 1 / 6, 1 / 6, 1 / 3)  # the paper's shares, plm.masks id order
@@ -46,19 +47,19 @@ def check_mix(mix) -> np.ndarray:
     mix = dict(mix.items())
     unknown = sorted(set(mix) - set(masks.OBJECTIVE_NAMES))
     if unknown:
-      raise ValueError(f'objective.unilm_mix names unknown objectives {unknown}; use '
-                       f'{masks.OBJECTIVE_NAMES}')
+      raise UserError(f'objective.unilm_mix names unknown objectives {unknown}; use '
+                      f'{masks.OBJECTIVE_NAMES}')
     mix = [mix.get(name, 0.0) for name in masks.OBJECTIVE_NAMES]
   try:
     p = np.asarray(mix, np.float64)
   except (TypeError, ValueError):
     p = None
   if p is None or p.shape != (4,):
-    raise ValueError(f'objective.unilm_mix={mix!r} must give 4 probabilities, for '
-                     f'{masks.OBJECTIVE_NAMES}')
+    raise UserError(f'objective.unilm_mix={mix!r} must give 4 probabilities, for '
+                    f'{masks.OBJECTIVE_NAMES}')
   if not (np.isfinite(p).all() and (p >= 0).all() and abs(p.sum() - 1.0) <= 1e-6):
-    raise ValueError(f'objective.unilm_mix={tuple(mix)} must be non-negative and sum to 1 '
-                     f'(it sums to {p.sum():.6g}); order is {masks.OBJECTIVE_NAMES}')
+    raise UserError(f'objective.unilm_mix={tuple(mix)} must be non-negative and sum to 1 '
+                    f'(it sums to {p.sum():.6g}); order is {masks.OBJECTIVE_NAMES}')
   return p
 
 
@@ -145,10 +146,10 @@ def make(*, mask_id: int, vocab_size: int, special_ids, num_predictions: int,
   """
   p = check_mix(mix)
   if not 0.0 <= ngram_prob <= 1.0:
-    raise ValueError(f'objective.ngram_prob={ngram_prob} must lie in [0, 1]')
+    raise UserError(f'objective.ngram_prob={ngram_prob} must lie in [0, 1]')
   if not 0.0 < rate <= 1.0 or num_predictions < 1:
-    raise ValueError(f'objective.mask_rate={rate} must lie in (0, 1] and '
-                     f'objective.num_predictions={num_predictions} be >= 1')
+    raise UserError(f'objective.mask_rate={rate} must lie in (0, 1] and '
+                    f'objective.num_predictions={num_predictions} be >= 1')
   log_mix = jnp.log(jnp.asarray(p, jnp.float32))
   special = jnp.asarray(sorted(special_ids), jnp.int32)
   first_normal_id = int(max(special_ids)) + 1

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm import decode, seq2seq_decode
+from plm.errors import UserError
 from plm.objectives import base, translation
 
 HEADS = ('dae', 'bt')
@@ -60,9 +61,9 @@ def noise(rng, batch: dict, *, word_dropout: float = WORD_DROPOUT,
   bos, eos and padding rows are untouched. Jittable; `rng` gives all the noise.
   """
   if not 0.0 <= word_dropout < 1.0:
-    raise ValueError(f'word_dropout={word_dropout} must lie in [0, 1)')
+    raise UserError(f'word_dropout={word_dropout} must lie in [0, 1)')
   if shuffle < 0:
-    raise ValueError(f'shuffle={shuffle} must be >= 0 (0 = no shuffle)')
+    raise UserError(f'shuffle={shuffle} must be >= 0 (0 = no shuffle)')
   tokens, valid = batch['tokens'], batch['segment_ids'] > 0
   rows, length = tokens.shape
   index = jnp.broadcast_to(jnp.arange(length)[None, :], tokens.shape)
@@ -185,7 +186,7 @@ def make(*, lang_ids: Sequence[int], bos_id: int, eos_id: int, pad_id: int,
   target language (the held-out 'mt' head)."""
   lang_ids = tuple(int(i) for i in lang_ids)
   if len(lang_ids) != 2 or lang_ids[0] == lang_ids[1]:
-    raise ValueError(f'unsupervised MT needs two distinct language ids, got {lang_ids}')
+    raise UserError(f'unsupervised MT needs two distinct language ids, got {lang_ids}')
   noise(jax.random.PRNGKey(0), {k: jnp.zeros((1, 3), jnp.int32) for k in SENTENCE_KEYS},
         word_dropout=word_dropout, shuffle=shuffle)  # bad rates fail here, at start
   teacher = translation.make()
@@ -199,8 +200,8 @@ def make(*, lang_ids: Sequence[int], bos_id: int, eos_id: int, pad_id: int,
       none = {h: dict(weights=jnp.zeros_like(weights)) for h in HEADS}
       return inputs, {**none, translation.HEAD: dict(ids=ids, weights=weights)}
     if 'langs' not in batch:
-      raise ValueError('unsupervised MT needs language ids in the rows: the model must have '
-                       'language embeddings (model.num_languages > 0)')
+      raise UserError('unsupervised MT needs language ids in the rows: the model must have '
+                      'language embeddings (model.num_languages > 0)')
     sentence = {k: batch[k] for k in SENTENCE_KEYS}
     noisy = noise(rng, sentence, word_dropout=word_dropout, shuffle=shuffle, pad_id=pad_id)
     inputs, ids, weights = teacher(None, pair(noisy, sentence))

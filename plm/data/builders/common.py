@@ -6,6 +6,7 @@ import os
 import tensorflow_datasets as tfds
 
 from plm.data.text import utf8_lines  # pylint: disable=unused-import  # the builders read through it
+from plm.errors import MissingFileError
 
 
 def fingerprint(paths: Sequence[str], root: str) -> str:
@@ -21,7 +22,7 @@ def check_dir(path: str, what: str) -> str:
   """The absolute directory, or one error saying what it must hold."""
   path = os.path.abspath(os.path.expanduser(path))
   if not os.path.isdir(path):
-    raise FileNotFoundError(f'{path} is not a directory; it must hold {what}')
+    raise MissingFileError(f'{path} is not a directory; it must hold {what}')
   return path
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from plm.data.builders import common
+from plm.errors import MissingFileError, UserError
 
 SPLITS = ('train', 'valid', 'test')
 WORDNET_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'corpora', 'wordnet')
@@ -38,15 +39,15 @@ def config(source: str, directory: str = '') -> GraphConfig:
   """The builder config of 'wordnet' (shipped) or 'tsv' (`directory`), named by fingerprint."""
   if source == 'wordnet':
     if directory:
-      raise ValueError(f"kg.dir={directory!r} is set but kg.source='wordnet' (the shipped "
-                       "graph); set kg.source='tsv' to read kg.dir, or kg.dir='' for WordNet")
+      raise UserError(f"kg.dir={directory!r} is set but kg.source='wordnet' (the shipped "
+                      "graph); set kg.source='tsv' to read kg.dir, or kg.dir='' for WordNet")
     directory = WORDNET_DIR
   elif source == 'tsv':
     if not directory:
-      raise ValueError("kg.source='tsv' needs kg.dir: a directory holding " + LAYOUT)
+      raise UserError("kg.source='tsv' needs kg.dir: a directory holding " + LAYOUT)
   else:
-    raise ValueError(f"kg.source={source!r}: use 'wordnet' (the shipped WordNet 3.0 graph) or "
-                     "'tsv' (your own graph in kg.dir)")
+    raise UserError(f"kg.source={source!r}: use 'wordnet' (the shipped WordNet 3.0 graph) or "
+                    "'tsv' (your own graph in kg.dir)")
   directory = common.check_dir(directory, LAYOUT)
   files = list(split_files(directory).values())
   return GraphConfig(name=f'{source}_{common.fingerprint(files, directory)}',
@@ -61,8 +62,8 @@ def split_files(directory: str) -> dict[str, str]:
     if len(found) != 1:
       listing = sorted(f for f in os.listdir(directory) if not f.startswith('.'))
       problem = f'no {split}.txt' if not found else f'both {" and ".join(found)}'
-      raise FileNotFoundError(f'{directory} has {problem}; a graph directory needs exactly '
-                              f'{LAYOUT} (found: {listing})')
+      raise MissingFileError(f'{directory} has {problem}; a graph directory needs exactly '
+                             f'{LAYOUT} (found: {listing})')
     files[split] = os.path.join(directory, found[0])
   return files
 
@@ -76,15 +77,15 @@ def read_triples(path: str) -> tuple[list[tuple[str, str, str]], list[int]]:
       try:
         line = raw.decode('utf-8-sig' if number == 1 else 'utf-8').rstrip('\r\n')
       except UnicodeDecodeError as e:
-        raise ValueError(f'{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start}); '
-                         're-encode the file as UTF-8') from None
+        raise UserError(f'{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start}); '
+                        're-encode the file as UTF-8') from None
       if not line.strip():
         continue
       fields = [x.strip() for x in line.split('\t')]
       if len(fields) != 3 or not all(fields):
-        raise ValueError(f'{path}, line {number}: {line[:80]!r} is not a triple; each line must '
-                         'be head<TAB>relation<TAB>tail (three non-empty fields separated by '
-                         'tabs, no header); fix or delete the line')
+        raise UserError(f'{path}, line {number}: {line[:80]!r} is not a triple; each line must '
+                        'be head<TAB>relation<TAB>tail (three non-empty fields separated by '
+                        'tabs, no header); fix or delete the line')
       triples.append(tuple(fields))
       lines.append(number)
   return triples, lines
@@ -111,8 +112,8 @@ class PlmKnowledgeGraph(tfds.core.GeneratorBasedBuilder):
     # Read (and check) every file before anything is written.
     read = {split: read_triples(path) for split, path in files.items()}
     if not read['train'][0]:
-      raise ValueError(f'{files["train"]} holds no triples: the graph is empty; a graph needs '
-                       f'at least one training triple ({LAYOUT})')
+      raise UserError(f'{files["train"]} holds no triples: the graph is empty; a graph needs '
+                      f'at least one training triple ({LAYOUT})')
     # TFDS refuses to write an empty split: an empty valid/test is left out (read back empty).
     return {split: self._generate_examples(*r) for split, r in read.items() if r[0]}
 

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from plm.data.builders import common
+from plm.errors import MissingFileError, UserError
 
 SPLITS = ('train', 'validation', 'test')
 LAYOUT = ('one directory per language, <source_dir>/<language>/, with UTF-8 text files: one '
@@ -37,7 +38,7 @@ def config(source_dir: str, language: str, held_out_permille: int = 10) -> TextC
   source_dir = common.check_dir(source_dir, LAYOUT)
   files = text_files(source_dir, language)
   if not 0 <= held_out_permille <= 500:
-    raise ValueError(f'held_out_permille={held_out_permille}: use 0 to 500 (per held-out split)')
+    raise UserError(f'held_out_permille={held_out_permille}: use 0 to 500 (per held-out split)')
   return TextConfig(name=f'{language}_{common.fingerprint(files, source_dir)}', language=language,
                     source_dir=source_dir, held_out_permille=held_out_permille,
                     description=f'{language} text from {source_dir}')
@@ -47,15 +48,15 @@ def text_files(source_dir: str, language: str) -> list[str]:
   root = os.path.join(source_dir, language)
   if not os.path.isdir(root):
     found = sorted(d for d in os.listdir(source_dir) if not d.startswith('.'))
-    raise FileNotFoundError(f'no directory {root} for language {language!r}; the text builder '
-                            f'needs {LAYOUT} (found in {source_dir}: {found})')
+    raise MissingFileError(f'no directory {root} for language {language!r}; the text builder '
+                           f'needs {LAYOUT} (found in {source_dir}: {found})')
   files = []
   for d, subdirs, names in os.walk(root):
     subdirs[:] = [x for x in subdirs if not x.startswith('.')]  # prunes hidden directories
     files += [os.path.join(d, f) for f in names if not f.startswith('.')]
   files.sort()
   if not files:
-    raise FileNotFoundError(f'{root} holds no text files; the text builder needs {LAYOUT}')
+    raise MissingFileError(f'{root} holds no text files; the text builder needs {LAYOUT}')
   return files
 
 
@@ -103,8 +104,8 @@ class PlmText(tfds.core.GeneratorBasedBuilder):
       for doc in documents(path):
         counts[split_of('\n'.join(doc), c.held_out_permille)] += 1
     if not sum(counts.values()):
-      raise ValueError(f'{os.path.join(c.source_dir, c.language)} holds no text (every file is '
-                       f'empty); the text builder needs {LAYOUT}')
+      raise UserError(f'{os.path.join(c.source_dir, c.language)} holds no text (every file is '
+                      f'empty); the text builder needs {LAYOUT}')
     return {split: self._generate_examples(files, split) for split in SPLITS if counts[split]}
 
   def _generate_examples(self, files, split):
@@ -122,10 +123,10 @@ class PlmText(tfds.core.GeneratorBasedBuilder):
 def load_documents(text_config: TextConfig, split: str, data_dir: str) -> list[list[str]]:
   """The split's documents in corpus order, each a list of lines (the pipeline's shape)."""
   if split not in SPLITS:
-    raise ValueError(f'Unknown split {split!r}; use one of {SPLITS}')
+    raise UserError(f'Unknown split {split!r}; use one of {SPLITS}')
   sources = common.data_sources(PlmText, text_config, data_dir)
   if split not in sources:
-    raise ValueError(f'the {split} split of {text_config.source_dir}/{text_config.language} '
-                     'is empty: too few documents for held_out_permille='
-                     f'{text_config.held_out_permille}; add text or raise it')
+    raise UserError(f'the {split} split of {text_config.source_dir}/{text_config.language} '
+                    'is empty: too few documents for held_out_permille='
+                    f'{text_config.held_out_permille}; add text or raise it')
   return [r['text'].decode('utf-8').split('\n') for r in common.in_order(sources[split])]

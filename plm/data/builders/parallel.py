@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from plm.data.builders import common
+from plm.errors import MissingFileError, UserError
 
 DEFAULT_SPLITS = {'train': 'train', 'validation': 'validation', 'test': 'test'}
 
@@ -34,7 +35,7 @@ def config(source_dir: str, languages, splits=None) -> ParallelConfig:
   """The builder config of the pair's files, named after their fingerprint."""
   languages = tuple(languages)
   if len(languages) != 2 or len(set(languages)) != 2:
-    raise ValueError(f'languages={languages}: name two different languages, e.g. (\'en\', \'sw\')')
+    raise UserError(f'languages={languages}: name two different languages, e.g. (\'en\', \'sw\')')
   source_dir = common.check_dir(source_dir, 'one file per language and split, <stem>.<lang>')
   splits = tuple(sorted((splits or DEFAULT_SPLITS).items()))
   files = [p for _, stem in splits for p in pair_files(source_dir, stem, languages)]
@@ -48,9 +49,9 @@ def pair_files(source_dir: str, stem: str, languages) -> list[str]:
   missing = [p for p in paths if not os.path.isfile(p)]
   if missing:
     found = sorted(f for f in os.listdir(source_dir) if not f.startswith('.'))
-    raise FileNotFoundError(f'missing {missing}: a parallel split needs one file per language, '
-                            f'<stem>.<lang>, line i of each a translation of the other (found in '
-                            f'{source_dir}: {found}); add the file or fix `splits`')
+    raise MissingFileError(f'missing {missing}: a parallel split needs one file per language, '
+                           f'<stem>.<lang>, line i of each a translation of the other (found in '
+                           f'{source_dir}: {found}); add the file or fix `splits`')
   return paths
 
 
@@ -83,13 +84,13 @@ class PlmParallel(tfds.core.GeneratorBasedBuilder):
       files = pair_files(c.source_dir, stem, c.languages)
       counts = [count_lines(p) for p in files]
       if counts[0] != counts[1]:
-        raise ValueError(f'{files[0]} has {counts[0]} lines but {files[1]} has {counts[1]}; '
-                         'parallel files must be aligned line by line: fix the extraction '
-                         '(or the alignment) so both have the same number of lines')
+        raise UserError(f'{files[0]} has {counts[0]} lines but {files[1]} has {counts[1]}; '
+                        'parallel files must be aligned line by line: fix the extraction '
+                        '(or the alignment) so both have the same number of lines')
       if counts[0]:  # TFDS refuses to write an empty split
         generators[split] = self._generate_examples(files)
     if not generators:
-      raise ValueError(f'every parallel file in {c.source_dir} is empty; nothing to build')
+      raise UserError(f'every parallel file in {c.source_dir} is empty; nothing to build')
     return generators
 
   def _generate_examples(self, files):
@@ -107,8 +108,8 @@ def load_pairs(parallel_config: ParallelConfig, split: str, data_dir: str
   """The split's (first language, second language) pairs in file order."""
   sources = common.data_sources(PlmParallel, parallel_config, data_dir)
   if split not in sources:
-    raise ValueError(f'no {split!r} split (configured: {dict(parallel_config.splits)}, '
-                     f'non-empty: {sorted(sources)}); name its files in `splits`')
+    raise UserError(f'no {split!r} split (configured: {dict(parallel_config.splits)}, '
+                    f'non-empty: {sorted(sources)}); name its files in `splits`')
   a, b = parallel_config.languages
   return [(r['translation'][a].decode('utf-8'), r['translation'][b].decode('utf-8'))
           for r in common.in_order(sources[split])]

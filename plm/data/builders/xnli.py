@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from plm.data.builders import common
+from plm.errors import MissingFileError, UserError
 
 LABELS = ('entailment', 'neutral', 'contradiction')  # XNLI's (and MultiNLI's) order
 ALIASES = {'contradictory': 'contradiction'}
@@ -37,9 +38,9 @@ def split_files(source_dir: str, language: str) -> dict[str, str]:
   files = {split: path for split, path in files.items() if os.path.isfile(path)}
   if not files:
     found = sorted(f for f in os.listdir(source_dir) if not f.startswith('.'))
-    raise FileNotFoundError(f'no XNLI file for {language!r} in {source_dir}: expected '
-                            f'{[f"{s}-{language}.tsv" for s in FILE_SPLITS.values()]} (found: '
-                            f'{found})')
+    raise MissingFileError(f'no XNLI file for {language!r} in {source_dir}: expected '
+                           f'{[f"{s}-{language}.tsv" for s in FILE_SPLITS.values()]} (found: '
+                           f'{found})')
   return files
 
 
@@ -60,12 +61,12 @@ def read_tsv(path: str) -> list[tuple[str, str, int]]:
     if number == 1 and tuple(f.strip().lower() for f in fields) in HEADERS:
       continue
     if len(fields) != 3:
-      raise ValueError(f'{path}, line {number}: {len(fields)} tab-separated fields, expected 3 '
-                       '(premise, hypothesis, label); remove stray tabs or fix the export')
+      raise UserError(f'{path}, line {number}: {len(fields)} tab-separated fields, expected 3 '
+                      '(premise, hypothesis, label); remove stray tabs or fix the export')
     label = ALIASES.get(fields[2].strip(), fields[2].strip())
     if label not in LABELS:
-      raise ValueError(f'{path}, line {number}: label {fields[2]!r} is not one of {LABELS}; '
-                       'fix the label column')
+      raise UserError(f'{path}, line {number}: label {fields[2]!r} is not one of {LABELS}; '
+                      'fix the label column')
     rows.append((fields[0], fields[1], LABELS.index(label)))
   return rows
 
@@ -91,7 +92,7 @@ class PlmXnli(tfds.core.GeneratorBasedBuilder):
     # Read (and check) every file before anything is written.
     rows = {split: read_tsv(path) for split, path in split_files(c.source_dir, c.language).items()}
     if not any(rows.values()):
-      raise ValueError(f'every XNLI file of {c.language!r} in {c.source_dir} is empty')
+      raise UserError(f'every XNLI file of {c.language!r} in {c.source_dir} is empty')
     return {split: self._generate_examples(r) for split, r in rows.items() if r}
 
   def _generate_examples(self, rows):
@@ -104,8 +105,8 @@ def load_examples(xnli_config: XnliConfig, split: str, data_dir: str
   """The split's (premise, hypothesis, label id) rows in file order; ids index LABELS."""
   sources = common.data_sources(PlmXnli, xnli_config, data_dir)
   if split not in sources:
-    raise ValueError(f'no {split!r} split for {xnli_config.language!r} (built: '
-                     f'{sorted(sources)}); add {FILE_SPLITS.get(split, split)}-'
-                     f'{xnli_config.language}.tsv to {xnli_config.source_dir}')
+    raise UserError(f'no {split!r} split for {xnli_config.language!r} (built: '
+                    f'{sorted(sources)}); add {FILE_SPLITS.get(split, split)}-'
+                    f'{xnli_config.language}.tsv to {xnli_config.source_dir}')
   return [(r['premise'].decode('utf-8'), r['hypothesis'].decode('utf-8'), int(r['label']))
           for r in common.in_order(sources[split])]
