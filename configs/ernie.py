@@ -4,14 +4,18 @@ vectors) into the tokens they are linked to; MLM + NSP + dEA pre-training.
   python -m plm.main --config=configs/transe.py --workdir=runs/transe       # entities.npz
   python -m plm.main --config=configs/ernie.py --workdir=runs/ernie \
       --config.ernie.entity_vectors=runs/transe/entities.npz
+  # CPU-sized: a tiny TransE, then ERNIE on its vectors
+  python -m plm.main --config=configs/transe.py:tiny --workdir=/tmp/transe_tiny
   python -m plm.main --config=configs/ernie.py:tiny --workdir=/tmp/ernie_tiny \
       --config.ernie.entity_vectors=/tmp/transe_tiny/entities.npz
   # the BERT baseline: the same model, rows and steps without entities
-  python -m plm.main --config=configs/ernie.py:tiny --config.ernie.entities=False ...
+  python -m plm.main --config=configs/ernie.py:tiny --config.ernie.entities=False \
+      --config.ernie.entity_vectors=/tmp/transe_tiny/entities.npz --workdir=/tmp/bert_tiny
   # fine-tuning: entity typing or relation classification (plm/jobs/ernie.py)
   python -m plm.main --config=configs/ernie.py:tiny --config.job=ernie_finetune \
       --config.finetune.task=typing --config.init_from=/tmp/ernie_tiny/checkpoints \
-      --config.data.vocab_path=/tmp/ernie_tiny/vocab/spm.model --workdir=/tmp/ernie_typing ...
+      --config.ernie.entity_vectors=/tmp/transe_tiny/entities.npz \
+      --config.data.vocab_path=/tmp/ernie_tiny/vocab/spm.model --workdir=/tmp/ernie_typing
 
 Data: KJV verse pairs and WordNet (definition, example) pairs, linked to the shipped WordNet
 graph (plm/data/ernie.py). The paper's ERNIE-Base is N=6 T-encoder + M=6 K-encoder layers.
