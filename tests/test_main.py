@@ -58,6 +58,16 @@ def test_unknown_job_and_key_name_the_fix(tmp_path):
   assert 'hidden' in message and len(message.splitlines()) == 1
 
 
+def test_moved_field_names_its_new_place(tmp_path):
+  message = cli_error('--config=configs/mass.py:tiny', '--config.job=translate',
+                      '--config.mt.input=x.txt', f'--workdir={tmp_path}')
+  assert message == ('error: config fields moved: use --config.decode.input (was '
+                     '--config.mt.input).'), message
+  message = cli_error('--config=configs/unilm.py:tiny', '--config.finetune.beam_size=3',
+                      f'--workdir={tmp_path}')
+  assert message.startswith('error: config fields moved: use --config.decode.beam_size'), message
+
+
 def test_user_error_is_one_line_without_traceback(tmp_path):
   message = cli_error('--config=configs/xlm.py:tiny', '--config.data.corpus=textdir',
                       f'--config.data.text_dir={tmp_path}/none', f'--workdir={tmp_path}/run')
