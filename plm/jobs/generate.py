@@ -140,17 +140,21 @@ def make_task(config, tokenizer, workdir: str = '') -> train.Task:
   return train.Task('generate', model, config.model, objective, rows, heldout, report=report)
 
 
+def source_limit(config) -> tuple[int, str]:
+  """The most tokens a decode.input line may have with bos/eos, and the fix for more: a
+  row holds [bos] source [eos] and the output, at most seq_len - width tokens of it."""
+  seq_len = config.finetune.seq_len
+  return seq_len - 1, (f'which leave no room for an output in finetune.seq_len={seq_len}; '
+                       'split the line or fine-tune with a longer finetune.seq_len')
+
+
 def generate_job(config, workdir: str):
   """Fine-tunes and scores the test split, or (decode.input set) decodes a file."""
   config = run.finetune_config(run.resolve(config))
   if config.decode.input:
-    # a row holds [bos] source [eos] and the output: at most seq_len - width tokens of it
-    return files.decode_file(
-        config, workdir, 'generate', lambda c: (
-            c.finetune.seq_len - 1, f'which leave no room for an output in finetune.seq_len='
-            f'{c.finetune.seq_len}; split the line or fine-tune with a longer finetune.seq_len'),
-        lambda loaded, ids: decode_ids(loaded.config, loaded.model, loaded.tokenizer,
-                                       loaded.params, ids))
+    return files.decode_file(config, workdir, 'generate', source_limit,
+                             lambda loaded, ids: decode_ids(loaded.config, loaded.model,
+                                                            loaded.tokenizer, loaded.params, ids))
   workdir = run.workdir_path(workdir)
   tokenizer = run.load_tokenizer(config, workdir)
   return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir),
