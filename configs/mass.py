@@ -8,7 +8,7 @@ r"""MASS (Song et al., 2019): masked sequence-to-sequence pre-training, then tra
       --config.data.vocab_path=/tmp/mass_tiny/vocab/spm.model --workdir=/tmp/mass_mt
   # translate a file with the fine-tuned run:
   python -m plm.main --config=configs/mass.py:tiny --config.job=translate \
-      --config.mt.input=en.txt --config.mt.output=es.txt --workdir=/tmp/mass_mt
+      --config.decode.input=en.txt --config.decode.output=es.txt --workdir=/tmp/mass_mt
 
 An encoder-decoder (plm/models/seq2seq.py) on the shipped English (KJV) and
 Spanish (Reina-Valera 1909) Bibles, one verse a row (data.rows='sentences').
@@ -41,19 +41,14 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.mt.unsupervised = False  # True: no pairs, dae + back-translation on disjoint chapters
   c.mt.src_len = 96  # source row with bos/eos; longer pairs are left out and counted
   c.mt.tgt_len = 96  # target row with bos/eos
-  c.mt.beam_size = 4  # beam width at test time (1 = greedy)
-  c.mt.length_penalty = 1.0  # GNMT alpha
-  c.mt.no_repeat_ngram = 0  # block repeated n-grams of this size; 0 = off
-  c.mt.max_target_len = 96  # most tokens decoded per sentence (with eos)
-  c.mt.max_test_examples = 0  # decode the first N test pairs only; 0 = all
-  c.mt.decode_batch_size = 32  # sentences per beam search
-  c.mt.input = ''  # translate: UTF-8 source sentences, one per line
-  c.mt.output = ''  # translate: one translation per line, in order
+  c.decode.beam_size = 4  # MASS's beam (the decode.* fields: plm/configlib.py)
+  c.decode.no_repeat_ngram = 0
+  c.decode.max_target_len = 96  # target tokens decoded per sentence, with eos
   if arg == 'tiny':
     configlib.shrink_for_cpu(c)
     c.objective.num_predictions = 32  # the largest span of a 64-token row
-    c.mt.src_len = c.mt.tgt_len = c.mt.max_target_len = 64
-    c.mt.max_test_examples = 64
+    c.mt.src_len = c.mt.tgt_len = c.decode.max_target_len = 64
+    c.decode.max_test_examples = 64
   elif arg:
     raise ValueError(f"configs/mass.py:{arg}: unknown variant; use '' or 'tiny'")
   return c

@@ -16,8 +16,9 @@ trained bidirectionally, left to right, right to left or as seq2seq
 (`objective.unilm_mix`, in that order; the paper's 1/3, 1/6, 1/6, 1/3), with
 the cloze task of plm/objectives/unilm.py: 15% of tokens in units that are a
 bigram or trigram `objective.ngram_prob` of the time. `:tiny` is a
-seconds-long CPU variant for tests. The fine-tuning fields (`finetune.*`) are in
-plm/configlib.py; `job=generate` is UNILM's seq2seq fine-tuning (section 3.2),
+seconds-long CPU variant for tests. The fine-tuning (`finetune.*`) and search
+(`decode.*`: beam 5, no repeated trigram) fields are in plm/configlib.py;
+`job=generate` is UNILM's seq2seq fine-tuning (section 3.2),
 `job=classify` its first-token classifier. KJV -> WEB is English modernisation;
 `--config.finetune.target=es_rv1909 --config.data.languages="('en','es')"` makes
 it translation (the vocabulary must then be trained on both languages).

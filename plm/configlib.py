@@ -144,19 +144,35 @@ def base(languages=('en',)) -> ml_collections.ConfigDict:
   # or 'pseudo' (s2s-ft: every target token predicted from the real tokens before it, as in
   # decoding; rows hold the target twice, so pairs need len(source) + 2 * len(target) + 4 <= seq_len)
   c.finetune.target_masking = 'random'
-  c.finetune.beam_size = 5  # generate: beam width at test time (1 = greedy)
-  c.finetune.length_penalty = 1.0  # generate: GNMT alpha; scores are log p / ((5 + len) / 6)^alpha
-  c.finetune.no_repeat_ngram = 3  # generate: block repeated n-grams of this size; 0 = off
-  c.finetune.max_target_len = 96  # generate: most tokens decoded per verse (within seq_len)
-  c.finetune.max_test_examples = 0  # generate: decode the first N test pairs only; 0 = all
-  c.finetune.decode_batch_size = 32  # generate: sources per beam search
-  c.finetune.input = ''  # generate: decode this UTF-8 file (one source a line) instead of training
-  c.finetune.output = ''  # generate: where finetune.input's outputs go, one a line
-  c.finetune.decode_cache = True  # generate: KV-cached steps (False: recompute, the reference)
+
+  # generation: the generate, mt and translate jobs' searches (plm/decode/)
+  c.decode = ml_collections.ConfigDict()
+  c.decode.beam_size = 5  # beam width at test time (1 = greedy)
+  c.decode.length_penalty = 1.0  # GNMT alpha; scores are log p / ((5 + len) / 6)^alpha
+  c.decode.no_repeat_ngram = 3  # block repeated n-grams of this size; 0 = off
+  c.decode.max_target_len = 96  # most tokens decoded per source (generate: within finetune.seq_len)
+  c.decode.max_test_examples = 0  # decode the first N test pairs only; 0 = all
+  c.decode.batch_size = 32  # sources per search
+  c.decode.cache = True  # KV-cached steps (False: recompute every step, the reference)
+  c.decode.input = ''  # decode this UTF-8 file (one source a line) with the run in --workdir
+  c.decode.output = ''  # where decode.input's outputs go, one a line, in order
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))  # -1 = all devices
   c.rules = DEFAULT_RULES  # logical axis -> mesh axis (plm/partitioning.py)
   return c
+
+
+# Fields that moved: an override of the old name is answered with the new one
+# (plm/main.py parse_flags).
+MOVED = {
+    **{f'{section}.{field}': f'decode.{field}'
+       for section in ('finetune', 'mt')
+       for field in ('beam_size', 'length_penalty', 'no_repeat_ngram', 'max_target_len',
+                     'max_test_examples', 'input', 'output')},
+    'finetune.decode_batch_size': 'decode.batch_size',
+    'mt.decode_batch_size': 'decode.batch_size',
+    'finetune.decode_cache': 'decode.cache',
+}
 
 
 def shrink_for_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -177,6 +193,6 @@ def shrink_for_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.finetune.skip_long = True
   c.finetune.steps = 150
   c.finetune.lr = 3e-3  # a 2-layer head learns genres in ~100 steps only at this rate
-  c.finetune.max_target_len = 40
-  c.finetune.max_test_examples = 64
+  c.decode.max_target_len = 40
+  c.decode.max_test_examples = 64
   return c

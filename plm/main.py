@@ -13,7 +13,7 @@ Jobs (--config.job=...):
   classify   fine-tune (init_from) to verse genres; zero-shot across languages
   generate   UNILM seq2seq fine-tuning and beam search, BLEU
   mt         encoder-decoder translation fine-tuning (MASS, XLM-initialised), BLEU/chrF
-  translate  translate mt.input line by line into mt.output
+  translate  translate decode.input line by line into decode.output
   transe     TransE on a knowledge graph (kg.*), filtered link prediction, entity vectors
   laser      LASER: BiLSTM sentence encoder trained through translation (configs/laser.py)
   ernie2     ERNIE 2.0 continual multi-task pre-training (configs/ernie2.py)
@@ -134,6 +134,11 @@ def parse_flags(argv):
       text = text[1:-1]
     reason = ' '.join(text.split()).rstrip('.?') + '.'
     overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    from plm import configlib  # pylint: disable=g-import-not-at-top (the config file loaded it)
+    moved = [f'--config.{configlib.MOVED[o[len("--config."):]]} (was {o})' for o in overrides
+             if o[len('--config.'):] in configlib.MOVED]
+    if moved:
+      sys.exit(f'error: config fields moved: use {", ".join(moved)}.')
     culprits = [o for o in overrides if f"'{o.rsplit('.', 1)[-1]}'" in reason or o in reason]
     overrides = culprits or overrides
     sys.exit(f'error: bad config override ({", ".join(overrides) or "--config"}): {reason} '

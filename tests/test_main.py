@@ -58,6 +58,33 @@ def test_unknown_job_and_key_name_the_fix(tmp_path):
   assert 'hidden' in message and len(message.splitlines()) == 1
 
 
+def test_moved_field_names_its_new_place(tmp_path):
+  message = cli_error('--config=configs/mass.py:tiny', '--config.job=translate',
+                      '--config.mt.input=x.txt', f'--workdir={tmp_path}')
+  assert message == ('error: config fields moved: use --config.decode.input (was '
+                     '--config.mt.input).'), message
+  message = cli_error('--config=configs/unilm.py:tiny', '--config.finetune.beam_size=3',
+                      f'--workdir={tmp_path}')
+  assert message.startswith('error: config fields moved: use --config.decode.beam_size'), message
+
+
+def test_moved_fields_point_at_decode_fields_with_the_old_family_defaults():
+  from configs import mass, unilm  # pylint: disable=g-import-not-at-top
+  from plm import configlib  # pylint: disable=g-import-not-at-top
+  base = configlib.base()
+  for old, new in configlib.MOVED.items():
+    _, field = old.split('.')
+    assert field not in base.finetune and new.startswith('decode.'), old
+    assert new.split('.')[1] in base.decode, new
+  search = lambda c: (c.decode.beam_size, c.decode.no_repeat_ngram, c.decode.max_target_len,
+                      c.decode.max_test_examples)
+  assert search(unilm.get_config()) == (5, 3, 96, 0)
+  assert search(unilm.get_config('tiny')) == (5, 3, 40, 64)
+  assert search(mass.get_config()) == (4, 0, 96, 0)
+  assert search(mass.get_config('tiny')) == (4, 0, 64, 64)
+  assert not {'beam_size', 'input', 'decode_batch_size'} & set(mass.get_config().mt)
+
+
 def test_user_error_is_one_line_without_traceback(tmp_path):
   message = cli_error('--config=configs/xlm.py:tiny', '--config.data.corpus=textdir',
                       f'--config.data.text_dir={tmp_path}/none', f'--workdir={tmp_path}/run')

@@ -3,8 +3,8 @@ r"""Greedy decoding speed: KV-cached steps vs recomputing the prefix every step.
 Same model (BERT-Mini-like EncoderLM, random init, fp32), same first tokens, no
 EOS so every run generates --new_tokens tokens per row. Three decoders:
 
-  cached     plm.decode.lm_step_fn: one token per step through the KV cache.
-  recompute  plm.decode.uncached_step_fn: each step runs the model over the
+  cached     plm.decode.lm.lm_step_fn: one token per step through the KV cache.
+  recompute  plm.decode.lm.uncached_step_fn: each step runs the model over the
              whole [batch, new_tokens] buffer (static shapes, one jitted loop).
   bucketed   recompute over only the smallest multiple of --bucket slots that
              holds the prefix (a host loop over a few compiled lengths): about
@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plm import decode, masks
+from plm import masks
+from plm.decode import lm, search
 from plm.models import sizes
 from plm.models.encoder import Encoder, EncoderLM
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -56,7 +57,7 @@ def make_decoders(model, args):
   def searcher(make):
     def fn(params, first):
       step, state = make(model, params, batch_size=first.shape[0], max_len=t)
-      return decode.greedy(step, state, first, max_len=t, eos_id=-1)
+      return search.greedy(step, state, first, max_len=t, eos_id=-1)
     return jax.jit(fn)
 
   def bucketed_step(params, buf, i):
@@ -87,8 +88,8 @@ def make_decoders(model, args):
     for length in lengths:
       bucketed_step.lower(params, buf[:, :length], jnp.int32(0)).compile()
 
-  return {'cached': searcher(decode.lm_step_fn),
-          'recompute': searcher(decode.uncached_step_fn),
+  return {'cached': searcher(lm.lm_step_fn),
+          'recompute': searcher(lm.uncached_step_fn),
           'bucketed': (compile_bucketed, run_bucketed)}
 
 

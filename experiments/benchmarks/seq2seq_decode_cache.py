@@ -3,7 +3,7 @@ r"""Seq2Seq greedy translation speed: cached decoder steps vs recomputing the pr
 Same model (plm's Seq2Seq, BERT-Mini-shaped encoder and decoder by default,
 random init, fp32, dropout off), same padded sources, greedy search with no EOS
 (eos_id=-1, which argmax never picks), so every row generates --new_tokens
-tokens. Both decoders are plm.seq2seq_decode.make_translator (one jitted call:
+tokens. Both decoders are plm.decode.seq2seq.make_translator (one jitted call:
 encode the sources, then plm.decode.greedy's loop):
 
   cached    cached_step_fn: one target token per step through the decoder's
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm import masks, models
-from plm import seq2seq_decode as sd
+from plm.decode import seq2seq as sd
 from plm.models import sizes
 # pylint: enable=g-import-not-at-top,wrong-import-position
 

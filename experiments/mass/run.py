@@ -61,13 +61,13 @@ def main():
   mass = py + ['--config=configs/mass.py'] + size + [
       f'--config.objective.num_predictions={args.seq_len // 2}',
       f'--config.mt.src_len={args.seq_len}', f'--config.mt.tgt_len={args.seq_len}',
-      f'--config.mt.max_target_len={args.seq_len}']
+      f'--config.decode.max_target_len={args.seq_len}']
   vocab = f'{runs}/vocab/vocab/spm.model'
   arms.step(mass + ['--config.job=vocab', f'--workdir={runs}/vocab'], vocab, f'{runs}/vocab.log',
        commands)
   mass += [f'--config.data.vocab_path={vocab}', '--config.train.eval_every=0',
            f'--config.optim.lr={args.lr}', f'--config.finetune.lr={args.lr}',
-           f'--config.mt.max_test_examples={args.test_examples}']
+           f'--config.decode.max_test_examples={args.test_examples}']
   mt = ['--config.job=mt', '--config.finetune.warmup_steps=100']
   if args.phase == 'sanity':
     work = f'{runs}/sanity_all_pairs'

@@ -30,7 +30,7 @@ PRETRAININGS = {  # name -> objective overrides (the same budget for both)
     'bidirectional': ['--config.objective.unilm_mix=(1.0,0.0,0.0,0.0)'],  # BERT-style MLM only
 }
 FINETUNE = ['--config.finetune.seq_len=128', '--config.finetune.skip_long=True',
-            '--config.finetune.decode_batch_size=50']
+            '--config.decode.batch_size=50']
 JOBS = ('classify', 'generate')
 # Each pre-trained checkpoint evaluated on held-out text under one mask at a time.
 EVAL_MASKS = {'bidirectional': '(1.0,0.0,0.0,0.0)', 'left-to-right': '(0.0,1.0,0.0,0.0)',
@@ -100,7 +100,7 @@ def main():
             f'--config.finetune.target_masking={args.target_masking}',
             f'--config.finetune.batch_size={args.generate_batch_size}',
             f'--config.finetune.warmup_steps={args.generate_warmup}',
-            f'--config.finetune.max_test_examples={args.test_examples}']
+            f'--config.decode.max_test_examples={args.test_examples}']
         cmd = py + model + FINETUNE + own + [f'--config.job={job}', f'--config.seed={seed}',
                                        f'--config.finetune.steps={steps}',
                                        f'--config.init_from={init_from}',

@@ -5,29 +5,29 @@
       --workdir=/tmp/u_gen
 
 Fine-tunes through the one loop (plm/objectives/seq2seq_finetune.py), then
-decodes the test sources (plm/unilm_decode.py) and scores BLEU and chrF against the
-references (sacrebleu, signatures in results.json), beside copying the source and a
-word-by-word dictionary (plm/evaluate/mt_baselines.py); the
-hypotheses go to {workdir}/test_hypotheses.txt.
+decodes the test sources (plm/decode/unilm.py; the decode.* fields) and scores BLEU
+and chrF against the references, beside copying the source and a word-by-word
+dictionary (plm/evaluate/generation.py); the hypotheses go to
+{workdir}/test_hypotheses.txt.
 
-With finetune.input set it trains nothing: it decodes that UTF-8 file, one source a
-line, with the fine-tuned run in --workdir, into finetune.output (one output a line, in
-order; an empty line gives an empty line):
+With decode.input set it trains nothing: it decodes that UTF-8 file, one source a
+line, with the fine-tuned run in --workdir, into decode.output (one output a line, in
+order; an empty line gives an empty line; plm/decode/files.py):
 
   python -m plm.main --config=configs/unilm.py:tiny --config.job=generate \
-      --config.finetune.input=kjv.txt --config.finetune.output=web.txt --workdir=/tmp/u_gen
+      --config.decode.input=kjv.txt --config.decode.output=web.txt --workdir=/tmp/u_gen
 """
 import functools
 import math
 import os
 
 import numpy as np
-import sacrebleu
 
-from plm import models, objectives, run, train, unilm_decode
+from plm import models, objectives, run, train
 from plm.data import bible_tasks, labelled, text
+from plm.decode import files, unilm
 from plm.errors import UserError
-from plm.evaluate import mt_baselines
+from plm.evaluate import generation
 from plm.objectives import base, seq2seq_finetune
 
 HEAD = 'seq2seq'
@@ -35,34 +35,33 @@ HEAD = 'seq2seq'
 
 def decode_ids(config, model, tokenizer, params, sources: list[list[int]]) -> list[str]:
   """Beam search of each source's ids (without bos/eos) into text, in order."""
-  fc, tok = config.finetune, tokenizer
+  fc, dc, tok = config.finetune, config.decode, tokenizer
   if not sources:
     return []
   width = max(len(src) for src in sources) + 2
-  decoder = unilm_decode.make_decoder(
+  decoder = unilm.make_decoder(
       model, mask_id=tok.mask_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-      batch_size=fc.decode_batch_size, prompt_width=width,
-      max_len=min(fc.seq_len, width + fc.max_target_len), beam_size=fc.beam_size,
-      length_penalty=fc.length_penalty, no_repeat_ngram=fc.no_repeat_ngram,
-      cached=fc.decode_cache, restart_positions=labelled.target_positions_restart(fc))
-  hyps = []
-  for start in range(0, len(sources), fc.decode_batch_size):
-    chunk = sources[start:start + fc.decode_batch_size]
-    chunk += [chunk[-1]] * (fc.decode_batch_size - len(chunk))  # one shape: one compile
-    prompt, valid = unilm_decode.left_pad(chunk, width, bos_id=tok.bos_id, eos_id=tok.eos_id,
-                                          pad_id=tok.pad_id)
-    out = np.asarray(decoder(params, prompt, valid))
-    hyps += [tok.decode(unilm_decode.strip(row, tok.eos_id)) for row in out]
-  return hyps[:len(sources)]
+      batch_size=dc.batch_size, prompt_width=width,
+      max_len=min(fc.seq_len, width + dc.max_target_len), beam_size=dc.beam_size,
+      length_penalty=dc.length_penalty, no_repeat_ngram=dc.no_repeat_ngram, cached=dc.cache,
+      restart_positions=labelled.target_positions_restart(fc))
+
+  def batch(chunk):
+    prompt, valid = unilm.left_pad(chunk, width, bos_id=tok.bos_id, eos_id=tok.eos_id,
+                                   pad_id=tok.pad_id)
+    return [tok.decode(unilm.strip(row, tok.eos_id))
+            for row in np.asarray(decoder(params, prompt, valid))]
+
+  return files.in_batches(batch, sources, dc.batch_size)
 
 
 @functools.lru_cache(maxsize=4)
 def word_dictionary(source: str, target: str, data_dir: str) -> dict[str, str]:
-  """The word-by-word baseline's dictionary (plm/evaluate/mt_baselines.py) from the training
+  """The word-by-word baseline's dictionary (plm/evaluate/generation.py) from the training
   pairs' text: the bar a translation (en -> es) has to clear, where copying the source scores
   near zero. Built once per process (seconds: every word pair of 28k verse pairs)."""
-  return mt_baselines.word_dictionary(bible_tasks.parallel_verses((source, target), 'train',
-                                                                  data_dir))
+  return generation.word_dictionary(bible_tasks.parallel_verses((source, target), 'train',
+                                                                data_dir))
 
 
 def decode_test(config, model, tokenizer, params, pairs=None) -> dict:
@@ -74,22 +73,18 @@ def decode_test(config, model, tokenizer, params, pairs=None) -> dict:
   fc, tok = config.finetune, tokenizer
   if pairs is None:
     _, pairs = labelled.pair_set(tok, 'test', fc, config.data.tfds_dir)
-  if fc.max_test_examples:
-    pairs = pairs[:fc.max_test_examples]
+  if config.decode.max_test_examples:
+    pairs = pairs[:config.decode.max_test_examples]
   hyps = decode_ids(config, model, tok, params, [src for src, _ in pairs])
   refs = [ref for _, ref in pairs]
   sources = [tok.decode(src) for src, _ in pairs]
-  words = mt_baselines.translate_words(sources, word_dictionary(fc.source, fc.target,
-                                                                 config.data.tfds_dir))
-  bleu, chrf = sacrebleu.BLEU(), sacrebleu.CHRF()
-  return dict(bleu=bleu.corpus_score(hyps, [refs]).score,
-              chrf=chrf.corpus_score(hyps, [refs]).score,
-              copy_bleu=sacrebleu.corpus_bleu(sources, [refs]).score,
-              copy_chrf=sacrebleu.corpus_chrf(sources, [refs]).score,
-              dictionary_bleu=sacrebleu.corpus_bleu(words, [refs]).score,
-              dictionary_chrf=sacrebleu.corpus_chrf(words, [refs]).score,
-              signature=dict(bleu=str(bleu.get_signature()), chrf=str(chrf.get_signature())),
-              examples=len(pairs), hypotheses=hyps,
+  s = generation.with_baselines(hyps, sources, refs, word_dictionary(fc.source, fc.target,
+                                                                     config.data.tfds_dir))
+  model_s, copy_s, words_s = s['model'], s['copy_source'], s['word_dictionary']
+  return dict(bleu=model_s['bleu'], chrf=model_s['chrf'],
+              copy_bleu=copy_s['bleu'], copy_chrf=copy_s['chrf'],
+              dictionary_bleu=words_s['bleu'], dictionary_chrf=words_s['chrf'],
+              signature=model_s['signature'], examples=len(pairs), hypotheses=hyps,
               samples=[dict(source=s, hypothesis=h, reference=r)
                        for s, h, r in list(zip(sources, hyps, refs))[:5]])
 
@@ -145,30 +140,21 @@ def make_task(config, tokenizer, workdir: str = '') -> train.Task:
   return train.Task('generate', model, config.model, objective, rows, heldout, report=report)
 
 
-def decode_file(config, workdir: str) -> list[str]:
-  """finetune.input, one source a line, decoded by the run in `workdir` into finetune.output."""
-  fc = config.finetune
-  if not fc.output:
-    raise UserError('finetune.input is set but finetune.output is not: name the file the '
-                    'outputs go to (--config.finetune.output=out.txt)')
-  loaded = run.load(workdir, config)
-  # a row holds [bos] source [eos] and the output: at most seq_len - width tokens of it
-  tok, limit = loaded.tokenizer, loaded.config.finetune.seq_len - 1
-  out, empty = text.map_file(
-      fc.input, fc.output, 'finetune.input: a UTF-8 text file, one source per line',
-      tok.encode, limit, f'which leave no room for an output in finetune.seq_len='
-      f'{limit + 1}; split the line or fine-tune with a longer finetune.seq_len',
-      lambda ids: decode_ids(loaded.config, loaded.model, tok, loaded.params, ids))
-  print(f'generated {len(out) - empty} lines of {fc.input} into {fc.output}; {empty} empty '
-        'lines left empty', flush=True)
-  return out
+def source_limit(config) -> tuple[int, str]:
+  """The most tokens a decode.input line may have with bos/eos, and the fix for more: a
+  row holds [bos] source [eos] and the output, at most seq_len - width tokens of it."""
+  seq_len = config.finetune.seq_len
+  return seq_len - 1, (f'which leave no room for an output in finetune.seq_len={seq_len}; '
+                       'split the line or fine-tune with a longer finetune.seq_len')
 
 
 def generate_job(config, workdir: str):
-  """Fine-tunes and scores the test split, or (finetune.input set) decodes a file."""
+  """Fine-tunes and scores the test split, or (decode.input set) decodes a file."""
   config = run.finetune_config(run.resolve(config))
-  if config.finetune.input:
-    return decode_file(config, workdir)
+  if config.decode.input:
+    return files.decode_file(config, workdir, 'generate', source_limit,
+                             lambda loaded, ids: decode_ids(loaded.config, loaded.model,
+                                                            loaded.tokenizer, loaded.params, ids))
   workdir = run.workdir_path(workdir)
   tokenizer = run.load_tokenizer(config, workdir)
   return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir),

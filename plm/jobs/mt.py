@@ -4,14 +4,16 @@
       --config.init_from=/tmp/mass_tiny/checkpoints \
       --config.data.vocab_path=/tmp/mass_tiny/vocab/spm.model --workdir=/tmp/mass_mt
   python -m plm.main --config=configs/mass.py:tiny --config.job=translate \
-      --config.mt.input=en.txt --config.mt.output=es.txt --workdir=/tmp/mass_mt
+      --config.decode.input=en.txt --config.decode.output=es.txt --workdir=/tmp/mass_mt
 
 `mt` fine-tunes mt.source -> mt.target on aligned pairs (the Bible's verses, or
 data.parallel_dir files; mt.train_pairs > 0 keeps a seed-fixed sample of that
 many: low-resource MT) through the one loop, from scratch, from a seq2seq run
 (MASS) or from an encoder_lm run (XLM: plm.models.seq2seq.init_from_encoder_lm),
-then beam-searches the test sources and scores BLEU and chrF (sacrebleu; its
-signature is saved) beside copying the source and a word-by-word dictionary.
+then beam-searches the test sources (plm/decode/seq2seq.py; the decode.* fields)
+and scores BLEU and chrF beside copying the source and a word-by-word dictionary
+(plm/evaluate/generation.py). `translate` decodes decode.input line by line with
+the run in --workdir (plm/decode/files.py; the vocabulary its config.json records).
 
 mt.unsupervised=True trains without pairs instead (unsupervised MT, Lample et al.
 2018 / XLM; `unsupervised_parts`): sentences of both languages from disjoint
@@ -24,13 +26,14 @@ import functools
 import os
 
 import numpy as np
-import sacrebleu
 
-from plm import checkpoint, models, objectives, run, seq2seq_decode, train
+from plm import checkpoint, models, objectives, run, train
 from plm.data import mixing, parallel, sentences, text
 from plm.data.rows import Rows
+from plm.decode import files
+from plm.decode import seq2seq as seq2seq_decode
 from plm.errors import UserError
-from plm.evaluate import mt_baselines
+from plm.evaluate import generation
 from plm.models import seq2seq
 from plm.objectives import base, translation, unsupervised_mt
 
@@ -63,39 +66,30 @@ def test_pairs(config, tokenizer) -> list[tuple[list[int], str, str]]:
   tgt = tokenizer.encode([t for _, t in pairs])
   out = [(i, s, t) for i, j, (s, t) in zip(ids, tgt, pairs)
          if len(i) + 2 <= mc.src_len and len(j) + 2 <= mc.tgt_len]
-  return out[:mc.max_test_examples] if mc.max_test_examples else out
+  n = config.decode.max_test_examples
+  return out[:n] if n else out
 
 
 def translate_ids(config, model, tokenizer, params, sources: list[list[int]]) -> list[str]:
   """Beam search over `sources` (token ids), in batches of one shape."""
-  mc = config.mt
+  mc, dc, tok = config.mt, config.decode, tokenizer
   src_lang, tgt_lang = languages(config)
   with_langs = bool(config.model.num_languages)
   translator = seq2seq_decode.make_translator(
-      model, batch_size=mc.decode_batch_size, src_len=mc.src_len, max_len=mc.max_target_len,
-      bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
-      beam_size=mc.beam_size, length_penalty=mc.length_penalty,
-      no_repeat_ngram=mc.no_repeat_ngram)
-  out = []
-  for start in range(0, len(sources), mc.decode_batch_size):
-    chunk = sources[start:start + mc.decode_batch_size]
-    tokens = np.full((mc.decode_batch_size, mc.src_len), tokenizer.pad_id, np.int32)
+      model, batch_size=dc.batch_size, src_len=mc.src_len, max_len=dc.max_target_len,
+      bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id, beam_size=dc.beam_size,
+      length_penalty=dc.length_penalty, no_repeat_ngram=dc.no_repeat_ngram, cached=dc.cache)
+  langs = np.full((dc.batch_size,), src_lang, np.int32) if with_langs else None
+
+  def batch(chunk):
+    tokens = np.full((dc.batch_size, mc.src_len), tok.pad_id, np.int32)
     for r, ids in enumerate(chunk):
-      tokens[r, :len(ids) + 2] = [tokenizer.bos_id, *ids, tokenizer.eos_id]
-    langs = np.full((mc.decode_batch_size,), src_lang, np.int32) if with_langs else None
+      tokens[r, :len(ids) + 2] = [tok.bos_id, *ids, tok.eos_id]
     best = np.asarray(translator(params, tokens, langs, tgt_lang if with_langs else None))
-    for row in best[:len(chunk)]:
-      row = list(row)
-      out.append(tokenizer.decode(row[:row.index(tokenizer.eos_id)]
-                                  if tokenizer.eos_id in row else row))
-  return out
+    return [tok.decode(row[:row.index(tok.eos_id)] if tok.eos_id in row else row)
+            for row in map(list, best)]
 
-
-def scores(hyps, refs) -> dict:
-  bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
-  return dict(bleu=bleu.corpus_score(hyps, [refs]).score,
-              chrf=chrf.corpus_score(hyps, [refs]).score,
-              signature=dict(bleu=str(bleu.get_signature()), chrf=str(chrf.get_signature())))
+  return files.in_batches(batch, sources, dc.batch_size)
 
 
 def init_map_for(config):
@@ -178,10 +172,9 @@ def make_task(config, tokenizer, workdir: str) -> train.Task:
     if mc.train_pairs and mc.train_pairs < len(train_text):  # the dictionary sees what mt saw
       keep = np.random.default_rng([config.seed, 2]).permutation(len(train_text))
       train_text = [train_text[i] for i in keep[:mc.train_pairs]]
-    dictionary = mt_baselines.word_dictionary(train_text)
-    result = dict(model=scores(hyps, refs), copy_source=scores(sources, refs),
-                  word_dictionary=scores(mt_baselines.translate_words(sources, dictionary),
-                                         refs), examples=len(test))
+    result = dict(generation.with_baselines(hyps, sources, refs,
+                                            generation.word_dictionary(train_text)),
+                  examples=len(test))
     path = os.path.join(workdir, f'test_hypotheses.{mc.target}.txt')
     text.write_lines(path, hyps)
     print(f'\nmt results ({pair}, test split, {len(test)} sentences; hypotheses in {path}):\n'
@@ -207,20 +200,20 @@ def mt_job(config, workdir: str) -> dict:
                                   tokenizer)
 
 
+def source_limit(config) -> tuple[int, str]:
+  """The most tokens a decode.input line may have with bos/eos, and the fix for more."""
+  languages(config)  # both named and distinct, before anything is decoded
+  src_len = config.mt.src_len
+  return src_len, (f'more than mt.src_len={src_len}; split the line or raise mt.src_len (at '
+                   f'most model.max_len={config.model.max_len})')
+
+
 def translate_job(config, workdir: str) -> list[str]:
-  """Translates mt.input line by line into mt.output with the run in `workdir`."""
-  mc = config.mt
-  if not mc.input or not mc.output:
-    raise UserError('job=translate needs --config.mt.input=<UTF-8 file, one sentence a line> '
-                    'and --config.mt.output=<file to write>')
-  loaded = run.load(workdir, config)
-  config, tokenizer = loaded.config, loaded.tokenizer
-  languages(config)
-  out, empty = text.map_file(
-      mc.input, mc.output, 'mt.input: a UTF-8 text file, one sentence per line',
-      tokenizer.encode, mc.src_len, f'more than mt.src_len={mc.src_len}; split the line or '
-      f'raise mt.src_len (at most model.max_len={config.model.max_len})',
-      lambda ids: translate_ids(config, loaded.model, tokenizer, loaded.params, ids))
-  print(f'translated {len(out) - empty} lines of {mc.input} ({mc.source}->{mc.target}) into '
-        f'{mc.output}; {empty} empty lines left empty', flush=True)
-  return out
+  """Translates decode.input line by line into decode.output with the run in `workdir`."""
+  if not config.decode.input:
+    raise UserError('job=translate needs --config.decode.input=<UTF-8 file, one sentence a '
+                    'line> and --config.decode.output=<file to write>')
+  return files.decode_file(config, workdir, 'translate', source_limit,
+                           lambda loaded, ids: translate_ids(loaded.config, loaded.model,
+                                                             loaded.tokenizer, loaded.params,
+                                                             ids))

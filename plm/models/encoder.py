@@ -91,7 +91,7 @@ class Encoder(nn.Module):
     """Hidden states [B, L, H]; `decode` reads and writes the 'cache' collection.
 
     With decode=True, `model.init` on a full-length [B, max_len] input shapes the
-    KV cache; later calls feed the next positions (see plm/decode.py).
+    KV cache; later calls feed the next positions (see plm/decode/lm.py).
     With all_layers=True, a tuple of layers + 1 arrays instead: [0] the
     embeddings (after their LayerNorm), [k] the output of block k; the last is
     the usual output (pre-LN's final LayerNorm applied to it only).

@@ -69,7 +69,7 @@ class Seq2Seq(nn.Module):
   """Encoder + decoder + tied LM head: logits [B, Lt, V] (float32).
 
   `hidden` and `logits` are the two halves of `__call__` (for train.loss_chunk).
-  Cached decoding (plm/seq2seq_decode.py): `decode(encoded, ..., decode=True)`
+  Cached decoding (plm/decode/seq2seq.py): `decode(encoded, ..., decode=True)`
   once with the encoder output writes every layer's cross-attention keys/values
   to the 'cache' collection; later calls pass encoded=None and read them.
   """

@@ -12,7 +12,7 @@ trains both heads:
          original sentence (teacher forcing as plm/objectives/translation.py).
   'bt'   on-the-fly back-translation: inside the step the current model
          greedily translates the row into the other language (`back_translate`:
-         cached greedy search of plm.seq2seq_decode over params under
+         cached greedy search of plm.decode.seq2seq over params under
          stop_gradient, in eval mode, pad/bos/mask never generated), and the
          model is trained to translate that generation back into the row.
 
@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plm import decode, seq2seq_decode
+from plm.decode import search, seq2seq
 from plm.errors import UserError
 from plm.objectives import base, translation
 
@@ -119,19 +119,19 @@ def back_translate(model: nn.Module, params, sentences: dict, to_langs, *, bos_i
   tokens = sentences['tokens']
   rows, length = tokens.shape
   max_len = length - 1  # words + eos after the bos
-  step, state = seq2seq_decode.cached_step_fn(model, params, batch_size=rows, src_len=length,
-                                              max_len=max_len)
-  state = seq2seq_decode.prefill(model, params, state, tokens, sentences['langs'][:, 0],
-                                 to_langs, pad_id=pad_id)
+  step, state = seq2seq.cached_step_fn(model, params, batch_size=rows, src_len=length,
+                                       max_len=max_len)
+  state = seq2seq.prefill(model, params, state, tokens, sentences['langs'][:, 0], to_langs,
+                          pad_id=pad_id)
   banned = np.zeros((model.encoder.vocab_size,), bool)
   banned[list(banned_ids)] = True
   banned = jnp.asarray(banned)
 
   def allowed_step(cache, last, position):
     logits, cache = step(cache, last, position)
-    return jnp.where(banned, decode.NEG_INF, logits.astype(jnp.float32)), cache
+    return jnp.where(banned, search.NEG_INF, logits.astype(jnp.float32)), cache
 
-  out = decode.greedy(allowed_step, state, jnp.full((rows,), bos_id, jnp.int32),
+  out = search.greedy(allowed_step, state, jnp.full((rows,), bos_id, jnp.int32),
                       max_len=max_len, eos_id=eos_id, pad_id=pad_id)
   out = jax.lax.stop_gradient(out)
   # Up to and including the first eos; none by the last slot: eos goes there.

@@ -7,9 +7,10 @@ import pytest
 import sacrebleu
 
 from configs import unilm
-from plm import run, unilm_decode
+from plm import run
 from plm.data import bible, bible_tasks, labelled
-from plm.evaluate import mt_baselines
+from plm.decode import unilm as unilm_decode
+from plm.evaluate import generation
 from plm.jobs import classify, generate, pretrain
 from plm.models.classifier import EncoderClassifier
 
@@ -84,7 +85,7 @@ def test_classify_beats_majority_class(unilm_config, pretrained, tmp_path):
 def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
   config = _finetune_config(unilm_config, 'generate', pretrained, 100)
   # 5 examples in one batch of 8: the batch is filled up, and every example is a sample.
-  config.finetune.max_test_examples, config.finetune.decode_batch_size = 5, 8
+  config.decode.max_test_examples, config.decode.batch_size = 5, 8
   results = generate.generate_job(config, str(tmp_path))
   test = results['test']['en_kjv->en_web']['seq2seq']
   # Held-out masked-target accuracy above predicting the commonest target token (0.045;
@@ -109,7 +110,7 @@ def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
   # The word-by-word baseline translates these sources with the training pairs' dictionary.
   dictionary = generate.word_dictionary('en_kjv', 'en_web', unilm_config.data.tfds_dir)
   assert dictionary['thee'] == 'you'  # what KJV -> WEB modernisation mostly is
-  words = mt_baselines.translate_words(sources, dictionary)
+  words = generation.translate_words(sources, dictionary)
   assert decoded['dictionary_bleu'] == pytest.approx(sacrebleu.corpus_bleu(words, [refs]).score)
   assert decoded['dictionary_chrf'] == pytest.approx(sacrebleu.corpus_chrf(words, [refs]).score)
   assert decoded['chrf'] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
@@ -120,11 +121,17 @@ def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
   # The same run decodes a user's file: one output a line, in order, empty lines kept.
   source_file, out_file = tmp_path / 'in.txt', tmp_path / 'out.txt'
   source_file.write_text(f'{sources[0]}\n\n{sources[1]}\n{sources[0]}\n', encoding='utf-8')
-  config.finetune.input, config.finetune.output = str(source_file), str(out_file)
+  config.decode.input, config.decode.output = str(source_file), str(out_file)
   out = generate.generate_job(config, str(tmp_path))
   assert out_file.read_text(encoding='utf-8').split('\n') == out + ['']
   # (not equal to `hyps`: a batch's widest source sets how long its outputs may grow)
   assert len(out) == 4 and out[1] == '' and out[0] == out[3] and out[0] and out[2]
+  # The documented command: only --workdir and the files. The run's config.json names its
+  # vocabulary (data.vocab_path, outside the run), so the file decodes the same.
+  bare = unilm.get_config('tiny')
+  bare.job, bare.decode.batch_size = 'generate', 8
+  bare.decode.input, bare.decode.output = str(source_file), str(tmp_path / 'bare.txt')
+  assert generate.generate_job(bare, str(tmp_path)) == out
   source_file.write_text('word ' * 200, encoding='utf-8')
   with pytest.raises(ValueError, match=r'in.txt, line 1: .* tokens with bos/eos, which leave no room'):
     generate.generate_job(config, str(tmp_path))
@@ -136,7 +143,7 @@ def test_generate_with_pseudo_masking_learns_and_scores_the_same_test_pairs(
   token is predicted, and the decoded test pairs are those of the random scheme."""
   config = _finetune_config(unilm_config, 'generate', pretrained, 100)
   config.finetune.target_masking = 'pseudo'
-  config.finetune.max_test_examples, config.finetune.decode_batch_size = 5, 8
+  config.decode.max_test_examples, config.decode.batch_size = 5, 8
   tokenizer = run.load_tokenizer(unilm_config, '')
   rows, pairs = labelled.pair_set(tokenizer, 'test', config.finetune, unilm_config.data.tfds_dir)
   plain = config.copy_and_resolve_references()
@@ -165,7 +172,7 @@ def test_decode_test_scores_each_hypothesis_against_its_own_reference(unilm_conf
   are junk that must be cut."""
   config = unilm_config.copy_and_resolve_references()
   fc = config.finetune
-  fc.max_test_examples, fc.decode_batch_size = 40, 16
+  config.decode.max_test_examples, config.decode.batch_size = 40, 16
   tokenizer = run.load_tokenizer(config, '')
   _, pairs = labelled.pair_set(tokenizer, 'test', fc, config.data.tfds_dir)
   pairs = pairs[:40]

@@ -9,7 +9,7 @@ import sacrebleu
 
 from configs import mass as mass_config
 from plm import checkpoint, run, train
-from plm.evaluate import mt_baselines
+from plm.evaluate import generation
 from plm.jobs import mt, pretrain
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +20,7 @@ def mass_tiny(tiny_config, **overrides):
   c.data.tfds_dir, c.data.vocab_path = tiny_config.data.tfds_dir, tiny_config.data.vocab_path
   c.train.eval_every = 0
   c.train.steps = c.finetune.steps = 10
-  c.mt.max_test_examples, c.mt.decode_batch_size, c.mt.beam_size = 12, 8, 2
+  c.decode.max_test_examples, c.decode.batch_size, c.decode.beam_size = 12, 8, 2
   for k, v in overrides.items():
     c[k.split('.')[0]][k.split('.')[1]] = v
   return c
@@ -66,7 +66,8 @@ def test_translate_keeps_lines_order_and_empty_lines(tiny_config, mt_run, tmp_pa
   src = tmp_path / 'en.txt'
   src.write_text('\n'.join(lines) + '\n', encoding='utf-8')
   config = config.copy_and_resolve_references()
-  config.job, config.mt.input, config.mt.output = 'translate', str(src), str(tmp_path / 'es.txt')
+  config.job, config.decode.input = 'translate', str(src)
+  config.decode.output = str(tmp_path / 'es.txt')
   out = mt.translate_job(config, workdir)
   written = (tmp_path / 'es.txt').read_text(encoding='utf-8').split('\n')[:-1]
   assert written == out and len(out) == 3 and out[1] == '' and out[0] and out[2]
@@ -78,6 +79,27 @@ def test_translate_keeps_lines_order_and_empty_lines(tiny_config, mt_run, tmp_pa
   with pytest.raises(ValueError, match=r'en.txt, line 1: \d+ tokens with bos/eos, more than '
                                        r'mt.src_len=64'):
     mt.translate_job(config, workdir)
+
+
+def test_translate_with_only_the_workdir_uses_the_run_vocabulary(tiny_config, mt_run, tmp_path):
+  """configs/mass.py's documented command: --workdir and the files only. The mt run was
+  trained with another run's vocabulary (data.vocab_path), which its config.json records."""
+  config, workdir, _ = mt_run
+  src = tmp_path / 'en.txt'
+  src.write_text('In the beginning God created the heaven and the earth.\n\nAmen.\n',
+                 encoding='utf-8')
+  bare = mass_config.get_config('tiny')
+  bare.job, bare.decode.input = 'translate', str(src)
+  bare.decode.output = str(tmp_path / 'bare.txt')
+  bare.decode.batch_size, bare.decode.beam_size = 8, 2  # the fixture's search: same outputs
+  out = mt.translate_job(bare, workdir)
+  config = config.copy_and_resolve_references()
+  config.job, config.decode.input = 'translate', str(src)
+  config.decode.output = str(tmp_path / 'explicit.txt')
+  assert out == mt.translate_job(config, workdir) and out[0] and out[1] == '' and out[2]
+  bare.decode.output = ''
+  with pytest.raises(ValueError, match='needs decode.output'):
+    mt.translate_job(bare, workdir)
 
 
 def test_xlm_checkpoint_initialises_encoder_and_decoder(tiny_config, tmp_path):
@@ -115,6 +137,6 @@ def test_init_from_another_family_is_refused_by_name(tiny_config, tmp_path):
 def test_word_dictionary_picks_the_aligned_word():
   pairs = [('the house', 'la casa'), ('the dog', 'el perro'), ('a house', 'una casa'),
            ('the house is big', 'la casa es grande'), ('a dog', 'un perro')]
-  d = mt_baselines.word_dictionary(pairs)
+  d = generation.word_dictionary(pairs)
   assert d['house'] == 'casa' and d['dog'] == 'perro'
-  assert mt_baselines.translate_words(['The house', 'cat'], d) == ['la casa', 'cat']
+  assert generation.translate_words(['The house', 'cat'], d) == ['la casa', 'cat']

@@ -1,4 +1,4 @@
-"""Seq2Seq (plm/models/seq2seq.py) and its decoding (plm/seq2seq_decode.py): cached steps
+"""Seq2Seq (plm/models/seq2seq.py) and its decoding (plm/decode/seq2seq.py): cached steps
 equal teacher forcing, cross-attention keys/values are computed once, the masks hold cell
 by cell, an XLM checkpoint's tree fits it, and a tiny one learns to reverse sequences."""
 import flax.linen as nn
@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from plm import masks, models, partitioning
-from plm import seq2seq_decode as sd
+from plm.decode import seq2seq as sd
 
 pytestmark = pytest.mark.model
 

@@ -11,7 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from plm import masks, unilm_decode
+from plm import masks
+from plm.decode import unilm
 from plm.models.encoder import Encoder, EncoderLM
 from plm.data import labelled, packing
 from plm.objectives import base, seq2seq_finetune
@@ -257,7 +258,7 @@ def kjv_pieces(lines, seed: int, longest: int):
 def test_restarted_positions_learn_to_copy_and_greedy_decoding_copies():
   """Issue 21's copy check in small: pieces of real text of varying length copied to
   themselves. With the target's positions restarted, 1,000 steps teach a 2-layer model to
-  copy and greedy decoding (plm/unilm_decode.py) reproduces held-out pieces exactly.
+  copy and greedy decoding (plm/decode/unilm.py) reproduces held-out pieces exactly.
   (1,000, not 600: at 600 steps the model is mid-way and float rounding decides how far,
   62 of 64 exact on one CPU and 49 on another, an AMD EPYC; at 1,000 it copies all 64.)
   (With UNILM's continued positions the offset changes with every source length: measured
@@ -283,12 +284,12 @@ def test_restarted_positions_learn_to_copy_and_greedy_decoding_copies():
   params, _, held = train_copy(model, objective, train_b, eval_b, steps=1000)
   assert float(held['correct'] / held['weight']) > 0.95  # measured 1.0
   sources = held_out[:64]
-  decoder = unilm_decode.make_decoder(
+  decoder = unilm.make_decoder(
       model, mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=64, prompt_width=longest + 2,
       max_len=length, beam_size=1, length_penalty=1.0, no_repeat_ngram=0, restart_positions=True)
-  prompt, valid = unilm_decode.left_pad(sources, longest + 2, bos_id=BOS, eos_id=EOS, pad_id=PAD)
+  prompt, valid = unilm.left_pad(sources, longest + 2, bos_id=BOS, eos_id=EOS, pad_id=PAD)
   out = np.asarray(decoder(nn.unbox(params)['params'], prompt, valid))
-  exact = sum(unilm_decode.strip(row, EOS) == list(src) for row, src in zip(out, sources))
+  exact = sum(unilm.strip(row, EOS) == list(src) for row, src in zip(out, sources))
   assert exact >= 58, exact  # measured 64 of 64
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from configs import mass as mass_config
-from plm import models, run, seq2seq_decode, train
+from plm import models, run, train
+from plm.decode import seq2seq
 from plm.data import mixing, rows as rows_lib, sentences
 from plm.objectives import base, unsupervised_mt as umt
 
@@ -177,8 +178,8 @@ def test_back_translation_is_greedy_search_into_the_other_language(tiny):
   out = jax.tree_util.tree_map(np.asarray, gen(params, targets['bt']))
   assert not np.array_equal(out['tokens'], targets['bt']['tokens'])
   check_layout(out, 1 - langs)  # the other language's id on every real token
-  # The tokens are plm.seq2seq_decode's greedy translation of each row into the other language.
-  translator = seq2seq_decode.make_translator(
+  # The tokens are plm.decode.seq2seq's greedy translation of each row into the other language.
+  translator = seq2seq.make_translator(
       model, batch_size=ROWS, src_len=LENGTH, max_len=LENGTH - 1, bos_id=BOS, eos_id=EOS,
       pad_id=PAD, beam_size=1, length_penalty=1.0, no_repeat_ngram=0)
   best = np.asarray(translator(params, batch['tokens'], jnp.asarray(langs), jnp.asarray(1 - langs)))

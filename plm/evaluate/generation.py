@@ -1,5 +1,6 @@
-"""The baselines a translation score needs beside it: copying the source, and a
-word-by-word dictionary built from the training pairs.
+"""Scoring generated text: BLEU and chrF (sacrebleu, with its signatures), and the
+baselines a score needs beside it: copying the source, and a word-by-word
+dictionary built from the training pairs. The generate and mt jobs both use it.
 
 The dictionary maps each source word to the target word with the highest Dice
 coefficient of sentence co-occurrence, 2 c(s, t) / (c(s) + c(t)), over the
@@ -7,6 +8,25 @@ training pairs (words are whitespace tokens, lowercased; punctuation stays on
 the word). A word never seen in training is copied.
 """
 import collections
+
+import sacrebleu
+
+
+def scores(hyps: list[str], refs: list[str]) -> dict:
+  """Corpus BLEU and chrF of `hyps` against one reference each, with the signatures."""
+  bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
+  return dict(bleu=bleu.corpus_score(hyps, [refs]).score,
+              chrf=chrf.corpus_score(hyps, [refs]).score,
+              signature=dict(bleu=str(bleu.get_signature()), chrf=str(chrf.get_signature())))
+
+
+def with_baselines(hyps: list[str], sources: list[str], refs: list[str],
+                   dictionary: dict[str, str]) -> dict:
+  """scores() of the model's `hyps`, of copying the source and of the word-by-word
+  `dictionary` (word_dictionary of the training pairs), keyed model / copy_source /
+  word_dictionary."""
+  return dict(model=scores(hyps, refs), copy_source=scores(sources, refs),
+              word_dictionary=scores(translate_words(sources, dictionary), refs))
 
 
 def words(sentence: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Greedy / beam search and the KV-cached LM step (plm/decode.py)."""
+"""Greedy / beam search (plm/decode/search.py), on the KV-cached LM steps (plm/decode/lm.py)."""
 import itertools
 
 import flax.linen as nn
@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plm import decode, masks
+from plm import masks
+from plm.decode import lm, search
 from plm.models.encoder import Encoder, EncoderLM
 
 pytestmark = pytest.mark.model
@@ -58,7 +59,7 @@ def test_cached_step_matches_full_forward(params, remat):
   tokens = _tokens()
   positions = jnp.broadcast_to(jnp.arange(L), tokens.shape)
   want = _full(params, tokens, positions, jnp.ones(tokens.shape, bool))
-  step, cache = decode.lm_step_fn(_model(remat), params, batch_size=B, max_len=L)
+  step, cache = lm.lm_step_fn(_model(remat), params, batch_size=B, max_len=L)
   got = jax.jit(_run_steps, static_argnums=0)(step, cache, tokens, positions)
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
   # Control: the logits do depend on the prefix, so a stale cache would show.
@@ -77,9 +78,9 @@ def test_prefill_left_padded_prompts(params, cached):
   positions = jnp.maximum(jnp.cumsum(tokens != PAD, axis=1) - 1, 0)
   want = _full(params, tokens, positions, tokens != PAD)[:, prompt_len - 1:-1]
 
-  make = decode.lm_step_fn if cached else decode.uncached_step_fn
+  make = lm.lm_step_fn if cached else lm.uncached_step_fn
   step, state = make(_model(), params, batch_size=B, max_len=L)
-  prefill = jax.jit(lambda *args: decode.lm_prefill(_model(), params, *args))
+  prefill = jax.jit(lambda *args: lm.lm_prefill(_model(), params, *args))
   state, first, pos = prefill(state, tokens[:, :prompt_len], valid)
   np.testing.assert_array_equal(pos, prompt_len - 1 - pads)
   fed = jnp.concatenate([first[:, None], tokens[:, prompt_len:prompt_len + new - 1]], 1)
@@ -89,12 +90,12 @@ def test_prefill_left_padded_prompts(params, cached):
 
 def _greedy(step, state, first, **kwargs):
   kwargs = {'max_len': L, 'eos_id': -1, **kwargs}
-  return jax.jit(lambda s, f: decode.greedy(step, s, f, **kwargs))(state, first)
+  return jax.jit(lambda s, f: search.greedy(step, s, f, **kwargs))(state, first)
 
 
 def _beam(step, state, first, **kwargs):
   kwargs = {'max_len': L, 'eos_id': -1, **kwargs}
-  return jax.jit(lambda s, f: decode.beam_search(step, s, f, **kwargs))(state, first)
+  return jax.jit(lambda s, f: search.beam_search(step, s, f, **kwargs))(state, first)
 
 
 @pytest.fixture(scope='module')
@@ -102,7 +103,7 @@ def decoded(params):
   """Greedy tokens (no EOS) from the cached and the recomputing step."""
   first = _tokens()[:, 0]
   out = {}
-  for name, make in (('cached', decode.lm_step_fn), ('uncached', decode.uncached_step_fn)):
+  for name, make in (('cached', lm.lm_step_fn), ('uncached', lm.uncached_step_fn)):
     step, state = make(_model(), params, batch_size=B, max_len=L)
     out[name] = np.asarray(_greedy(step, state, first))
   return first, out
@@ -116,7 +117,7 @@ def test_cached_and_uncached_greedy_agree(decoded):
 
 def test_beam_size_one_is_greedy(params, decoded):
   first, out = decoded
-  step, cache = decode.lm_step_fn(_model(), params, batch_size=B, max_len=L)
+  step, cache = lm.lm_step_fn(_model(), params, batch_size=B, max_len=L)
   # No length penalty: with one, a longer hypothesis may rightly beat greedy's.
   tokens, scores = _beam(step, cache, first, beam_size=1, length_penalty=0.0)
   np.testing.assert_array_equal(tokens[:, 0], out['cached'])
@@ -127,7 +128,7 @@ def test_cached_and_uncached_beams_agree(params):
   """Beam 3 reorders the KV cache (or the token buffer) on every step."""
   first = _tokens()[:, 0]
   results = []
-  for make in (decode.lm_step_fn, decode.uncached_step_fn):
+  for make in (lm.lm_step_fn, lm.uncached_step_fn):
     step, state = make(_model(), params, batch_size=B, max_len=L)
     results.append(_beam(step, state, first, beam_size=3, max_len=8, eos_id=EOS))
   np.testing.assert_array_equal(results[0][0], results[1][0])
@@ -138,7 +139,7 @@ def test_cached_and_uncached_beams_agree(params):
 def test_eos_then_only_padding(params, decoded):
   first, out = decoded
   eos = int(out['cached'][0, 3])  # row 0 emits it at step 3 (maybe earlier too)
-  step, cache = decode.lm_step_fn(_model(), params, batch_size=B, max_len=L)
+  step, cache = lm.lm_step_fn(_model(), params, batch_size=B, max_len=L)
   got = np.asarray(_greedy(step, cache, first, eos_id=eos))
   for row, free in zip(got, out['cached']):
     hits = np.flatnonzero(free == eos)

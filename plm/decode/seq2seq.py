@@ -1,4 +1,4 @@
-"""Translation with a Seq2Seq model: greedy or beam search over plm/decode.py.
+"""Translation with a Seq2Seq model: greedy or beam search over plm/decode/search.py.
 
 The source is encoded once (`prefill`). Step i of the searches feeds the
 previous target token (bos at i = 0) at position i, with the target language
@@ -14,7 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from plm import decode, masks
+from plm import masks
+from plm.decode import search
 from plm.errors import UserError
 
 
@@ -123,9 +124,9 @@ def make_translator(model: nn.Module, *, batch_size: int, src_len: int, max_len:
     state = prefill(model, params, state, src_tokens, src_langs, tgt_langs, pad_id=pad_id)
     first = jnp.full((batch_size,), bos_id, jnp.int32)
     if beam_size == 1:
-      return decode.greedy(step, state, first, max_len=max_len, eos_id=eos_id, pad_id=pad_id,
+      return search.greedy(step, state, first, max_len=max_len, eos_id=eos_id, pad_id=pad_id,
                            no_repeat_ngram=no_repeat_ngram)
-    seqs, _ = decode.beam_search(step, state, first, beam_size=beam_size, max_len=max_len,
+    seqs, _ = search.beam_search(step, state, first, beam_size=beam_size, max_len=max_len,
                                  eos_id=eos_id, length_penalty=length_penalty,
                                  no_repeat_ngram=no_repeat_ngram, pad_id=pad_id)
     return seqs[:, 0]

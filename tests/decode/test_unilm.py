@@ -1,11 +1,12 @@
-"""UNILM seq2seq decoding (plm/unilm_decode.py) against the training layout."""
+"""UNILM seq2seq decoding (plm/decode/unilm.py) against the training layout."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plm import decode, masks, unilm_decode
+from plm import masks
+from plm.decode import search, unilm
 from plm.data import packing
 from plm.objectives import seq2seq_finetune
 from plm.models.encoder import Encoder, EncoderLM
@@ -37,15 +38,15 @@ def params():
 
 
 def _prompt():
-  return unilm_decode.left_pad(SOURCES, WIDTH, bos_id=BOS, eos_id=EOS, pad_id=PAD)
+  return unilm.left_pad(SOURCES, WIDTH, bos_id=BOS, eos_id=EOS, pad_id=PAD)
 
 
 def _teacher_forced(params, cached, feed):
   """Logits [B, T, V] of the step function fed `feed` [B, T] after the prefill."""
-  make = unilm_decode.cached_step_fn if cached else unilm_decode.uncached_step_fn
+  make = unilm.cached_step_fn if cached else unilm.uncached_step_fn
   step, state = make(_model(), params, mask_id=MASK, batch_size=B, max_len=L)
   prompt, valid = _prompt()
-  state, first, pos = unilm_decode.prefill(_model(), params, state, jnp.asarray(prompt), valid)
+  state, first, pos = unilm.prefill(_model(), params, state, jnp.asarray(prompt), valid)
   tokens = jnp.concatenate([first[:, None], feed[:, :-1]], 1)
   out = []
   for i in range(feed.shape[1]):
@@ -88,23 +89,23 @@ def test_step_matches_training_layout(params, cached):
 
 
 def _search(params, cached, beam, steps=L - WIDTH, greedy=False, ngram=0):
-  make = unilm_decode.cached_step_fn if cached else unilm_decode.uncached_step_fn
+  make = unilm.cached_step_fn if cached else unilm.uncached_step_fn
   step, state = make(_model(), params, mask_id=MASK, batch_size=B, max_len=L)
   prompt, valid = _prompt()
-  state, first, pos = unilm_decode.prefill(_model(), params, state, jnp.asarray(prompt), valid)
+  state, first, pos = unilm.prefill(_model(), params, state, jnp.asarray(prompt), valid)
   if greedy:
-    return decode.greedy(step, state, first, max_len=steps, eos_id=EOS, start_position=pos,
+    return search.greedy(step, state, first, max_len=steps, eos_id=EOS, start_position=pos,
                          no_repeat_ngram=ngram)
-  return decode.beam_search(step, state, first, beam_size=beam, max_len=steps, eos_id=EOS,
+  return search.beam_search(step, state, first, beam_size=beam, max_len=steps, eos_id=EOS,
                             length_penalty=0.6, no_repeat_ngram=ngram, start_position=pos)[0]
 
 
 def test_cached_beam_search_equals_uncached(params):
-  search = jax.jit(lambda p, cached: _search(p, cached, 5, ngram=2), static_argnums=1)
-  cached, uncached = np.asarray(search(params, True)), np.asarray(search(params, False))
+  run = jax.jit(lambda p, cached: _search(p, cached, 5, ngram=2), static_argnums=1)
+  cached, uncached = np.asarray(run(params, True)), np.asarray(run(params, False))
   np.testing.assert_array_equal(cached, uncached)
   # The comparison covers many steps, not an immediate eos.
-  assert max(len(unilm_decode.strip(r, EOS)) for r in cached.reshape(-1, cached.shape[-1])) >= 5
+  assert max(len(unilm.strip(r, EOS)) for r in cached.reshape(-1, cached.shape[-1])) >= 5
 
 
 def test_beam_one_is_greedy(params):
@@ -114,22 +115,22 @@ def test_beam_one_is_greedy(params):
 
 
 def test_make_decoder_blocks_repeated_ngrams(params):
-  run = unilm_decode.make_decoder(_model(), mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=B,
-                                  prompt_width=WIDTH, max_len=L, beam_size=2, length_penalty=1.0,
-                                  no_repeat_ngram=2)
+  run = unilm.make_decoder(_model(), mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=B,
+                           prompt_width=WIDTH, max_len=L, beam_size=2, length_penalty=1.0,
+                           no_repeat_ngram=2)
   for row in np.asarray(run(params, *_prompt())):
-    out = unilm_decode.strip(row, EOS)
+    out = unilm.strip(row, EOS)
     bigrams = list(zip(out, out[1:]))
     assert len(bigrams) == len(set(bigrams)), out
 
 
 def test_source_wider_than_prompt_is_an_error():
   with pytest.raises(ValueError, match='prompt width'):
-    unilm_decode.left_pad([[5] * 10], 8, bos_id=BOS, eos_id=EOS, pad_id=PAD)
+    unilm.left_pad([[5] * 10], 8, bos_id=BOS, eos_id=EOS, pad_id=PAD)
   with pytest.raises(ValueError, match='raise finetune.seq_len'):
-    unilm_decode.make_decoder(_model(), mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=B,
-                              prompt_width=L, max_len=L, beam_size=2, length_penalty=1.0,
-                              no_repeat_ngram=0)
+    unilm.make_decoder(_model(), mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=B,
+                       prompt_width=L, max_len=L, beam_size=2, length_penalty=1.0,
+                       no_repeat_ngram=0)
 
 
 @pytest.mark.parametrize('restart', [False, True])
@@ -138,14 +139,14 @@ def test_greedy_decoder_picks_the_training_layout_argmax(params, restart):
   argmax of a full training-layout forward pass over the source and the tokens emitted before
   it, up to and including the eos. (The cached decoder, as the generate job runs it; the
   uncached one equals it: test_cached_beam_search_equals_uncached.)"""
-  run = unilm_decode.make_decoder(_model(), mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=B,
-                                  prompt_width=WIDTH, max_len=L, beam_size=1, length_penalty=1.0,
-                                  no_repeat_ngram=0, cached=True, restart_positions=restart)
+  run = unilm.make_decoder(_model(), mask_id=MASK, eos_id=EOS, pad_id=PAD, batch_size=B,
+                           prompt_width=WIDTH, max_len=L, beam_size=1, length_penalty=1.0,
+                           no_repeat_ngram=0, cached=True, restart_positions=restart)
   out = np.asarray(run(params, *_prompt()))
   reference = _reference(params, out, restart).argmax(-1)
   checked = 0
   for b, row in enumerate(out):
-    n = min(len(unilm_decode.strip(row, EOS)) + 1, len(row))  # through the eos
+    n = min(len(unilm.strip(row, EOS)) + 1, len(row))  # through the eos
     np.testing.assert_array_equal(row[:n], reference[b, :n], err_msg=f'row {b}')
     checked += n
   assert checked >= 10, out  # several steps, not an immediate eos

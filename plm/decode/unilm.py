@@ -4,7 +4,7 @@ A row is `[pad...] [bos] source [eos] | y1 y2 ... [MASK]`: the source is
 left-padded into P slots (so every row's target starts at slot P), positions
 count real tokens only (they match the training layout of pack_pair), the
 source is bidirectional and the target causal (masks.seq2seq_mask). Step i
-of plm/decode.py's searches feeds the previous token at slot P - 1 + i (the
+of plm/decode/search.py's searches feeds the previous token at slot P - 1 + i (the
 source's eos at i = 0, always at its own position) and a [MASK] at slot P + i
 whose output gives token i. With `restart_positions` (finetune.target_positions
 = 'restart') the target's positions count from 1 again, as pack_pair lays them
@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plm import decode, masks
+from plm import masks
+from plm.decode import search
 from plm.errors import UserError
 
 
@@ -150,9 +151,9 @@ def make_decoder(model: nn.Module, *, mask_id: int, eos_id: int, pad_id: int, ba
                             max_len=max_len)
     state, first, pos = prefill(model, params, state, prompt, valid, restart_positions)
     if beam_size == 1:
-      return decode.greedy(step, state, first, max_len=steps, eos_id=eos_id, pad_id=pad_id,
+      return search.greedy(step, state, first, max_len=steps, eos_id=eos_id, pad_id=pad_id,
                            start_position=pos, no_repeat_ngram=no_repeat_ngram)
-    seqs, _ = decode.beam_search(step, state, first, beam_size=beam_size, max_len=steps,
+    seqs, _ = search.beam_search(step, state, first, beam_size=beam_size, max_len=steps,
                                  eos_id=eos_id, length_penalty=length_penalty,
                                  no_repeat_ngram=no_repeat_ngram, pad_id=pad_id,
                                  start_position=pos)

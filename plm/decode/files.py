@@ -1,0 +1,55 @@
+"""A UTF-8 file decoded line by line with a trained run (decode.input -> decode.output).
+
+One path for job=generate (UNILM) and job=translate (encoder-decoder): the run in
+--workdir is loaded with the vocabulary its config.json records, every line is
+checked against the job's length limit, the non-empty lines are decoded in
+batches of one shape, and one output a line is written in order (an empty line
+gives an empty line).
+"""
+import os
+from typing import Callable
+
+from plm import run
+from plm.data import text
+from plm.errors import UserError
+
+
+def in_batches(fn: Callable[[list], list], items: list, batch_size: int) -> list:
+  """fn over `items` batch_size at a time, outputs in order; the last batch is filled
+  with copies of its last item, so every call has one shape (one compile)."""
+  out = []
+  for start in range(0, len(items), batch_size):
+    chunk = items[start:start + batch_size]
+    out += fn(chunk + [chunk[-1]] * (batch_size - len(chunk)))[:len(chunk)]
+  return out
+
+
+def load_run(config, workdir: str) -> run.Loaded:
+  """run.load of the trained run in `workdir` under `config`; with data.vocab_path unset,
+  the vocabulary is the one the run's config.json records (else {workdir}/vocab)."""
+  if not config.data.vocab_path and os.path.isfile(os.path.join(
+      os.path.expanduser(workdir), 'config.json')):
+    config = config.copy_and_resolve_references()
+    config.data.vocab_path = run.read_config(workdir).data.vocab_path
+  return run.load(workdir, config)
+
+
+def decode_file(config, workdir: str, job: str, limit: Callable, decode_ids: Callable
+                ) -> list[str]:
+  """decode.input decoded by the run in `workdir` into decode.output; returns the outputs.
+
+  limit(run config) -> (most tokens a line may have with bos/eos, what to do about a
+  longer one); decode_ids(run.Loaded, [ids of each non-empty line]) -> their outputs.
+  """
+  dc = config.decode
+  if not dc.output:
+    raise UserError(f'job={job} with decode.input needs decode.output: name the file the '
+                    'outputs go to (--config.decode.output=out.txt)')
+  loaded = load_run(config, workdir)
+  max_ids, too_long = limit(loaded.config)
+  out, empty = text.map_file(
+      dc.input, dc.output, 'decode.input: a UTF-8 text file, one source per line',
+      loaded.tokenizer.encode, max_ids, too_long, lambda ids: decode_ids(loaded, ids))
+  print(f'{job}: decoded {len(out) - empty} lines of {dc.input} into {dc.output}; {empty} '
+        'empty lines left empty', flush=True)
+  return out
