@@ -18,7 +18,7 @@ from plm.data import bible
 from plm.data import tokenizer as tokenizer_lib
 from plm.models import encoder as encoder_lib
 from plm.objectives import base, mlm
-from plm.nn.attention import int8_matmul
+from plm.nn.quant import int8_matmul
 
 LEN = 32
 
