@@ -41,8 +41,8 @@ class HeadsDense(nn.Module):
     lead = x.shape[:x.ndim - n_in]
     flat_in = math.prod(kernel_shape[:n_in])
     kernel = self.param('kernel', P(dense_init(), self.axes), kernel_shape, jnp.float32)
-    y = x.reshape(lead + (flat_in,)).astype(self.dtype) @ kernel.reshape(flat_in, -1).astype(
-        self.dtype)
+    x2 = x.reshape(lead + (flat_in,)).astype(self.dtype)
+    y = x2 @ kernel.reshape(flat_in, -1).astype(self.dtype)
     return y.reshape(lead + tuple(self.features)) + bias.astype(self.dtype)
 
 
