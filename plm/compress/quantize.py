@@ -3,7 +3,7 @@
 Each kernel of attention (query, key, value, out) and of the feed-forward layers (wi,
 wo) becomes int8 with one float32 scale per output feature (symmetric, absmax / 127);
 at run time the activations are quantized per row and the product is an int8 x int8 ->
-int32 matmul (plm/nn/attention.py int8_matmul). Embeddings, LayerNorms, biases and the
+int32 matmul (plm/nn/quant.py). Embeddings, LayerNorms, biases and the
 vocabulary head stay float32. A quantized model is the same architecture with
 model.quant='int8'; its params save and load through orbax like any others.
 """
@@ -13,15 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm.errors import UserError
-from plm.nn.attention import QUANT_MODES
+from plm.nn import quant
 
 BLOCK_KERNELS = ('query', 'key', 'value', 'out', 'wi', 'wo')  # the modules quantized
 
 
 def check_backend(mode: str) -> None:
   """`mode` is known and this backend compiles its matmul, else one clear error."""
-  if mode not in QUANT_MODES:
-    raise UserError(f'compress.quantize={mode!r} is unknown; use one of {QUANT_MODES} '
+  if mode not in quant.MODES:
+    raise UserError(f'compress.quantize={mode!r} is unknown; use one of {quant.MODES} '
                     "(or '' for none)")
   x = jnp.ones((2, 4), jnp.int8)
   try:

@@ -1,1 +1,1 @@
-"""Evaluations beyond the training loss: cross-lingual retrieval, ..."""
+"""Evaluations beyond the training loss: held-out tables, classification F1, retrieval, ..."""

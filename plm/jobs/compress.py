@@ -19,28 +19,7 @@ from plm import checkpoint, models, objectives, progress, run
 from plm.compress import prune, quantize
 from plm.data import mixing
 from plm.errors import UserError
-from plm.objectives.base import ModelFn
-
-
-def loss_fn(model, objective, drop_langs: bool):
-  """(params, batch, rng) -> the objective's summed metrics, in eval mode."""
-  def fn(params, batch, rng):
-    batch = {k: v for k, v in batch.items() if not (drop_langs and k == 'langs')}
-    inputs, targets = objective.prepare(rng, batch, {})
-    return objective.loss(ModelFn(model, {'params': params}, {}, True), inputs, targets, {})
-  return fn
-
-
-def heldout_table(fn, params, sets: dict, batch_size: int, rng) -> dict:
-  """{set: {head: loss, ppl, accuracy, ...}} of `fn` over every held-out row once."""
-  jitted, table = jax.jit(fn), {}
-  for name, rows in sets.items():
-    totals = None
-    for batch in rows.iterate_once(batch_size):
-      sums = jax.device_get(jitted(params, batch, rng))
-      totals = sums if totals is None else {k: totals[k] + sums[k] for k in sums}
-    table[name] = progress.table_from_sums(totals)
-  return table
+from plm.evaluate import heldout
 
 
 def importance(fn, params, rows, batches: int, batch_size: int, rng):
@@ -84,20 +63,20 @@ def compress_job(config, workdir: str) -> dict:
   objective = objectives.build(out, tokenizer, counts)
   if objective.heads != ('mlm',):
     raise UserError(f'compress tests with MLM; the source run trained {objective.heads}')
-  sets = lambda split: {lang: mixing.monolingual_rows(out.data, tokenizer, split, lang)
-                        for lang in out.data.languages}
+  test = heldout.language_sets(out.data, tokenizer, 'test')
   drop = not mc.get('num_languages', 0)
   rng, bs = jax.random.PRNGKey(out.seed + 2), out.train.eval_batch_size  # the loop's test masks
   results = dict(job='compress', source=os.path.abspath(cc.source), step=src.step,
-                 source_test=heldout_table(loss_fn(src.model, objective, drop), src.params,
-                                           sets('test'), bs, rng),
+                 source_test=heldout.params_table(src.model, objective, src.params, test, bs,
+                                                  rng, drop),
                  source_bytes=quantize.nbytes(src.params))
   # a distilled student's projections to the teacher's width served training only
   params = {k: v for k, v in src.params.items() if k != 'kd_projection'}
   if cc.prune_heads or cc.prune_ff:
-    heads, ff = importance(loss_fn(src.model, objective, drop), params,
-                           sets('validation')[out.data.languages[0]], cc.importance_batches,
-                           bs, jax.random.PRNGKey(out.seed + 3))
+    lang = out.data.languages[0]
+    heads, ff = importance(heldout.objective_sums(src.model, objective, drop), params,
+                           mixing.monolingual_rows(out.data, tokenizer, 'validation', lang),
+                           cc.importance_batches, bs, jax.random.PRNGKey(out.seed + 3))
     keep_h = prune.choose(heads, cc.prune_heads, 'prune_heads')
     keep_f = prune.choose(ff, cc.prune_ff, 'prune_ff')
     params = prune.prune_params(params, keep_h, keep_f)
@@ -109,8 +88,7 @@ def compress_job(config, workdir: str) -> dict:
   model = models.build(out.model, tokenizer.vocab_size)
   results.update(model=dict(layer_heads=out.model.layer_heads, layer_ff=out.model.layer_ff,
                             quant=out.model.quant),
-                 test=heldout_table(loss_fn(model, objective, drop), params, sets('test'), bs,
-                                    rng),
+                 test=heldout.params_table(model, objective, params, test, bs, rng, drop),
                  bytes=quantize.nbytes(params))
   print(f"compress: {results['source_bytes']} -> {results['bytes']} bytes of params; heads "
         f'{out.model.layer_heads or "all"}, ff {out.model.layer_ff or "all"}, quant '

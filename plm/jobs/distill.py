@@ -18,6 +18,7 @@ from plm.compress import distill
 from plm.compress.student import StudentLM
 from plm.data import mixing
 from plm.errors import UserError
+from plm.evaluate import heldout
 from plm.models import encoder as encoder_lib
 
 
@@ -90,9 +91,8 @@ def make_task(config, tokenizer, teacher) -> train.Task:
       prior_logp=objectives.base.unigram_logp(counts, objectives.special_ids(tokenizer)),
       make_extras=teacher_extras(teacher, config.data.seq_len))
   objectives.base.loss_weights(objective, config.objective.get('loss_weights'))
-  heldout = lambda split: {lang: mixing.monolingual_rows(config.data, tokenizer, split, lang)
-                           for lang in config.data.languages}
-  return train.Task('distill', student, config.model, objective, rows, heldout)
+  return train.Task('distill', student, config.model, objective, rows,
+                    lambda split: heldout.language_sets(config.data, tokenizer, split))
 
 
 def distill_job(config, workdir: str) -> dict:

@@ -24,6 +24,7 @@ from plm.data import ernie as ernie_data
 from plm.data import ernie_tasks
 from plm.data import kg
 from plm.errors import UserError
+from plm.evaluate import classification
 from plm.models import transe
 from plm.objectives import base
 from plm.objectives import ernie as ernie_objective
@@ -121,22 +122,6 @@ def finetune_model_config(config, num_classes: int):
   return mc
 
 
-def scores(gold: np.ndarray, pred: np.ndarray, names: tuple) -> dict:
-  """Accuracy, micro-F1 (without a 'none' class when the task has one: TACRED's convention;
-  single-label micro-F1 is accuracy otherwise) and macro-F1 over the classes present."""
-  none = names.index('none') if 'none' in names else -1
-  hit = gold == pred
-  tp = np.sum(hit & (gold != none))
-  predicted, actual = np.sum(pred != none), np.sum(gold != none)
-  p, r = tp / max(predicted, 1), tp / max(actual, 1)
-  f1s = []
-  for c in np.unique(gold):
-    tp_c = np.sum(hit & (gold == c))
-    f1s.append(2 * tp_c / max(np.sum(pred == c) + np.sum(gold == c), 1))
-  return dict(accuracy=float(hit.mean()), micro_f1=float(2 * p * r / max(p + r, 1e-12)),
-              macro_f1=float(np.mean(f1s)), examples=int(len(gold)))
-
-
 def make_finetune_task(config, tokenizer, workdir: str) -> train.Task:
   fc, ec = config.finetune, config.ernie
   names = ernie_tasks.labels(fc.task)
@@ -167,18 +152,11 @@ def make_finetune_task(config, tokenizer, workdir: str) -> train.Task:
 
   def report(params, table_):
     del table_
-    gold, pred = [], []
     device_table = jnp.asarray(table)
-    for batch in rows_of('test').iterate_once(config.train.eval_batch_size):
-      p, t = jax.device_get(predict(params, batch, device_table))
-      keep = t['weights'] > 0
-      gold.append(t['ids'][keep])
-      pred.append(p[keep])
-    gold, pred = np.concatenate(gold), np.concatenate(pred)
-    out = dict(task=fc.task, labels=names, model=scores(gold, pred, names),
-               majority=scores(gold, np.full_like(gold, majority), names),
-               test_label_counts=np.bincount(gold, minlength=len(names)).tolist())
-    print(f"\n{fc.task} (test, {len(gold)} examples): model " + ', '.join(
+    out = dict(task=fc.task, **classification.evaluate(
+        lambda batch: predict(params, batch, device_table), rows_of('test'),
+        config.train.eval_batch_size, names, majority))
+    print(f"\n{fc.task} (test, {out['model']['examples']} examples): model " + ', '.join(
         f'{k} {v:.3f}' for k, v in out['model'].items() if k != 'examples') + '; majority '
           + ', '.join(f'{k} {v:.3f}' for k, v in out['majority'].items() if k != 'examples'),
           flush=True)

@@ -12,8 +12,10 @@ import ml_collections
 from ml_collections import config_dict
 
 from plm import masks
+from plm.compress import config as compress_config
 from plm.errors import UserError
 from plm.models import sizes
+from plm.nn import quant as quant_lib
 from plm.nn.attention import IMPLEMENTATIONS
 from plm.nn.dropout import Dropout
 from plm.nn.embeddings import Embeddings
@@ -40,17 +42,13 @@ def make_blocks(m: nn.Module, cross_attention: bool = False) -> list[nn.Module]:
   # Positional indices with self = 0: deterministic (5) and decode (6) are Python bools.
   block = TransformerBlock if remat == 'none' else nn.remat(
       TransformerBlock, static_argnums=(5, 6), policy=REMAT_POLICIES[remat])
-  # Pruned models (plm/compress/prune.py) keep per-layer head and FFN counts; the head
-  # width stays hidden // heads.
-  layer_heads = getattr(m, 'layer_heads', ()) or (m.heads,) * m.layers
-  layer_ff = getattr(m, 'layer_ff', ()) or (m.ff,) * m.layers
-  if len(layer_heads) != m.layers or len(layer_ff) != m.layers:
-    raise UserError(f'model.layer_heads={tuple(layer_heads)} / model.layer_ff='
-                    f'{tuple(layer_ff)} need one entry per layer ({m.layers}), or none')
+  # the compression fields (plm/compress/config.py); models without them are uncompressed
+  layer_heads, layer_ff = compress_config.layer_shapes(
+      m.layers, m.heads, m.ff, getattr(m, 'layer_heads', ()), getattr(m, 'layer_ff', ()))
+  dense = quant_lib.dense_class(getattr(m, 'quant', ''))
   return [block(layer_heads[i], m.hidden // m.heads, layer_ff[i], m.activation, m.dropout,
                 m.attention_dropout, m.post_ln, m.ln_eps, cross_attention=cross_attention,
-                dtype=m.dtype, attention=m.attention, quant=getattr(m, 'quant', ''),
-                name=f'layer_{i}')
+                dtype=m.dtype, attention=m.attention, dense=dense, name=f'layer_{i}')
           for i in range(m.layers)]
 
 
@@ -74,9 +72,10 @@ class Encoder(nn.Module):
   remat: str = 'none'  # a REMAT_POLICIES key (True / False mean 'full' / 'none')
   dtype: Any = jnp.float32  # compute dtype; params, LayerNorm statistics and logits stay float32
   attention: str = 'einsum'  # einsum | xla | cudnn (plm/nn/attention.py)
-  layer_heads: tuple = ()  # heads per layer after pruning; () = `heads` in every layer
-  layer_ff: tuple = ()  # feed-forward units per layer after pruning; () = `ff` in every layer
-  quant: str = ''  # '' = float weights; 'int8' = int8 block kernels (plm/compress/quantize.py)
+  # compression's fields: their meaning and defaults are plm/compress/config.py's DEFAULTS
+  layer_heads: tuple = ()
+  layer_ff: tuple = ()
+  quant: str = ''
 
   def setup(self):
     self.embeddings = Embeddings(self.vocab_size, self.hidden, self.max_len, self.num_segments,
@@ -163,8 +162,8 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # model.dtype: comp
 COMPUTE_FIELDS = ('dtype', 'remat', 'attention')
 SHAPE_FIELDS = ('size', 'layers', 'hidden', 'heads', 'ff', 'max_len', 'num_segments',
                 'num_languages', 'num_tasks', 'positions', 'post_ln')  # fix the param shapes
-# Written by plm/compress (pruning, int8); a run saved before they existed had the defaults.
-COMPRESS_DEFAULTS = dict(layer_heads=(), layer_ff=(), quant='')
+# plm/run.py check_meta's name for compress_config.DEFAULTS, until it reads that directly
+COMPRESS_DEFAULTS = compress_config.DEFAULTS
 
 
 def config() -> ml_collections.ConfigDict:
@@ -189,12 +188,7 @@ def config() -> ml_collections.ConfigDict:
   c.dtype = 'float32'  # compute dtype: float32 | bfloat16 (params, optimizer, loss stay fp32)
   c.remat = 'none'  # recompute activations in backward: none | full | dots_saveable | ...
   c.attention = 'einsum'  # einsum (ours) | xla | cudnn (jax.nn.dot_product_attention)
-  # set by the compress job (plm/compress/), not by hand: per-layer heads and feed-forward
-  # units left by pruning (() = heads / ff everywhere), and 'int8' for quantized weights
-  c.layer_heads = ()
-  c.layer_ff = ()
-  c.quant = ''
-  return c
+  return compress_config.add_model_fields(c)  # layer_heads, layer_ff, quant
 
 
 def build_encoder(mc, vocab_size: int) -> Encoder:
@@ -216,11 +210,8 @@ def build_encoder(mc, vocab_size: int) -> Encoder:
                     'sets -1 to the number of data.languages')
   fields = ('activation', 'dropout', 'attention_dropout', 'max_len', 'num_segments',
             'num_languages', 'num_tasks', 'positions', 'post_ln', 'ln_eps', 'remat', 'attention')
-  compressed = {k: mc.get(k, v) for k, v in COMPRESS_DEFAULTS.items()}
-  compressed['layer_heads'] = tuple(compressed['layer_heads'])  # JSON gives lists
-  compressed['layer_ff'] = tuple(compressed['layer_ff'])
   return Encoder(vocab_size=vocab_size, **shape, **{k: mc[k] for k in fields},
-                 dtype=DTYPES[mc.dtype], **compressed)
+                 dtype=DTYPES[mc.dtype], **compress_config.model_fields(mc))
 
 
 def build(mc, vocab_size: int) -> nn.Module:

@@ -31,7 +31,6 @@ class HeadsDense(nn.Module):
   features: tuple  # output feature dims: (heads, kv) into heads, (embed,) out of them
   axes: tuple  # logical names of the kernel's 3 dims
   dtype: Any = jnp.float32
-  quant: str = ''  # '' = float kernel; 'int8' = int8 kernel + per-output scale (int8_matmul)
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -41,41 +40,10 @@ class HeadsDense(nn.Module):
                       jnp.float32)
     lead = x.shape[:x.ndim - n_in]
     flat_in = math.prod(kernel_shape[:n_in])
-    x2 = x.reshape(lead + (flat_in,))
-    if self.quant:
-      kernel, scale = quantized_params(self, kernel_shape, self.axes, n_in, self.quant)
-      y = int8_matmul(x2, kernel.reshape(flat_in, -1), scale.reshape(-1)).astype(self.dtype)
-    else:
-      kernel = self.param('kernel', P(dense_init(), self.axes), kernel_shape, jnp.float32)
-      y = x2.astype(self.dtype) @ kernel.reshape(flat_in, -1).astype(self.dtype)
+    kernel = self.param('kernel', P(dense_init(), self.axes), kernel_shape, jnp.float32)
+    x2 = x.reshape(lead + (flat_in,)).astype(self.dtype)
+    y = x2 @ kernel.reshape(flat_in, -1).astype(self.dtype)
     return y.reshape(lead + tuple(self.features)) + bias.astype(self.dtype)
-
-
-QUANT_MODES = ('int8',)  # model.quant: what plm/compress/quantize.py writes
-
-
-def quantized_params(module: nn.Module, kernel_shape: tuple, axes: tuple, n_in: int, mode: str):
-  """An int8 `kernel` and its float32 `scale` per output feature (the dims after n_in)."""
-  if mode not in QUANT_MODES:
-    raise UserError(f'model.quant={mode!r} is unknown; use one of {QUANT_MODES} or \'\'')
-  kernel = module.param('kernel', P(nn.initializers.zeros_init(), axes), kernel_shape, jnp.int8)
-  scale = module.param('scale', P(nn.initializers.ones, axes[n_in:]), kernel_shape[n_in:],
-                       jnp.float32)
-  return kernel, scale
-
-
-def int8_matmul(x: Array, kernel: Array, scale: Array) -> Array:
-  """x [N, in] (float) @ the int8 kernel [in, out] dequantized by `scale` [out], in float32.
-
-  x is quantized per row (absmax / 127, symmetric), so the product itself is an int8 x
-  int8 -> int32 matmul; the two scales are applied to its output.
-  """
-  x = x.astype(jnp.float32)
-  x_scale = jnp.maximum(jnp.max(jnp.abs(x), axis=-1, keepdims=True), 1e-12) / 127.0
-  xq = jnp.clip(jnp.round(x / x_scale), -127, 127).astype(jnp.int8)
-  acc = jax.lax.dot_general(xq, kernel, (((x.ndim - 1,), (0,)), ((), ())),
-                            preferred_element_type=jnp.int32)
-  return acc.astype(jnp.float32) * x_scale * scale
 
 
 IMPLEMENTATIONS = ('einsum', 'xla', 'cudnn')
@@ -99,7 +67,9 @@ class MultiHeadAttention(nn.Module):
   dropout_rate: float = 0.0  # dropout on attention probabilities
   dtype: Any = jnp.float32  # compute dtype; params stay float32
   implementation: str = 'einsum'  # one of IMPLEMENTATIONS
-  quant: str = ''  # HeadsDense.quant of the four projections
+  # the four projections' module, called as dense(features, axes, dtype, name=): None =
+  # HeadsDense (float kernels); the model chooses (plm/nn/quant.py dense_class)
+  dense: Any = None
   # x_kv is fixed while decoding (an encoder output): with decode, its keys and
   # values are computed once, on the call that passes x_kv, and read back from
   # the cache on the calls that pass x_kv=None.
@@ -110,8 +80,9 @@ class MultiHeadAttention(nn.Module):
                deterministic: bool = True, decode: bool = False) -> Array:
     features = x_q.shape[-1]
     shape = (self.num_heads, self.head_dim)
+    dense = self.dense or HeadsDense
     def proj(name, x):
-      return HeadsDense(shape, ('embed', 'heads', 'kv'), self.dtype, self.quant, name=name)(x)
+      return dense(shape, ('embed', 'heads', 'kv'), self.dtype, name=name)(x)
     q = proj('query', x_q)
     if decode and self.static_kv:
       k, v = self._static_cache(proj, x_kv)
@@ -131,8 +102,7 @@ class MultiHeadAttention(nn.Module):
       out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
     else:
       out = self._fused(q, k, v, mask, deterministic)
-    return HeadsDense((features,), ('heads', 'kv', 'embed'), self.dtype, self.quant,
-                      name='out')(out)
+    return dense((features,), ('heads', 'kv', 'embed'), self.dtype, name='out')(out)
 
   def _fused(self, q: Array, k: Array, v: Array, mask: Array | None,
              deterministic: bool) -> Array:

@@ -5,7 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from plm.nn.attention import MultiHeadAttention, dense_init, int8_matmul, quantized_params
+from plm.nn.attention import MultiHeadAttention, dense_init
 from plm.nn.dropout import Dropout
 
 P = nn.with_logical_partitioning
@@ -19,37 +19,19 @@ def layer_norm(eps: float, name: str, dtype=jnp.float32) -> nn.LayerNorm:
                       bias_init=P(nn.initializers.zeros, ('embed',)))
 
 
-class QuantDense(nn.Module):
-  """nn.Dense's params with an int8 kernel and a float32 scale per output feature."""
-  features: int
-  axes: tuple  # logical names of the kernel's 2 dims
-  quant: str = 'int8'
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    kernel, scale = quantized_params(self, (x.shape[-1], self.features), self.axes, 1,
-                                     self.quant)
-    bias = self.param('bias', P(nn.initializers.zeros, self.axes[1:]), (self.features,),
-                      jnp.float32)
-    y = int8_matmul(x.reshape(-1, x.shape[-1]), kernel, scale).reshape(
-        x.shape[:-1] + (self.features,))
-    return (y + bias).astype(self.dtype)
-
-
 class FeedForward(nn.Module):
   """Position-wise MLP: Dense(ff) -> activation -> Dense(hidden). As in BERT, no dropout
   inside; the block drops the sublayer output."""
   ff_dim: int
   activation: str = 'gelu'  # key of ACTIVATIONS
   dtype: Any = jnp.float32
-  quant: str = ''  # '' = float kernels; 'int8' = QuantDense
+  dense: Any = None  # the kernels' module (plm/nn/quant.py dense_class); None = nn.Dense
 
   @nn.compact
   def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
     def dense(features, axes, name):
-      if self.quant:
-        return QuantDense(features, axes, self.quant, self.dtype, name=name)
+      if self.dense:
+        return self.dense((features,), axes, self.dtype, name=name)
       return nn.Dense(features, dtype=self.dtype, name=name,
                       kernel_init=P(dense_init(), axes),
                       bias_init=P(nn.initializers.zeros, axes[1:]))
@@ -76,7 +58,7 @@ class TransformerBlock(nn.Module):
   cross_attention: bool = False  # decoder blocks attend to an encoder output
   dtype: Any = jnp.float32
   attention: str = 'einsum'  # MultiHeadAttention.implementation: einsum | xla | cudnn
-  quant: str = ''  # '' or 'int8': the weight matmuls of attention and feed-forward
+  dense: Any = None  # MultiHeadAttention.dense and FeedForward.dense: None = float kernels
 
   @nn.compact
   # Positional arguments, so nn.remat can mark `deterministic` static (self = 0).
@@ -92,13 +74,13 @@ class TransformerBlock(nn.Module):
 
     attn = lambda name, static_kv=False: MultiHeadAttention(
         self.num_heads, self.head_dim, self.attention_dropout_rate, self.dtype, self.attention,
-        self.quant, static_kv, name=name)
+        self.dense, static_kv, name=name)
     x = sublayer(x, lambda h: attn('self_attention')(
         h, h, mask, deterministic=deterministic, decode=decode), 'self_attention')
     if self.cross_attention:
       # With decode, `encoded` is given once (the prefill) and None at each step after.
       x = sublayer(x, lambda h: attn('cross_attention', static_kv=True)(
           h, encoded, cross_mask, deterministic=deterministic, decode=decode), 'cross_attention')
-    ff = FeedForward(self.ff_dim, self.activation, self.dtype, self.quant,
+    ff = FeedForward(self.ff_dim, self.activation, self.dtype, self.dense,
                      name='mlp')
     return sublayer(x, lambda h: ff(h, deterministic=deterministic), 'mlp')

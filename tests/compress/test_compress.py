@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 
 from plm import masks, models
+from plm.compress import config as compress_config
 from plm.compress import distill, prune, quantize
 from plm.compress.student import StudentLM
 from plm.data import bible
 from plm.data import tokenizer as tokenizer_lib
 from plm.models import encoder as encoder_lib
 from plm.objectives import base, mlm
-from plm.nn.attention import int8_matmul
+from plm.nn import quant
+from plm.nn.attention import HeadsDense
+from plm.nn.quant import int8_matmul
 
 LEN = 32
 
@@ -206,6 +209,37 @@ def test_int8_matmul_is_an_int32_product_of_the_quantized_operands():
                              rtol=1e-5, atol=1e-5)
   text = jax.jit(int8_matmul).lower(jnp.asarray(x), jnp.asarray(qw), jnp.asarray(s)).as_text()
   assert 'i8' in text and 'i32' in text
+
+
+def test_quant_dense_is_the_float_layer_within_int8_error_on_a_heads_kernel():
+  """QuantDense with quantize_kernel's params computes what HeadsDense computes with the
+  float kernel, on attention's 3-D 'out' kernel (two contracted dims) and a 2-D one."""
+  rng = np.random.RandomState(0)
+  for features, axes, x_shape in (((8,), ('heads', 'kv', 'embed'), (2, 5, 3, 4)),
+                                  ((3, 4), ('embed', 'heads', 'kv'), (2, 5, 8))):
+    x = jnp.asarray(rng.randn(*x_shape).astype(np.float32))
+    float_layer = HeadsDense(features, axes)
+    params = nn.unbox(float_layer.init(jax.random.PRNGKey(0), x))['params']
+    params['bias'] = jnp.asarray(rng.randn(*features).astype(np.float32))
+    want = float_layer.apply({'params': params}, x)
+    n_in = len(axes) - len(features)
+    kernel, scale = quantize.quantize_kernel(params['kernel'], n_in)
+    got = quant.QuantDense(features, axes).apply(
+        {'params': dict(kernel=kernel, scale=scale, bias=params['bias'])}, x)
+    assert got.shape == want.shape == x_shape[:x.ndim - n_in] + features
+    err = np.linalg.norm(got - want) / np.linalg.norm(want)
+    assert 1e-6 < err < 0.02  # quantized (not the float path), and close to it
+
+
+def test_compression_fields_are_declared_once_with_their_defaults():
+  mc = models.config('encoder_lm')
+  assert {k: mc[k] for k in compress_config.DEFAULTS} == compress_config.DEFAULTS
+  assert encoder_lib.COMPRESS_DEFAULTS is compress_config.DEFAULTS
+  enc = encoder_lib.build_encoder(encoder_config(layer_heads=[2, 1], layer_ff=[86, 40]), 100)
+  assert (enc.layer_heads, enc.layer_ff, enc.quant) == ((2, 1), (86, 40), '')  # JSON lists
+  assert quant.dense_class('') is None and quant.dense_class('int8') is quant.QuantDense
+  with pytest.raises(ValueError, match=r'need one entry per layer \(2\)'):
+    compress_config.layer_shapes(2, 4, 16, (4,), ())
 
 
 def test_unknown_quantization_mode_is_an_error():

@@ -11,7 +11,7 @@ from configs import tiny
 from plm import masks, models, run
 from plm.compress import quantize
 from plm.jobs import compress, distill, pretrain
-from plm.nn.attention import int8_matmul
+from plm.nn.quant import int8_matmul
 
 pytestmark = pytest.mark.e2e
 
