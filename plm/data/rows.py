@@ -18,6 +18,7 @@ import hashlib
 import grain
 import numpy as np
 
+from plm.data import dataset
 from plm.errors import UserError
 
 
@@ -32,7 +33,7 @@ def per_process(batch_size: int, process_index: int, process_count: int) -> int:
   return batch_size // process_count
 
 
-class Rows:
+class Rows(dataset.Dataset):
   """Rows of int32 arrays under any keys, plus a `stream` id per row.
 
   `info` holds counts about how the rows were made (pairs left out for length,

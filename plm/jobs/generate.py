@@ -25,6 +25,8 @@ import numpy as np
 import sacrebleu
 
 from plm import models, objectives, run, train, unilm_decode
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
 from plm.data import bible_tasks, labelled, text
 from plm.errors import UserError
 from plm.evaluate import mt_baselines
@@ -142,7 +144,8 @@ def make_task(config, tokenizer, workdir: str = '') -> train.Task:
     return dict(decode=d)
 
   heldout = lambda split: {pair: sets(split)[0]}  # test pairs read once, for both uses
-  return train.Task('generate', model, config.model, objective, rows, heldout, report=report)
+  return train.Task('generate', model, config.model, objective, rows, heldout, report=report,
+                    meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def decode_file(config, workdir: str) -> list[str]:
@@ -151,7 +154,7 @@ def decode_file(config, workdir: str) -> list[str]:
   if not fc.output:
     raise UserError('finetune.input is set but finetune.output is not: name the file the '
                     'outputs go to (--config.finetune.output=out.txt)')
-  loaded = run.load(workdir, config)
+  loaded = workdir_lib.load(workdir, config)
   # a row holds [bos] source [eos] and the output: at most seq_len - width tokens of it
   tok, limit = loaded.tokenizer, loaded.config.finetune.seq_len - 1
   out, empty = text.map_file(
@@ -169,7 +172,6 @@ def generate_job(config, workdir: str):
   config = run.finetune_config(run.resolve(config))
   if config.finetune.input:
     return decode_file(config, workdir)
-  workdir = run.workdir_path(workdir)
-  tokenizer = run.load_tokenizer(config, workdir)
-  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir),
-                                  tokenizer)
+  workdir = workdir_lib.workdir_path(workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir))

@@ -27,6 +27,8 @@ import numpy as np
 import sacrebleu
 
 from plm import checkpoint, models, objectives, run, seq2seq_decode, train
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
 from plm.data import mixing, parallel, sentences, text
 from plm.data.rows import Rows
 from plm.errors import UserError
@@ -193,7 +195,8 @@ def make_task(config, tokenizer, workdir: str) -> train.Task:
     return dict(translation=result, hypotheses=path)
 
   return train.Task('mt', model, config.model, objective, rows, lambda split: {pair: make(split)},
-                    report=report, init_map=init_map_for(config))
+                    report=report, init_map=init_map_for(config),
+                    meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def mt_job(config, workdir: str) -> dict:
@@ -201,10 +204,9 @@ def mt_job(config, workdir: str) -> dict:
   if config.model.name != 'seq2seq':
     raise UserError(f"job=mt trains an encoder-decoder: set model.name='seq2seq' (it is "
                     f'{config.model.name!r}); configs/mass.py does')
-  workdir = run.workdir_path(workdir)
-  tokenizer = run.load_tokenizer(config, workdir)
-  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir),
-                                  tokenizer)
+  workdir = workdir_lib.workdir_path(workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir))
 
 
 def translate_job(config, workdir: str) -> list[str]:
@@ -213,7 +215,7 @@ def translate_job(config, workdir: str) -> list[str]:
   if not mc.input or not mc.output:
     raise UserError('job=translate needs --config.mt.input=<UTF-8 file, one sentence a line> '
                     'and --config.mt.output=<file to write>')
-  loaded = run.load(workdir, config)
+  loaded = workdir_lib.load(workdir, config)
   config, tokenizer = loaded.config, loaded.tokenizer
   languages(config)
   out, empty = text.map_file(
