@@ -88,7 +88,7 @@ def check_meta(saved: dict, current: dict) -> None:
   if differ := differences(saved, current):
     lines = []
     for key, field, a, b in differ:
-      what, fix = FIXES.get(key, (f'another {key}', f'restore {key} as the run had it'))
+      what, fix = FIXES.get(key, (f'has another {key}', f'restore {key} as the run had it'))
       lines.append(f'the checkpoint {what}: {field} is {a!r} there, {b!r} in this run; {fix}')
     raise UserError('\n'.join(lines) + '\n(or start in a new --workdir)')
   if 'data' in current and saved.get('data') != current['data']:

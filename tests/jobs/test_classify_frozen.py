@@ -80,7 +80,8 @@ def test_frozen_laser_classify_end_to_end(tiny_config, laser_run, tmp_path, caps
   workdir = str(tmp_path / 'cls')
   results = classify.classify_job(config, workdir)
   out = capsys.readouterr().out
-  assert 'init_from: mapped step 5' in out and 'MLP on the frozen laser sentence vectors' in out
+  assert f'init_from: sentence_model from step 5 of {laser_dir}/checkpoints; ' in out
+  assert 'MLP on the frozen laser sentence vectors' in out
   # A table per test language: accuracy over every verse that fits, and the majority baseline.
   assert results['step'] == 20
   assert set(results['test']) == set(results['majority_share']) == {'en', 'es'}
