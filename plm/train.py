@@ -275,7 +275,9 @@ def init_from(config, s: Setup, params):
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   restored, _ = checkpoint.restore_params(config.init_from, saved,
                                           jax.tree_util.tree_map(lambda _: device, saved))
-  fresh = jax.device_get(params)
+  # Saved arrays on the host; the fresh ones stay in their shards (a part not taken is
+  # returned as it is, so device_put leaves it in place).
+  fresh = params
   mapped = s.init_map(jax.device_get(restored), fresh)
   if shapes(mapped) != shapes(fresh):
     raise UserError(f'the init_map of config.init_from={config.init_from!r} changed the '

@@ -13,6 +13,7 @@ fixed hash split of 3,000 valid and 3,000 test triples whose entities all occur 
 (WN18RR itself: 40,943 entities, 86,835 / 3,034 / 3,134 triples.) Triples come through the
 TFDS builder plm/data/builders/knowledge_graph.py (array_record, no TensorFlow at run time).
 Entity ids index `entities`, the sorted keys of the train split; relation ids likewise.
+`triple_rows` makes TransE's training rows of a split (TripleRows, a plm.data.dataset).
 """
 import dataclasses
 import functools

@@ -1,4 +1,5 @@
-"""The one dataset type: rows under any keys, in a (seed, step)-determined order.
+"""The in-memory dataset: rows under any keys, in a (seed, step)-determined order
+(plm/data/dataset.py is the protocol every training dataset keeps).
 
 `Rows` holds int32 numpy arrays that share their first dimension (rows): packed
 MLM rows (tokens, segment_ids, positions, langs), TLM pairs, labelled examples
