@@ -24,7 +24,7 @@ from plm.models import encoder as encoder_lib
 
 
 def load_teacher(config):
-  """The teacher run (plm.workdir_lib.Loaded), checked against what the chosen losses need."""
+  """The teacher run (plm.workdir.Loaded), checked against what the chosen losses need."""
   dc = config.distill
   if not dc.teacher:
     raise UserError('distill.teacher is empty; set --config.distill.teacher to the run '
