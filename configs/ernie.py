@@ -14,8 +14,7 @@ vectors) into the tokens they are linked to; MLM + NSP + dEA pre-training.
   # fine-tuning: entity typing or relation classification (plm/jobs/ernie.py)
   python -m plm.main --config=configs/ernie.py:tiny --config.job=ernie_finetune \
       --config.finetune.task=typing --config.init_from=/tmp/ernie_tiny/checkpoints \
-      --config.ernie.entity_vectors=/tmp/transe_tiny/entities.npz \
-      --config.data.vocab_path=/tmp/ernie_tiny/vocab/spm.model --workdir=/tmp/ernie_typing
+      --config.ernie.entity_vectors=/tmp/transe_tiny/entities.npz --workdir=/tmp/ernie_typing
 
 Data: KJV verse pairs and WordNet (definition, example) pairs, linked to the shipped WordNet
 graph (plm/data/ernie.py). The paper's ERNIE-Base is N=6 T-encoder + M=6 K-encoder layers.

@@ -4,8 +4,7 @@ r"""ERNIE 2.0 (Sun et al., 2020): continual multi-task pre-training with task em
   python -m plm.main --config=configs/ernie2.py:tiny --workdir=/tmp/ernie2_tiny
   # fine-tune it (params only; its vocabulary) to genre classification:
   python -m plm.main --config=configs/ernie2.py:tiny --config.job=classify \
-      --config.init_from=/tmp/ernie2_tiny/checkpoints \
-      --config.data.vocab_path=/tmp/ernie2_tiny/vocab/spm.model --workdir=/tmp/ernie2_cls
+      --config.init_from=/tmp/ernie2_tiny/checkpoints --workdir=/tmp/ernie2_cls
 
 A BERT-style encoder with task embeddings (`model.num_tasks`) and one head per task, on the
 shipped KJV Bible (chapters = documents, verses = sentences) with the WEB as the second

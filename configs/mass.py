@@ -4,8 +4,7 @@ r"""MASS (Song et al., 2019): masked sequence-to-sequence pre-training, then tra
   python -m plm.main --config=configs/mass.py:tiny --workdir=/tmp/mass_tiny
   # supervised en->es translation from that run (params only; its vocabulary), BLEU/chrF:
   python -m plm.main --config=configs/mass.py:tiny --config.job=mt \
-      --config.init_from=/tmp/mass_tiny/checkpoints \
-      --config.data.vocab_path=/tmp/mass_tiny/vocab/spm.model --workdir=/tmp/mass_mt
+      --config.init_from=/tmp/mass_tiny/checkpoints --workdir=/tmp/mass_mt
   # translate a file with the fine-tuned run:
   python -m plm.main --config=configs/mass.py:tiny --config.job=translate \
       --config.decode.input=en.txt --config.decode.output=es.txt --workdir=/tmp/mass_mt

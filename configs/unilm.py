@@ -4,11 +4,9 @@ r"""UNILM (Dong et al., 2019): one encoder trained under four attention masks.
   python -m plm.main --config=configs/unilm.py:tiny --workdir=/tmp/unilm_tiny
   # fine-tune that run (params only; its vocabulary) to genre classification and KJV->WEB:
   python -m plm.main --config=configs/unilm.py:tiny --config.job=classify \
-      --config.init_from=/tmp/unilm_tiny/checkpoints \
-      --config.data.vocab_path=/tmp/unilm_tiny/vocab/spm.model --workdir=/tmp/unilm_cls
+      --config.init_from=/tmp/unilm_tiny/checkpoints --workdir=/tmp/unilm_cls
   python -m plm.main --config=configs/unilm.py:tiny --config.job=generate \
-      --config.init_from=/tmp/unilm_tiny/checkpoints \
-      --config.data.vocab_path=/tmp/unilm_tiny/vocab/spm.model --workdir=/tmp/unilm_gen
+      --config.init_from=/tmp/unilm_tiny/checkpoints --workdir=/tmp/unilm_gen
 
 A BERT-style encoder (segment embeddings, no language embeddings) on the shipped
 English (KJV) Bible, with the shared size and schedule of plm/configlib.py. Each row is

@@ -11,8 +11,7 @@ r"""XLM (Lample & Conneau, 2019): MLM (or CLM) over a shared BPE vocabulary.
       --config.data.text_dir=~/wiki --config.data.prepared_dir=~/wiki_prepared --workdir=runs/wiki
   # zero-shot cross-lingual transfer: genre labels in English only, tested in en and es
   python -m plm.main --config=configs/xlm.py:tiny --config.job=classify \
-      --config.init_from=/tmp/xlm_tiny/checkpoints \
-      --config.data.vocab_path=/tmp/xlm_tiny/vocab/spm.model --workdir=/tmp/xlm_zeroshot
+      --config.init_from=/tmp/xlm_tiny/checkpoints --workdir=/tmp/xlm_zeroshot
 
 The default trains BERT-Mini-sized XLM on the shipped English (KJV) and Spanish
 (Reina-Valera 1909) Bibles on 2 CPU cores in about 17 minutes and prints a

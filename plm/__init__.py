@@ -7,7 +7,7 @@ __all__ = ['MissingFileError', 'UserError', 'load']
 def load(workdir: str, config=None):
   """(config, tokenizer, model, params, step) of the trained run in `workdir`.
 
-  Imported on use, so `import plm` stays light. See plm/run.py.
+  Imported on use, so `import plm` stays light. See plm/workdir.py.
   """
-  from plm import run  # pylint: disable=g-import-not-at-top
-  return run.load(workdir, config)
+  from plm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  return workdir_lib.load(workdir, config)

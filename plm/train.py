@@ -7,7 +7,8 @@ the layers below; the loop knows nothing of any model family.
 import functools
 import os
 import signal
-from typing import Any, Callable, NamedTuple
+import types
+from typing import Any, Callable, Mapping, NamedTuple
 
 from absl import logging
 import flax.linen as nn
@@ -19,8 +20,12 @@ import optax
 from jax.sharding import Mesh
 from tensorboardX import SummaryWriter
 
-from plm import checkpoint, partitioning, progress, run
+from plm import checkpoint, models, partitioning, progress
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
+from plm.data.dataset import Dataset
 from plm.errors import MissingFileError, UserError
+from plm.evaluate import heldout
 from plm.objectives.base import ModelFn, Objective, loss_weights
 
 NonFiniteLossError = progress.NonFiniteLossError
@@ -34,15 +39,18 @@ class Task(NamedTuple):
   model: nn.Module
   model_config: ml_collections.ConfigDict  # what the params are (checkpoint meta, config.json)
   objective: Objective
-  train_rows: Any  # plm.data.rows.Rows or MixedDataset: batch(step, size, seed=...)
+  train_rows: Dataset  # batch(step, size, seed=...) and iterator(...): plm/data/dataset.py
   heldout: Callable  # split -> {set name: Rows}
   evaluators: tuple = ()  # (name, every, (params, split) -> table, log(table, step, writer))
   report: Callable | None = None  # (params, test table) -> extra results
-  # (saved params, fresh params) -> params for config.init_from; None = every top-level part
-  # the saved run holds with the same shapes (a pre-trained encoder under a new head)
+  # (saved params, fresh params) -> params for config.init_from; None = plm.models.init_map
+  # (every top-level part the saved run holds with the same shapes)
   init_map: Callable | None = None
   # top-level param names never updated (no gradient, no optimizer state): a frozen encoder
   frozen: tuple = ()
+  # what a checkpoint must match besides the model and data: the vocabulary
+  # (plm.meta.of_tokenizer), or a knowledge graph's fingerprint and size
+  meta: Mapping = types.MappingProxyType({})
 
 
 def learning_rate(c) -> optax.Schedule:
@@ -134,9 +142,8 @@ def make_steps(model, objective: Objective, tx, accum_steps: int, weights: dict,
       keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
       new_state.update(params=keep(new_state['params'], state['params']),
                        opt_state=keep(opt_state, state['opt_state']))
-    segments = [v for k, v in batch.items() if k.endswith('segment_ids')]  # src_ and tgt_ too
-    tokens = sum(jnp.sum(v > 0) for v in segments) if segments else batch['stream'].shape[0]
-    metrics = dict(loss=loss, tokens=jnp.asarray(tokens, jnp.float32), grad_norm=grad_norm,
+    tokens = jnp.asarray(objective.count_tokens(batch), jnp.float32)
+    metrics = dict(loss=loss, tokens=tokens, grad_norm=grad_norm,
                    skipped=1.0 - finite.astype(jnp.float32))
     for h in heads:
       metrics[f'{h}/loss'] = sums[f'{h}/loss'] / denoms[h]
@@ -157,15 +164,9 @@ def make_steps(model, objective: Objective, tx, accum_steps: int, weights: dict,
 
 def evaluate(s: 'Setup', params, datasets: dict, rng) -> dict:
   """Held-out table {set: {head: loss, perplexity, accuracy, unigram baseline}}."""
-  table = {}
-  for name, ds in datasets.items():
-    totals = None
-    for batch in ds.iterate_once(s.eval_batch_size, process_index=jax.process_index(),
-                                 process_count=jax.process_count()):
-      sums = jax.device_get(s.eval_step(params, s.extras, s.put(batch), rng))
-      totals = sums if totals is None else {k: totals[k] + sums[k] for k in sums}
-    table[name] = progress.table_from_sums(totals)
-  return table
+  return heldout.table(lambda batch: s.eval_step(params, s.extras, s.put(batch), rng), datasets,
+                       s.eval_batch_size, process_index=jax.process_index(),
+                       process_count=jax.process_count())
 
 
 class Setup(NamedTuple):
@@ -180,10 +181,10 @@ class Setup(NamedTuple):
   put: Callable  # process-local numpy batch -> global sharded arrays
   meta: dict  # what a checkpoint must match to resume
   eval_batch_size: int
-  init_map: Callable | None = None  # Task.init_map
+  init_map: Callable  # Task.init_map or plm.models.init_map: saved params onto fresh ones
 
 
-def setup(config, task: Task, tokenizer, devices=None) -> Setup:
+def setup(config, task: Task, devices=None) -> Setup:
   """Mesh, optimizer, extras and the sharded, jitted init and steps of `task`."""
   tc = config.train
   # ----- Mesh -----
@@ -198,18 +199,15 @@ def setup(config, task: Task, tokenizer, devices=None) -> Setup:
                     f'data-parallel size {dp} (mesh data x fsdp)')
   if tc.nonfinite not in ('stop', 'skip'):
     raise UserError(f"train.nonfinite={tc.nonfinite!r}: use 'stop' or 'skip'")
-  if tc.loss_chunk and not hasattr(task.model, 'hidden'):
-    raise UserError(f'train.loss_chunk={tc.loss_chunk} needs a language model (hidden + '
-                    f'logits); {type(task.model).__name__} has no vocabulary head: set '
-                    'train.loss_chunk=0')
 
   # ----- Model, objective and optimizer -----
   model, objective = task.model, task.objective
+  if objective.check_model:  # e.g. train.loss_chunk needs a vocabulary head
+    objective.check_model(model)
   weights = loss_weights(objective, config.objective.get('loss_weights'))
   tx = freeze(make_optimizer(config.optim), task.frozen)
   batch_sharding = partitioning.batch_sharding(mesh)
-  # A model without language embeddings gets no language ids (BERT, UNILM).
-  drop = () if task.model_config.get('num_languages', 0) else ('langs',)
+  drop = models.unused_inputs(task.model_config)  # e.g. language ids for BERT and UNILM
   keep = lambda b: {k: v for k, v in b.items() if k not in drop}
   example = keep(task.train_rows.batch(0, tc.batch_size // tc.accum_steps, seed=config.seed))
 
@@ -241,19 +239,19 @@ def setup(config, task: Task, tokenizer, devices=None) -> Setup:
                          out_shardings=(state_sharding, partitioning.replicated(mesh)),
                          donate_argnums=0)
     init_fn = jax.jit(unboxed_init, out_shardings=state_sharding)
-  meta = dict(vocab=tokenizer.fingerprint, data=task.train_rows.fingerprint,
-              vocab_size=tokenizer.vocab_size, model=task.model_config.to_dict(), task=task.name,
-              frozen=sorted(task.frozen),  # the optimizer state's structure depends on it
-              **getattr(task.train_rows, 'meta', {}))  # e.g. ERNIE 2.0's stage schedule
+  meta = dict(task.meta, data=task.train_rows.fingerprint, model=task.model_config.to_dict(),
+              task=task.name, frozen=sorted(task.frozen),  # the optimizer state depends on it
+              **task.train_rows.meta)  # e.g. ERNIE 2.0's stage schedule
   put = lambda b: jax.make_array_from_process_local_data(batch_sharding, keep(b))
   return Setup(mesh, init_fn, abstract_state, state_sharding, extras, train_step,
-               jax.jit(eval_step), put, meta, tc.eval_batch_size, task.init_map)
+               jax.jit(eval_step), put, meta, tc.eval_batch_size,
+               task.init_map or models.init_map)
 
 
 def restore_or_init(config, s: Setup, mngr):
   """The resume order of plm/checkpoint.py: workdir, then init_from, then scratch."""
   state, _ = checkpoint.restore_latest(mngr, s.abstract_state, s.state_sharding,
-                                       lambda saved: run.check_meta(saved, s.meta))
+                                       lambda saved: meta_lib.check_meta(saved, s.meta))
   if state is not None:
     return state
   with jax.set_mesh(s.mesh):
@@ -264,51 +262,33 @@ def restore_or_init(config, s: Setup, mngr):
 
 
 def init_from(config, s: Setup, params):
-  """`params` with every top-level part that config.init_from also holds (same shapes)
-  replaced by the saved one: a pre-trained encoder under a new classification head."""
+  """`params` with the saved params of config.init_from mapped onto them by the task's
+  init_map (default plm.models.init_map: a pre-trained encoder under a new head)."""
   step, saved, _ = checkpoint.saved_params(
-      config.init_from, lambda meta: run.check_init_from(config, meta, s.meta))
+      config.init_from, lambda meta: meta_lib.check_init_from(config, meta, s.meta))
   shapes = lambda tree: jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), tree)
-  fresh = s.abstract_state['params']
-  if s.init_map is not None:  # the task maps another architecture's params onto its own
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    restored, _ = checkpoint.restore_params(config.init_from, saved,
-                                            jax.tree_util.tree_map(lambda _: device, saved))
-    mapped = s.init_map(jax.device_get(restored), jax.device_get(params))
-    if shapes(mapped) != shapes(fresh):
-      raise UserError(f'init_map of config.init_from={config.init_from!r} changed the '
-                      'parameter shapes; it must return the fresh tree with saved values')
-    print(f'init_from: mapped step {step} of {config.init_from} onto this model', flush=True)
-    return jax.device_put(mapped, s.state_sharding['params'])
-  if 'encoder' in fresh and 'encoder' not in saved and 'embeddings' in saved:
-    # An `encoder` run (e.g. a converted checkpoint without an LM head) holds the Encoder's
-    # own tree: it is this model's 'encoder' part.
-    if shapes(saved) != shapes(fresh['encoder']):
-      raise UserError(f'config.init_from={config.init_from!r} holds an encoder of other shapes '
-                      "than this model's; use the config the pre-trained run used")
-    restored, _ = checkpoint.restore_params(config.init_from, fresh['encoder'],
-                                            s.state_sharding['params']['encoder'])
-    print(f'init_from: encoder from step {step} of {config.init_from}; '
-          f'{", ".join(k for k in fresh if k != "encoder")} freshly initialized', flush=True)
-    return {**params, 'encoder': restored}
-  take = [k for k in fresh if k in saved and shapes(saved[k]) == shapes(fresh[k])]
-  if not take:
-    raise UserError(f'config.init_from={config.init_from!r} holds parameters '
-                    f'{sorted(saved)}, none of which fit this model ({sorted(fresh)}); start '
-                    'from a run of the same model family and size')
-  restored, _ = checkpoint.restore_params(config.init_from, {k: fresh[k] for k in take},
-                                          {k: s.state_sharding['params'][k] for k in take})
-  print(f'init_from: {", ".join(take)} from step {step} of {config.init_from}; '
-        f'{", ".join(k for k in fresh if k not in take) or "nothing"} freshly initialized',
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  restored, _ = checkpoint.restore_params(config.init_from, saved,
+                                          jax.tree_util.tree_map(lambda _: device, saved))
+  # Saved arrays on the host; the fresh ones stay in their shards (a part not taken is
+  # returned as it is, so device_put leaves it in place).
+  fresh = params
+  mapped = s.init_map(jax.device_get(restored), fresh)
+  if shapes(mapped) != shapes(fresh):
+    raise UserError(f'the init_map of config.init_from={config.init_from!r} changed the '
+                    'parameter shapes; it must return the fresh tree with saved values')
+  taken = [k for k in fresh if mapped[k] is not fresh[k]]
+  print(f'init_from: {", ".join(taken) or "nothing"} from step {step} of {config.init_from}; '
+        f'{", ".join(k for k in fresh if k not in taken) or "nothing"} freshly initialized',
         flush=True)
-  return {**params, **restored}
+  return jax.device_put(mapped, s.state_sharding['params'])
 
 
-def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
+def train_and_evaluate(config, workdir: str, task: Task) -> dict:
   """Trains `task` in `workdir` (resuming if it holds a checkpoint); returns results.json."""
-  workdir = run.workdir_path(workdir)
+  workdir = workdir_lib.workdir_path(workdir)
   tc = config.train
-  s = setup(config, task, tokenizer)
+  s = setup(config, task)
   eval_rng = jax.random.PRNGKey(config.seed + 2)  # the same masks at every evaluation
   validation = task.heldout('validation') if tc.eval_every else {}
 
@@ -316,19 +296,17 @@ def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
   mngr = checkpoint.manager(workdir, max_to_keep=tc.keep_checkpoints)
   state = restore_or_init(config, s, mngr)
   # After the restore's checks: a refused workdir keeps the config.json of its own run.
-  run.write_config(config, workdir)
+  workdir_lib.write_config(config, workdir)
   step = int(state['step'])
   if step:
     print(f'resumed from step {step} in {mngr.directory}', flush=True)
   # A streamed corpus (plm/data/prepared.py) is read by a grain iterator whose state each
-  # checkpoint holds; in-memory rows are a pure function of (seed, step) and need none.
-  stream = None
-  if hasattr(task.train_rows, 'iterator'):
-    stream = task.train_rows.iterator(tc.batch_size, seed=config.seed,
-                                      process_index=jax.process_index(),
-                                      process_count=jax.process_count())
-    if step:
-      checkpoint.restore_data(mngr, step, stream)
+  # checkpoint holds; in-memory rows are a pure function of (seed, step): no iterator.
+  stream = task.train_rows.iterator(tc.batch_size, seed=config.seed,
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count())
+  if stream is not None and step:
+    checkpoint.restore_data(mngr, step, stream)
 
   # ----- Loop -----
   stop = {'signal': None}
@@ -376,7 +354,7 @@ def train_and_evaluate(config, workdir: str, task: Task, tokenizer) -> dict:
   results = test_results(config, s, task, state['params'], step, writer, bar)
   if writer:
     writer.close()
-  run.write_results(results, workdir)
+  workdir_lib.write_results(results, workdir)
   return results
 
 
@@ -390,7 +368,7 @@ def test_results(config, s: Setup, task: Task, params, step: int, writer=None, b
         flush=True)
   results = dict(job=config.job, task=task.name, seed=config.seed, step=step,
                  init_from=config.init_from, train_rows=len(task.train_rows),
-                 train_info=getattr(task.train_rows, 'info', {}), test=table)
+                 train_info=dict(task.train_rows.info), test=table)
   with jax.set_mesh(s.mesh):
     for name, _, evaluator, log in task.evaluators:
       results[name] = evaluator(params, 'test')
@@ -400,16 +378,17 @@ def test_results(config, s: Setup, task: Task, params, step: int, writer=None, b
   return results
 
 
-def evaluate_checkpoint(config, workdir: str, task: Task, tokenizer) -> dict:
+def evaluate_checkpoint(config, workdir: str, task: Task) -> dict:
   """The test-split results of the newest checkpoint in `workdir`, written to
   results_evaluate.json (the training run's results.json and config.json stay as they are)."""
-  workdir = run.workdir_path(workdir)
-  s = setup(config, task, tokenizer)
+  workdir = workdir_lib.workdir_path(workdir)
+  s = setup(config, task)
   state, _ = checkpoint.restore_latest(checkpoint.manager(workdir), s.abstract_state,
-                                       s.state_sharding, lambda saved: run.check_meta(saved, s.meta))
+                                       s.state_sharding,
+                                       lambda saved: meta_lib.check_meta(saved, s.meta))
   if state is None:
     raise MissingFileError(f'no checkpoint in {workdir}/checkpoints; train first '
                            '(config.job=train) or point --workdir at a trained run')
   results = test_results(config, s, task, state['params'], int(state['step']))
-  run.write_results(results, workdir, 'results_evaluate.json')  # results.json is training's
+  workdir_lib.write_results(results, workdir, 'results_evaluate.json')  # results.json is training's
   return results

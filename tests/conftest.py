@@ -18,9 +18,9 @@ def tfds_dir(tmp_path_factory):
 def tiny_config(tfds_dir, tmp_path_factory):
   """configs/xlm.py:tiny on the shared TFDS dir with one vocabulary for all tests."""
   from configs import xlm  # pylint: disable=g-import-not-at-top
-  from plm import run  # pylint: disable=g-import-not-at-top
+  from plm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   config = xlm.get_config('tiny')
   config.data.tfds_dir = tfds_dir
   config.data.vocab_path = str(tmp_path_factory.mktemp('vocab') / 'spm.model')
-  run.load_tokenizer(config, '')  # trains it once (~1 s)
+  workdir_lib.load_tokenizer(config, '')  # trains it once (~1 s)
   return config

@@ -13,7 +13,8 @@ import numpy as np
 
 sys.path.insert(0, __file__.rsplit('/tests/', 1)[0])
 from configs import xlm  # pylint: disable=g-import-not-at-top,wrong-import-position
-from plm import run, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from plm import run, train  # pylint: disable=g-import-not-at-top, wrong-import-position
+from plm import workdir as workdir_lib
 from plm.jobs import pretrain  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 LAYOUTS = {
@@ -31,9 +32,9 @@ def two_steps(tfds_dir, vocab_path, workdir, layout):
   config.model.dropout = config.model.attention_dropout = 0.1  # random bits must not depend on the layout
   devices = jax.devices()[:int(np.prod(list(LAYOUTS[layout].values())))]
   config = run.resolve(config)
-  tokenizer = run.load_tokenizer(config, workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
   task = pretrain.make_task(config, tokenizer)
-  s = train.setup(config, task, tokenizer, devices)
+  s = train.setup(config, task, devices)
   assert s.mesh.devices.size == len(devices), (s.mesh, layout)
   with jax.set_mesh(s.mesh):
     state = s.init(jax.random.PRNGKey(config.seed), s.extras)

@@ -32,12 +32,13 @@ def main(tfds_dir, vocab_path, workdir, layout, out):
   import numpy as np
   from jax.experimental import multihost_utils
   from plm import checkpoint, run, train
+  from plm import workdir as workdir_lib
   from plm.jobs import pretrain
   assert len(jax.devices()) == 8, f'{len(jax.devices())} devices; want 8 over all processes'
   config = run.resolve(config)
-  tokenizer = run.load_tokenizer(config, workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
   task = pretrain.make_task(config, tokenizer)
-  s = train.setup(config, task, tokenizer)
+  s = train.setup(config, task)
   with jax.set_mesh(s.mesh):
     state = s.init(jax.random.PRNGKey(config.seed), s.extras)
     for step in range(2):

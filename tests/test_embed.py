@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from plm import masks, run
+from plm import masks
+from plm import workdir as workdir_lib
 from plm.jobs import embed, pretrain
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +48,7 @@ def test_embed_job_writes_one_vector_per_line_in_order(trained, tmp_path):
   assert np.isfinite(vectors).all()
   # Each vector is the mean of the last layer's states over `[bos] line [eos]`, with the
   # language id of embed.language (en: 0), computed here from the loaded run.
-  loaded = run.load(workdir, config.copy_and_resolve_references())
+  loaded = workdir_lib.load(workdir, config.copy_and_resolve_references())
   tok = loaded.tokenizer
   for i in (1, 2, 4):  # the empty line too: [bos] [eos]
     row = np.asarray([[tok.bos_id] + tok.encode([LINES[i]])[0] + [tok.eos_id]], np.int32)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from plm import models, run, train
+from plm import workdir as workdir_lib
 from plm.jobs import pretrain
 from plm.objectives import base, clm
 from plm.objectives.losses import chunked_cross_entropy
@@ -15,9 +16,9 @@ pytestmark = pytest.mark.model
 
 def one_step(config):
   config = run.resolve(config)
-  tokenizer = run.load_tokenizer(config, '')
+  tokenizer = workdir_lib.load_tokenizer(config, '')
   task = pretrain.make_task(config, tokenizer)
-  s = train.setup(config, task, tokenizer)
+  s = train.setup(config, task)
   batch = task.train_rows.batch(0, config.train.batch_size, seed=config.seed)
   with jax.set_mesh(s.mesh):
     state = s.init(jax.random.PRNGKey(0), s.extras)
@@ -103,4 +104,4 @@ def test_loss_chunk_errors():
                     heldout=None)
   with pytest.raises(ValueError, match='train.loss_chunk=4 needs a language model .* '
                      'EncoderClassifier has no vocabulary head: set train.loss_chunk=0'):
-    train.setup(config, task, tokenizer=None)
+    train.setup(config, task)

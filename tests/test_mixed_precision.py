@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm import run, train
+from plm import workdir as workdir_lib
 from plm.jobs import pretrain
 
 pytestmark = pytest.mark.model
@@ -14,9 +15,9 @@ STEPS = 30
 
 def train_losses(config):
   config = run.resolve(config)
-  tokenizer = run.load_tokenizer(config, '')
+  tokenizer = workdir_lib.load_tokenizer(config, '')
   task = pretrain.make_task(config, tokenizer)
-  s = train.setup(config, task, tokenizer)
+  s = train.setup(config, task)
   losses = []
   with jax.set_mesh(s.mesh):
     state = s.init(jax.random.PRNGKey(config.seed), s.extras)

@@ -11,6 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from plm import checkpoint, partitioning, run, train
+from plm import workdir as workdir_lib
 from plm.jobs import pretrain
 
 pytestmark = pytest.mark.e2e
@@ -29,8 +30,8 @@ def short(config, steps=20):
 def setup(config, workdir):
   """The pre-training job's Setup for `config` (a resolved copy)."""
   config = run.resolve(config.copy_and_resolve_references())
-  tokenizer = run.load_tokenizer(config, str(workdir))
-  return train.setup(config, pretrain.make_task(config, tokenizer), tokenizer)
+  tokenizer = workdir_lib.load_tokenizer(config, str(workdir))
+  return train.setup(config, pretrain.make_task(config, tokenizer))
 
 
 def latest_params(workdir, config):
@@ -148,7 +149,7 @@ def test_sequence_longer_than_the_model_is_refused(tiny_config):
   config = run.resolve(tiny_config.copy_and_resolve_references())
   config.data.seq_len = 128
   with pytest.raises(ValueError, match=r'data.seq_len=128 exceeds model.max_len=64'):
-    pretrain.make_task(config, run.load_tokenizer(config, ''))
+    pretrain.make_task(config, workdir_lib.load_tokenizer(config, ''))
 
 
 def test_mesh_and_batch_that_do_not_fit_are_refused(tiny_config, tmp_path):

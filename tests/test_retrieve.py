@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from plm import masks, run
+from plm import masks
+from plm import workdir as workdir_lib
 from plm.evaluate import bible_retrieval
 from plm.evaluate import embedding as embed
 from plm.jobs import pretrain, retrieve
@@ -111,7 +112,7 @@ def test_training_table_is_the_brute_force_one(trained):
   with language id 0, es rows with id 1. Controls: the same vectors on both sides
   retrieve every verse, a shuffled side about 1 in `pairs`."""
   config, workdir, table, _ = trained
-  loaded = run.load(workdir, config.copy_and_resolve_references())
+  loaded = workdir_lib.load(workdir, config.copy_and_resolve_references())
   evaluator = bible_retrieval.Evaluator(loaded.config, loaded.tokenizer, loaded.model)
   rows, _ = evaluator.split_rows('test')
   assert len(rows[0]) == len(rows[1]) == 48
@@ -130,7 +131,7 @@ def test_same_translation_on_both_sides_is_retrieved_perfectly(trained):
   """Through the Evaluator: KJV against itself gives P@1 1 and rank 1 in both directions
   (identical rows, identical vectors); KJV against Reina-Valera does not."""
   config, workdir, table, _ = trained
-  loaded = run.load(workdir, config.copy_and_resolve_references())
+  loaded = workdir_lib.load(workdir, config.copy_and_resolve_references())
   same = _with(loaded.config, retrieval={'translations': ('en_kjv', 'en_kjv'),
                                          'max_pairs': 48})
   result = bible_retrieval.Evaluator(same, loaded.tokenizer, loaded.model)(loaded.params,
@@ -150,7 +151,7 @@ def _with(config, **groups):
 
 def test_layer_choice_and_language_ids(trained, tmp_path):
   config, workdir, _, _ = trained
-  loaded = run.load(workdir, config.copy_and_resolve_references())
+  loaded = workdir_lib.load(workdir, config.copy_and_resolve_references())
   config, tokenizer, model, params = loaded.config, loaded.tokenizer, loaded.model, loaded.params
   assert loaded.step == 8
   rows = [[tokenizer.bos_id] + ids + [tokenizer.eos_id]

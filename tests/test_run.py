@@ -7,6 +7,7 @@ import pytest
 
 import plm
 from plm import run, train
+from plm import workdir as workdir_lib
 from plm.jobs import pretrain
 
 pytestmark = pytest.mark.e2e
@@ -45,11 +46,12 @@ def test_load_rebuilds_the_run_from_its_directory(trained):
   loaded = plm.load(workdir)  # from config.json alone
   assert loaded.step == 30
   assert loaded.config.model.num_languages == 2  # resolved from data.languages at train time
-  assert loaded.config.to_dict() == run.read_config(workdir).to_dict()
-  assert loaded.tokenizer.fingerprint == run.open_tokenizer(run.resolve(config), workdir).fingerprint
+  assert loaded.config.to_dict() == workdir_lib.read_config(workdir).to_dict()
+  assert (loaded.tokenizer.fingerprint
+          == workdir_lib.open_tokenizer(run.resolve(config), workdir).fingerprint)
   # The restored params are the trained ones: they give the run's test table exactly.
   task = pretrain.make_task(loaded.config, loaded.tokenizer)
-  s = train.setup(loaded.config, task, loaded.tokenizer)
+  s = train.setup(loaded.config, task)
   with jax.set_mesh(s.mesh):
     table = train.evaluate(s, loaded.params, task.heldout('test'),
                            jax.random.PRNGKey(loaded.config.seed + 2))

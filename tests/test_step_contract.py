@@ -119,15 +119,13 @@ def test_extras_are_sharded_read_and_never_saved(tiny_config, tmp_path):
   config.train.steps, config.train.checkpoint_every, config.train.eval_every = 3, 3, 0
   objective = two_heads(with_extras=True)
 
-  class Tok:
-    fingerprint, vocab_size = 'toy', V
-
   task = train.Task('toy', TwoInputModel(models.build(config.model, V)), config.model,
-                    objective, rows(), lambda split: {'toy': rows(16, seed=2)})
-  s = train.setup(config, task, Tok())
+                    objective, rows(), lambda split: {'toy': rows(16, seed=2)},
+                    meta=dict(vocab='toy', vocab_size=V))
+  s = train.setup(config, task)
   assert s.extras['table'].sharding.spec == PartitionSpec('model')  # 'vocab' -> 'model'
   before = np.asarray(s.extras['table'])
-  results = train.train_and_evaluate(config, str(tmp_path), task, Tok())
+  results = train.train_and_evaluate(config, str(tmp_path), task)
   assert set(results['test']['toy']) == {'mlm', 'clm'}
   # The clm head's targets went through the frozen table: its unigram-free accuracy
   # on permuted ids is computed against table[ids], and the table did not move.

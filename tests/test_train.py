@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from plm import run, train
+from plm import workdir as workdir_lib
 from plm.jobs import pretrain
 from tests import plm_process
 
@@ -47,8 +48,8 @@ def test_tiny_config_learns(tiny_config, tmp_path):
 def test_config_json_round_trips(tiny_config, tmp_path):
   """{workdir}/config.json reads back as the config that wrote it (what plm.load rebuilds)."""
   config = run.resolve(tiny_config.copy_and_resolve_references())
-  run.write_config(config, str(tmp_path))
-  saved = run.read_config(str(tmp_path))
+  workdir_lib.write_config(config, str(tmp_path))
+  saved = workdir_lib.read_config(str(tmp_path))
   assert saved.model.to_dict() == config.model.to_dict()
   assert saved.data.languages == config.data.languages == ('en', 'es')
   assert saved.data.tlm_pairs == config.data.tlm_pairs == ('en-es',)
@@ -57,8 +58,8 @@ def test_config_json_round_trips(tiny_config, tmp_path):
 def params_of(workdir, config):
   """The newest checkpoint's params as numpy."""
   config = run.resolve(config.copy_and_resolve_references())
-  tokenizer = run.load_tokenizer(config, str(workdir))
-  s = train.setup(config, pretrain.make_task(config, tokenizer), tokenizer)
+  tokenizer = workdir_lib.load_tokenizer(config, str(workdir))
+  s = train.setup(config, pretrain.make_task(config, tokenizer))
   from plm import checkpoint  # pylint: disable=g-import-not-at-top
   state, _ = checkpoint.restore_latest(checkpoint.manager(str(workdir)), s.abstract_state,
                                        s.state_sharding)

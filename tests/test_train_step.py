@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from plm import progress, run, train
+from plm import workdir as workdir_lib
 from plm.jobs import pretrain
 
 pytestmark = pytest.mark.model
@@ -14,9 +15,9 @@ pytestmark = pytest.mark.model
 def build(config):
   """(task, tokenizer, Setup) of the pre-training job on `config` (resolved here)."""
   config = run.resolve(config)
-  tokenizer = run.load_tokenizer(config, '')
+  tokenizer = workdir_lib.load_tokenizer(config, '')
   task = pretrain.make_task(config, tokenizer)
-  return task, tokenizer, train.setup(config, task, tokenizer)
+  return task, tokenizer, train.setup(config, task)
 
 
 def setup_and_state(config):

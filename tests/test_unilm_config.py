@@ -13,6 +13,7 @@ import numpy as np
 
 from configs import unilm as unilm_config
 from plm import run, train
+from plm import workdir as workdir_lib
 from plm.jobs import pretrain
 
 pytestmark = pytest.mark.e2e
@@ -33,10 +34,10 @@ def test_tiny_unilm_config_trains(tiny_config, tmp_path):
   config.train.steps = 30
   config.optim.warmup_steps = 5
   config = run.resolve(config.copy_and_resolve_references())
-  tokenizer = run.load_tokenizer(config, str(tmp_path))
+  tokenizer = workdir_lib.load_tokenizer(config, str(tmp_path))
   task = pretrain.make_task(config, tokenizer)
   assert task.objective.heads == ('unilm',)
-  s = train.setup(config, task, tokenizer)
+  s = train.setup(config, task)
   valid = pretrain.heldout_sets(config, tokenizer, 'validation')
   assert set(valid) == {'en'}
   batches = list(itertools.islice(valid['en'].iterate_once(config.train.eval_batch_size), 2))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from plm import run, train
+from plm import workdir as workdir_lib
 from plm.data import tokenizer as tokenizer_lib
 from plm.jobs import pretrain, vocab
 
@@ -30,9 +31,9 @@ def test_tiny_config_trains_mlm_plus_tlm(tiny_config, tmp_path):
   config.data.tlm_share = 0.5  # XLM's MLM+TLM: half the rows are translation pairs
   config.train.steps = 30
   config.optim.warmup_steps = 5
-  tokenizer = run.load_tokenizer(config, str(tmp_path))
+  tokenizer = workdir_lib.load_tokenizer(config, str(tmp_path))
   task = pretrain.make_task(config, tokenizer)
-  s = train.setup(config, task, tokenizer)
+  s = train.setup(config, task)
   rows = task.train_rows
   assert rows.names == ('en', 'es', 'en-es', 'es-en')
   np.testing.assert_allclose(rows.weights[2:], [0.25, 0.25])
@@ -87,14 +88,14 @@ def test_vocab_job_and_a_mismatching_vocabulary_is_refused(tiny_config, tmp_path
   config = tiny_config.copy_and_resolve_references()
   config.data.vocab_path = ''
   config.data.vocab_alpha = 1.0
-  assert run.load_tokenizer(config, str(tmp_path / 'alpha1')).fingerprint != fingerprint
+  assert workdir_lib.load_tokenizer(config, str(tmp_path / 'alpha1')).fingerprint != fingerprint
   # Deterministic: the tests' shared vocabulary (same data and alpha) is the same file.
   assert tokenizer_lib.Tokenizer.load(tiny_config.data.vocab_path).fingerprint == fingerprint
 
   # The config records the fingerprint: the same file passes, another is refused.
   config.data.vocab_path = str(path)
   config.data.vocab_fingerprint = fingerprint
-  assert run.load_tokenizer(config, '').fingerprint == fingerprint
+  assert workdir_lib.load_tokenizer(config, '').fingerprint == fingerprint
   config.data.vocab_path = str(tmp_path / 'alpha1' / 'vocab' / 'spm.model')  # another file
   other = tokenizer_lib.Tokenizer.load(config.data.vocab_path).fingerprint
   message = (f'the vocabulary {config.data.vocab_path} has fingerprint {other} but the config '

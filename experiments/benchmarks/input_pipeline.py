@@ -180,11 +180,11 @@ def main(argv=None):
   if args.measure:
     print(json.dumps(measure(args)))
     return
-  from plm import run  # pylint: disable=g-import-not-at-top
+  from plm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   os.makedirs(args.out, exist_ok=True)
   bible = config_for(args.out, '')
   bible.data.corpus = 'bible'
-  run.load_tokenizer(bible, args.out)  # configs/xlm.py's 8000 pieces, trained on the Bibles
+  workdir_lib.load_tokenizer(bible, args.out)  # configs/xlm.py's 8000 pieces, trained on the Bibles
   sizes = [int(k) for k in args.sizes.split(',')]
   need = BATCH / (args.step_ms / 1000)
   print(f'machine: {platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; '

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import tiny
-from plm import masks, models, run
+from plm import masks, models
+from plm import workdir as workdir_lib
 from plm.compress import prune, quantize
 
 
@@ -98,7 +99,7 @@ def main():
   for name, path, shape, variant in (('teacher', args.teacher, args.teacher_shape, 'teacher'),
                                      ('student', args.student, args.student_shape, '')):
     if path:
-      loaded = run.load(path)
+      loaded = workdir_lib.load(path)
       mc, params, vocab = loaded.config.model, loaded.params, loaded.tokenizer.vocab_size
       params = {k: v for k, v in params.items() if k != 'kd_projection'}  # training only
     else:

@@ -105,8 +105,7 @@ class PlmRunner:
 
   def __init__(self, config, graph, workdir):
     self.task = job.make_task(config, graph, workdir)
-    self.s = train.setup(config, self.task, job.GraphVocab(graph.fingerprint,
-                                                           len(graph.entities)))
+    self.s = train.setup(config, self.task)
     self.batch, self.seed, self.step = config.train.batch_size, config.seed, 0
     self.state = self.s.init(jax.random.PRNGKey(0), self.s.extras)
     t0 = time.time()
@@ -234,8 +233,7 @@ def quality(config, graph, workdir):
 
   task = task._replace(evaluators=((name, every, measured, log),))
   t0 = time.time()
-  results = train.train_and_evaluate(config, workdir, task,
-                                     job.GraphVocab(graph.fingerprint, len(graph.entities)))
+  results = train.train_and_evaluate(config, workdir, task)
   return results, time.time() - t0, memory['test']
 
 

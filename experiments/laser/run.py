@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 import arms as runner  # pylint: disable=wrong-import-position  # experiments/arms.py
-from plm import run  # pylint: disable=wrong-import-position
+from plm import workdir as workdir_lib  # pylint: disable=wrong-import-position
 from plm.data import bible  # pylint: disable=wrong-import-position
 from plm.evaluate import embedding, mining  # pylint: disable=wrong-import-position
 
@@ -73,10 +73,10 @@ class Embedder:
   """Sentence vectors of one run (its own embed.* settings and language ids)."""
 
   def __init__(self, workdir: str, pooling: str | None):
-    config = run.read_config(workdir)
+    config = workdir_lib.read_config(workdir)
     if pooling:
       config.embed.pooling = pooling
-    self.loaded = run.load(workdir, config)
+    self.loaded = workdir_lib.load(workdir, config)
     c, tok = self.loaded.config, self.loaded.tokenizer
     self.fn = embedding.make_embedder(self.loaded.model, c, tok.pad_id)
     self.max_len = c.model.get('max_len')

@@ -19,6 +19,7 @@ import hashlib
 import ml_collections
 import numpy as np
 
+from plm.data import dataset
 from plm.data import parallel
 from plm.data import pipeline
 from plm.data import rows as rows_lib
@@ -27,7 +28,7 @@ from plm.data import sentences
 from plm.errors import UserError
 
 
-class MixedDataset:
+class MixedDataset(dataset.Dataset):
   """Several Rows (streams) sampled per row; Rows' batch API. Row `stream` = stream index."""
 
   def __init__(self, streams: dict[str, rows_lib.Rows], weights: dict[str, float],
@@ -118,12 +119,6 @@ class MixedDataset:
     return h.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=64)
-def _permutation(seed: int, stream: int, epoch: int, n: int) -> np.ndarray:
-  """Stream `stream`'s row order in `epoch`: each row once, reshuffled every epoch."""
-  return np.random.default_rng([seed, stream, epoch]).permutation(n)
-
-
 def stream_weights(sizes: dict[str, float], tlm_sizes: dict[str, float], alpha: float,
                    tlm_share: float) -> dict[str, float]:
   """Sampling probability of each stream: (1 - tlm_share) * q_lang, tlm_share * q_pair."""
@@ -140,6 +135,12 @@ def stream_weights(sizes: dict[str, float], tlm_sizes: dict[str, float], alpha: 
       q = sampling.language_probs([table[n] for n in names], alpha)
       weights.update({n: share * q_n for n, q_n in zip(names, q)})
   return weights
+
+
+@functools.lru_cache(maxsize=64)
+def _permutation(seed: int, stream: int, epoch: int, n: int) -> np.ndarray:
+  """Stream `stream`'s row order in `epoch`: each row once, reshuffled every epoch."""
+  return dataset.permutation((seed, stream, epoch), n)
 
 
 ROWS = ('packed', 'sentences')

@@ -38,6 +38,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from plm.data import dataset
 from plm.data import mixing
 from plm.data import packing
 from plm.data import parallel
@@ -212,7 +213,7 @@ class _Records:
                 langs=np.where(segment_ids > 0, self._lang_id, 0).astype(np.int32))
 
 
-class PreparedDataset:
+class PreparedDataset(dataset.Dataset):
   """The training rows of a prepared corpus (plus in-memory TLM rows), mixed by grain.
 
   Offers the loop what Rows / MixedDataset do (batch, fingerprint, token_counts, ...)

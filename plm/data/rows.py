@@ -1,4 +1,5 @@
-"""The one dataset type: rows under any keys, in a (seed, step)-determined order.
+"""The in-memory dataset: rows under any keys, in a (seed, step)-determined order
+(plm/data/dataset.py is the protocol every training dataset keeps).
 
 `Rows` holds int32 numpy arrays that share their first dimension (rows): packed
 MLM rows (tokens, segment_ids, positions, langs), TLM pairs, labelled examples
@@ -18,6 +19,7 @@ import hashlib
 import grain
 import numpy as np
 
+from plm.data import dataset
 from plm.errors import UserError
 
 
@@ -32,7 +34,7 @@ def per_process(batch_size: int, process_index: int, process_count: int) -> int:
   return batch_size // process_count
 
 
-class Rows:
+class Rows(dataset.Dataset):
   """Rows of int32 arrays under any keys, plus a `stream` id per row.
 
   `info` holds counts about how the rows were made (pairs left out for length,

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from plm.data import dataset
 from plm.data import rows as rows_lib
 from plm.errors import UserError
 
@@ -78,7 +79,7 @@ def allocate(steps: int, shares: dict) -> dict:
   return dict(zip(names, counts.tolist()))
 
 
-class ScheduledDataset:
+class ScheduledDataset(dataset.Dataset):
   """Rows of several tasks, one task per batch by the stage schedule; Rows' batch API."""
 
   def __init__(self, tasks: dict[str, rows_lib.Rows], stages: list[Stage], seed: int):
@@ -139,7 +140,7 @@ class ScheduledDataset:
 
   @property
   def meta(self) -> dict:
-    """What a checkpoint records and a resume must match (plm/run.py check_meta)."""
+    """What a checkpoint records and a resume must match (plm/meta.py check_meta)."""
     return dict(schedule=self.schedule, task_ids=list(self.task_names))
 
   @functools.cached_property

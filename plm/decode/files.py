@@ -6,10 +6,9 @@ checked against the job's length limit, the non-empty lines are decoded in
 batches of one shape, and one output a line is written in order (an empty line
 gives an empty line).
 """
-import os
 from typing import Callable
 
-from plm import run
+from plm import workdir as workdir_lib
 from plm.data import text
 from plm.errors import UserError
 
@@ -24,28 +23,18 @@ def in_batches(fn: Callable[[list], list], items: list, batch_size: int) -> list
   return out
 
 
-def load_run(config, workdir: str) -> run.Loaded:
-  """run.load of the trained run in `workdir` under `config`; with data.vocab_path unset,
-  the vocabulary is the one the run's config.json records (else {workdir}/vocab)."""
-  if not config.data.vocab_path and os.path.isfile(os.path.join(
-      os.path.expanduser(workdir), 'config.json')):
-    config = config.copy_and_resolve_references()
-    config.data.vocab_path = run.read_config(workdir).data.vocab_path
-  return run.load(workdir, config)
-
-
 def decode_file(config, workdir: str, job: str, limit: Callable, decode_ids: Callable
                 ) -> list[str]:
   """decode.input decoded by the run in `workdir` into decode.output; returns the outputs.
 
   limit(run config) -> (most tokens a line may have with bos/eos, what to do about a
-  longer one); decode_ids(run.Loaded, [ids of each non-empty line]) -> their outputs.
+  longer one); decode_ids(plm.workdir.Loaded, [ids of each non-empty line]) -> their outputs.
   """
   dc = config.decode
   if not dc.output:
     raise UserError(f'job={job} with decode.input needs decode.output: name the file the '
                     'outputs go to (--config.decode.output=out.txt)')
-  loaded = load_run(config, workdir)
+  loaded = workdir_lib.load(workdir, config)
   max_ids, too_long = limit(loaded.config)
   out, empty = text.map_file(
       dc.input, dc.output, 'decode.input: a UTF-8 text file, one source per line',

@@ -2,8 +2,7 @@
 zero-shot across languages.
 
   python -m plm.main --config=configs/xlm.py:tiny --config.job=classify \
-      --config.init_from=/tmp/xlm_tiny/checkpoints \
-      --config.data.vocab_path=/tmp/xlm_tiny/vocab/spm.model --workdir=/tmp/xlm_zeroshot
+      --config.init_from=/tmp/xlm_tiny/checkpoints --workdir=/tmp/xlm_zeroshot
 
   # the user's own task: `text \t label` (or `text_a \t text_b \t label`) lines
   python -m plm.main --config=configs/hf.py:/path/to/hf_model --config.job=classify \
@@ -26,6 +25,8 @@ import functools
 import numpy as np
 
 from plm import checkpoint, models, run, train
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
 from plm.data import bible_tasks, labelled, tsv
 from plm.errors import UserError
 from plm.models import sentence_classifier
@@ -147,12 +148,12 @@ def make_task(config, tokenizer) -> train.Task:
 
   return train.Task('classify', models.build(mc, tokenizer.vocab_size), mc,
                     classify.make(counts), rows, heldout, report=report, init_map=init_map,
-                    frozen=frozen)
+                    frozen=frozen, meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def classify_job(config, workdir: str) -> dict:
   config = run.finetune_config(run.resolve(config))
-  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
+  tokenizer = workdir_lib.load_tokenizer(config, workdir_lib.workdir_path(workdir))
   task = make_task(config, tokenizer)
   config.model = task.model_config  # config.json describes the model this run trains
-  return train.train_and_evaluate(config, workdir, task, tokenizer)
+  return train.train_and_evaluate(config, workdir, task)

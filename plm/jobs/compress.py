@@ -15,7 +15,8 @@ import os
 
 import jax
 
-from plm import checkpoint, models, objectives, progress, run
+from plm import checkpoint, models, objectives, progress
+from plm import workdir as workdir_lib
 from plm.compress import prune, quantize
 from plm.data import mixing
 from plm.errors import UserError
@@ -48,16 +49,16 @@ def compress_job(config, workdir: str) -> dict:
   if not (cc.quantize or cc.prune_heads or cc.prune_ff):
     raise UserError('nothing to do: set compress.quantize, compress.prune_heads or '
                     'compress.prune_ff')
-  src = run.load(cc.source)
+  src = workdir_lib.load(cc.source)
   mc = src.config.model
   if mc.name != 'encoder_lm' or mc.get('quant') or mc.get('layer_heads'):
     raise UserError(f'compress.source={cc.source!r} is a {mc.name!r} run (quant='
                     f"{mc.get('quant')!r}, layer_heads={mc.get('layer_heads')}); compress "
                     'an uncompressed encoder_lm run')
-  workdir = run.workdir_path(workdir)
+  workdir = workdir_lib.workdir_path(workdir)
   out = src.config.copy_and_resolve_references()
   out.job, out.compress = 'compress', cc
-  out.data.vocab_path = run.vocab_path(src.config, os.path.abspath(cc.source))
+  out.data.vocab_path = workdir_lib.vocab_path(src.config, os.path.abspath(cc.source))
   tokenizer = src.tokenizer
   counts = mixing.make_train_dataset(out.data, tokenizer).token_counts(tokenizer.vocab_size)
   objective = objectives.build(out, tokenizer, counts)
@@ -99,6 +100,6 @@ def compress_job(config, workdir: str) -> dict:
   meta = dict(vocab=tokenizer.fingerprint, model=out.model.to_dict(), task='compress')
   checkpoint.save(mngr, src.step, {'params': params}, meta)
   checkpoint.wait(mngr, src.step)
-  run.write_config(out, workdir)
-  run.write_results(results, workdir)
+  workdir_lib.write_config(out, workdir)
+  workdir_lib.write_results(results, workdir)
   return results

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from plm import checkpoint, models, run
+from plm import workdir as workdir_lib
 from plm.convert import hf
 from plm.data import tokenizer as tokenizer_lib
 from plm.errors import UserError
@@ -27,7 +28,7 @@ from plm.errors import UserError
 
 def convert_job(config, workdir: str) -> str:
   """Writes the plm run of config.convert.source into `workdir`; returns the checkpoint dir."""
-  workdir = run.workdir_path(workdir)
+  workdir = workdir_lib.workdir_path(workdir)
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
     raise UserError(f'{ckpt_dir} already holds a checkpoint; convert into a new --workdir')
@@ -60,7 +61,7 @@ def convert_job(config, workdir: str) -> str:
   checkpoint.save(mngr, 0, dict(params=jax.tree.map(np.asarray, params)), meta)
   checkpoint.wait(mngr, 0)
   mngr.close()
-  run.write_config(config, workdir)
+  workdir_lib.write_config(config, workdir)
   n = sum(x.size for x in jax.tree.leaves(params))
   print(f'convert: {source} -> {ckpt_dir} ({config.model.name}, {n / 1e6:.1f}M parameters, '
         f'vocabulary {vocab} with {tokenizer.vocab_size} tokens, fingerprint '
@@ -75,7 +76,7 @@ def export_job(config, workdir: str) -> str:
   if not out:
     raise UserError('config.export.output is empty: name the directory to write the '
                     'transformers checkpoint into')
-  loaded = run.load(workdir)
+  loaded = workdir_lib.load(workdir)
   mc = loaded.config.model
   if mc.name not in ('encoder', 'encoder_lm'):
     raise UserError(f'export writes BERT-layout encoders; the run in {workdir} holds a '

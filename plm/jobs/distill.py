@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from plm import objectives, run, train
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
 from plm.compress import distill
 from plm.compress.student import StudentLM
 from plm.data import mixing
@@ -23,12 +25,12 @@ from plm.models import encoder as encoder_lib
 
 
 def load_teacher(config):
-  """The teacher run (plm.run.Loaded), checked against what the chosen losses need."""
+  """The teacher run (plm.workdir.Loaded), checked against what the chosen losses need."""
   dc = config.distill
   if not dc.teacher:
     raise UserError('distill.teacher is empty; set --config.distill.teacher to the run '
                     'directory of a trained encoder_lm (e.g. configs/tiny.py:teacher)')
-  teacher = run.load(dc.teacher)
+  teacher = workdir_lib.load(dc.teacher)
   if teacher.config.model.name != 'encoder_lm':
     raise UserError(f'distill.teacher={dc.teacher!r} is a {teacher.config.model.name!r} run; '
                     'the teacher must be an encoder_lm (a masked language model)')
@@ -92,22 +94,23 @@ def make_task(config, tokenizer, teacher) -> train.Task:
       make_extras=teacher_extras(teacher, config.data.seq_len))
   objectives.base.loss_weights(objective, config.objective.get('loss_weights'))
   return train.Task('distill', student, config.model, objective, rows,
-                    lambda split: heldout.language_sets(config.data, tokenizer, split))
+                    lambda split: heldout.language_sets(config.data, tokenizer, split),
+                    meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def distill_job(config, workdir: str) -> dict:
   """Distils (resuming), then prints and writes the test results."""
   config = run.resolve(config)
   teacher = load_teacher(config)
-  teacher_vocab = run.vocab_path(teacher.config, run.workdir_path(config.distill.teacher))
+  teacher_vocab = workdir_lib.vocab_path(teacher.config,
+                                         workdir_lib.workdir_path(config.distill.teacher))
   if not config.data.vocab_path:  # the distillation losses compare the same tokens
     config.data.vocab_path = teacher_vocab
-  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
+  tokenizer = workdir_lib.load_tokenizer(config, workdir_lib.workdir_path(workdir))
   if tokenizer.fingerprint != teacher.tokenizer.fingerprint:
     raise UserError(f'data.vocab_path={config.data.vocab_path!r} is vocabulary '
                     f'{tokenizer.fingerprint}, the teacher was trained on '
                     f'{teacher.tokenizer.fingerprint}; distill.losses '
                     f'{tuple(config.distill.losses)} compare the two models token by token, '
                     f"so leave data.vocab_path empty (the teacher's {teacher_vocab})")
-  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, teacher),
-                                  tokenizer)
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, teacher))

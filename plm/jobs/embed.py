@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from plm import run
+from plm import workdir as workdir_lib
 from plm.data import text
 from plm.errors import UserError
 from plm.evaluate import embedding
@@ -23,7 +23,7 @@ def embed_file(config, workdir: str) -> np.ndarray:
   if config.model.num_languages and ec.language not in languages:
     raise UserError(f'embed.language={ec.language!r} is not in data.languages {languages}; '
                     'name the language of the input file')
-  loaded = run.load(workdir, config)
+  loaded = workdir_lib.load(workdir, config)
   config, tokenizer, model = loaded.config, loaded.tokenizer, loaded.model
   embedder = embedding.make_embedder(model, config, tokenizer.pad_id)
   lines = text.read_lines(ec.input, 'embed.input: a UTF-8 text file with one sentence per line')

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm import models, objectives, run, train
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
 from plm.data import ernie as ernie_data
 from plm.data import ernie_tasks
 from plm.data import kg
@@ -94,20 +96,20 @@ def make_task(config, tokenizer, workdir: str) -> train.Task:
   base.loss_weights(objective, oc.get('loss_weights'))
   model = models.build(config.model, tokenizer.vocab_size)
   return train.Task('ernie', model, config.model, objective, rows,
-                    lambda split: {'linked': rows_of(split)})
+                    lambda split: {'linked': rows_of(split)}, meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def ernie_job(config, workdir: str) -> dict:
   """Pre-trains ERNIE (resuming), then prints and writes the held-out table."""
   t0 = time.time()
   config = run.resolve(config)
-  workdir = run.workdir_path(workdir)
-  tokenizer = run.load_tokenizer(config, workdir)
+  workdir = workdir_lib.workdir_path(workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
   task = make_task(config, tokenizer, workdir)
-  results = train.train_and_evaluate(config, workdir, task, tokenizer)
+  results = train.train_and_evaluate(config, workdir, task)
   if results:
     results.update(wall_seconds=round(time.time() - t0, 1), entities=config.ernie.entities)
-    run.write_results(results, workdir)
+    workdir_lib.write_results(results, workdir)
   return results
 
 
@@ -163,19 +165,20 @@ def make_finetune_task(config, tokenizer, workdir: str) -> train.Task:
     return dict(scores=out)
 
   return train.Task(f'ernie_{fc.task}', model, mc, objective, rows,
-                    lambda split: {fc.task: rows_of(split)}, report=report)
+                    lambda split: {fc.task: rows_of(split)}, report=report,
+                    meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def finetune_job(config, workdir: str) -> dict:
   """Fine-tunes (init_from a pre-trained ERNIE or baseline run) on finetune.task."""
   t0 = time.time()
   config = run.finetune_config(run.resolve(config))
-  workdir = run.workdir_path(workdir)
-  tokenizer = run.load_tokenizer(config, workdir)
+  workdir = workdir_lib.workdir_path(workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
   task = make_finetune_task(config, tokenizer, workdir)
   config.model = task.model_config
-  results = train.train_and_evaluate(config, workdir, task, tokenizer)
+  results = train.train_and_evaluate(config, workdir, task)
   if results:
     results.update(wall_seconds=round(time.time() - t0, 1), entities=config.ernie.entities)
-    run.write_results(results, workdir)
+    workdir_lib.write_results(results, workdir)
   return results

@@ -18,6 +18,8 @@ import jax
 from tensorboardX import SummaryWriter
 
 from plm import models, objectives, run, train
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
 from plm.data import ernie2_tasks, schedule
 from plm.errors import UserError
 from plm.kg import linker
@@ -80,7 +82,8 @@ def make_task(config, tokenizer) -> train.Task:
   model = models.build(config.model, tokenizer.vocab_size)
   report = lambda params, table: dict(schedule=data.schedule, task_ids=list(names),
                                       train_rows_per_task=data.info)
-  return train.Task('ernie2', model, config.model, objective, data, split_rows, report=report)
+  return train.Task('ernie2', model, config.model, objective, data, split_rows, report=report,
+                    meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def log_schedule(data: schedule.ScheduledDataset, workdir: str) -> None:
@@ -98,8 +101,8 @@ def log_schedule(data: schedule.ScheduledDataset, workdir: str) -> None:
 def train_job(config, workdir: str) -> dict:
   """Trains the schedule (resuming mid-stage), then the held-out table per task."""
   config = run.resolve(config)
-  workdir = run.workdir_path(workdir)
-  tokenizer = run.load_tokenizer(config, workdir)
+  workdir = workdir_lib.workdir_path(workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
   task = make_task(config, tokenizer)
   log_schedule(task.train_rows, workdir)
-  return train.train_and_evaluate(config, workdir, task, tokenizer)
+  return train.train_and_evaluate(config, workdir, task)

@@ -1,7 +1,7 @@
 """The `generate` job: UNILM seq2seq fine-tuning (KJV -> WEB by default) and beam search.
 
   python -m plm.main --config=configs/unilm.py:tiny --config.job=generate \
-      --config.init_from=/tmp/u/checkpoints --config.data.vocab_path=/tmp/u/vocab/spm.model \
+      --config.init_from=/tmp/u/checkpoints \
       --workdir=/tmp/u_gen
 
 Fine-tunes through the one loop (plm/objectives/seq2seq_finetune.py), then
@@ -24,6 +24,8 @@ import os
 import numpy as np
 
 from plm import models, objectives, run, train
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
 from plm.data import bible_tasks, labelled, text
 from plm.decode import files, unilm
 from plm.errors import UserError
@@ -137,7 +139,8 @@ def make_task(config, tokenizer, workdir: str = '') -> train.Task:
     return dict(decode=d)
 
   heldout = lambda split: {pair: sets(split)[0]}  # test pairs read once, for both uses
-  return train.Task('generate', model, config.model, objective, rows, heldout, report=report)
+  return train.Task('generate', model, config.model, objective, rows, heldout, report=report,
+                    meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def source_limit(config) -> tuple[int, str]:
@@ -155,7 +158,6 @@ def generate_job(config, workdir: str):
     return files.decode_file(config, workdir, 'generate', source_limit,
                              lambda loaded, ids: decode_ids(loaded.config, loaded.model,
                                                             loaded.tokenizer, loaded.params, ids))
-  workdir = run.workdir_path(workdir)
-  tokenizer = run.load_tokenizer(config, workdir)
-  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir),
-                                  tokenizer)
+  workdir = workdir_lib.workdir_path(workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir))

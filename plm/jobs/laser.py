@@ -16,6 +16,8 @@ error) every train.retrieval_every steps and at the end.
 import numpy as np
 
 from plm import checkpoint, models, objectives, run, train
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
 from plm.data import rows as rows_lib
 from plm.data import sentences
 from plm.errors import UserError
@@ -73,12 +75,13 @@ def make_task(config, tokenizer) -> train.Task:
   model = models.build(config.model, tokenizer.vocab_size)
   retrieval = bible_retrieval.Evaluator(config, tokenizer, model)
   evaluators = (('retrieval', config.train.retrieval_every, retrieval, bible_retrieval.log),)
-  return train.Task('laser', model, config.model, objective, rows, split_rows, evaluators)
+  return train.Task('laser', model, config.model, objective, rows, split_rows, evaluators,
+                    meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def train_job(config, workdir: str) -> dict:
   """Trains LASER (resuming), then prints and writes the test results; on a finished run
   it only re-evaluates."""
   config = run.resolve(config)
-  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
-  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer), tokenizer)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir_lib.workdir_path(workdir))
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer))

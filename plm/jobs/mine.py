@@ -13,7 +13,7 @@ other); they are counted.
 """
 import os
 
-from plm import run
+from plm import workdir as workdir_lib
 from plm.data import text
 from plm.errors import UserError
 from plm.evaluate import embedding, mining
@@ -39,7 +39,7 @@ def mine_files(config, workdir: str) -> list[tuple[float, str, str]]:
                          ('backend', mining.BACKENDS)):
     if mc[field] not in choices:
       raise UserError(f'mine.{field}={mc[field]!r}: use one of {tuple(choices)}')
-  loaded = run.load(workdir, config)
+  loaded = workdir_lib.load(workdir, config)
   config, tokenizer = loaded.config, loaded.tokenizer
   langs = [language_id(config, f) for f in ('src_language', 'tgt_language')]
   embedder = embedding.make_embedder(loaded.model, config, tokenizer.pad_id)

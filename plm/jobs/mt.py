@@ -1,8 +1,7 @@
 """The `mt` and `translate` jobs: supervised translation with an encoder-decoder.
 
   python -m plm.main --config=configs/mass.py:tiny --config.job=mt \
-      --config.init_from=/tmp/mass_tiny/checkpoints \
-      --config.data.vocab_path=/tmp/mass_tiny/vocab/spm.model --workdir=/tmp/mass_mt
+      --config.init_from=/tmp/mass_tiny/checkpoints --workdir=/tmp/mass_mt
   python -m plm.main --config=configs/mass.py:tiny --config.job=translate \
       --config.decode.input=en.txt --config.decode.output=es.txt --workdir=/tmp/mass_mt
 
@@ -28,6 +27,8 @@ import os
 import numpy as np
 
 from plm import checkpoint, models, objectives, run, train
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
 from plm.data import mixing, parallel, sentences, text
 from plm.data.rows import Rows
 from plm.decode import files
@@ -186,7 +187,8 @@ def make_task(config, tokenizer, workdir: str) -> train.Task:
     return dict(translation=result, hypotheses=path)
 
   return train.Task('mt', model, config.model, objective, rows, lambda split: {pair: make(split)},
-                    report=report, init_map=init_map_for(config))
+                    report=report, init_map=init_map_for(config),
+                    meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def mt_job(config, workdir: str) -> dict:
@@ -194,10 +196,9 @@ def mt_job(config, workdir: str) -> dict:
   if config.model.name != 'seq2seq':
     raise UserError(f"job=mt trains an encoder-decoder: set model.name='seq2seq' (it is "
                     f'{config.model.name!r}); configs/mass.py does')
-  workdir = run.workdir_path(workdir)
-  tokenizer = run.load_tokenizer(config, workdir)
-  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir),
-                                  tokenizer)
+  workdir = workdir_lib.workdir_path(workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir))
 
 
 def source_limit(config) -> tuple[int, str]:

@@ -12,6 +12,7 @@ split of every language in data.languages to data.prepared_dir (plm/data/prepare
 A later `train` with the same data.prepared_dir streams it instead of reading the corpus.
 """
 from plm import run
+from plm import workdir as workdir_lib
 from plm.data import prepared
 from plm.errors import UserError
 
@@ -22,7 +23,7 @@ def prepare_job(config, workdir: str) -> dict:
     raise UserError('job=prepare writes data.prepared_dir, which is empty; set '
                     '--config.data.prepared_dir=<new directory>')
   config = run.resolve(config)
-  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
+  tokenizer = workdir_lib.load_tokenizer(config, workdir_lib.workdir_path(workdir))
   meta = prepared.prepare(config.data, tokenizer, config.data.prepared_dir)
   print(f'prepare: wrote {config.data.prepared_dir} (vocabulary {meta["vocab"]}, rows of '
         f'{meta["packing"]["seq_len"]} tokens, data fingerprint {meta["fingerprint"]}); train '

@@ -4,6 +4,8 @@
   python -m plm.main --config=configs/xlm.py --config.job=evaluate --workdir=runs/xlm
 """
 from plm import models, objectives, run, train
+from plm import meta as meta_lib
+from plm import workdir as workdir_lib
 from plm.data import mixing, prepared
 from plm.errors import UserError
 from plm.evaluate import bible_retrieval
@@ -44,18 +46,19 @@ def make_task(config, tokenizer) -> train.Task:
     evaluators = (('retrieval', config.train.retrieval_every,
                    bible_retrieval.Evaluator(config, tokenizer, model), bible_retrieval.log),)
   return train.Task('pretrain', model, config.model, objectives.build(config, tokenizer, counts),
-                    rows, lambda split: heldout_sets(config, tokenizer, split, rows), evaluators)
+                    rows, lambda split: heldout_sets(config, tokenizer, split, rows), evaluators,
+                    meta=meta_lib.of_tokenizer(tokenizer))
 
 
 def train_job(config, workdir: str) -> dict:
   """The `train` job: trains (resuming), then prints and writes the test results."""
   config = run.resolve(config)
-  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
-  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer), tokenizer)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir_lib.workdir_path(workdir))
+  return train.train_and_evaluate(config, workdir, make_task(config, tokenizer))
 
 
 def evaluate_job(config, workdir: str) -> dict:
   """The `evaluate` job: the test results of the newest checkpoint in `workdir`."""
   config = run.resolve(config)
-  tokenizer = run.load_tokenizer(config, run.workdir_path(workdir))
-  return train.evaluate_checkpoint(config, workdir, make_task(config, tokenizer), tokenizer)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir_lib.workdir_path(workdir))
+  return train.evaluate_checkpoint(config, workdir, make_task(config, tokenizer))

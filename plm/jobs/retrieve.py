@@ -8,12 +8,12 @@ printed and written as JSON (retrieval.output, default {workdir}/retrieval_test.
 import json
 import os
 
-from plm import run
+from plm import workdir as workdir_lib
 from plm.evaluate import bible_retrieval
 
 
 def retrieve(config, workdir: str) -> dict:
-  loaded = run.load(workdir, config)
+  loaded = workdir_lib.load(workdir, config)
   table = bible_retrieval.Evaluator(loaded.config, loaded.tokenizer, loaded.model)(
       loaded.params, 'test')
   print(bible_retrieval.format_table(table), flush=True)

@@ -16,64 +16,19 @@ plm.models.transe.load_vectors reads.
 """
 import os
 import time
-from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from plm import checkpoint, models, run, train
+from plm import workdir as workdir_lib
 from plm.data import kg
-from plm.data.rows import Rows, per_process
 from plm.errors import UserError
 from plm.evaluate import link_prediction as lp
 from plm.models import transe as transe_model
 from plm.objectives import transe as transe_objective
 
 SPLITS = {'train': 'train', 'validation': 'valid', 'test': 'test'}  # loop name -> graph split
-
-
-class GraphVocab(NamedTuple):
-  """What the loop's checkpoint meta records as the 'vocabulary': the graph itself."""
-  fingerprint: str
-  vocab_size: int  # entities
-
-
-class TripleRows(Rows):
-  """Rows of triples whose batches come from a numpy permutation per epoch.
-
-  Same contract as Rows (a pure function of seed and step, epochs reshuffled and
-  concatenated, then cut into batches), but O(batch) per step: Rows' grain index
-  shuffle costs ~30 us a row, which alone would cap TransE at ~30k triples/s.
-  """
-
-  def _permutation(self, seed: int, epoch: int) -> np.ndarray:
-    cache = self.__dict__.setdefault('_permutations', {})
-    if (seed, epoch) not in cache:
-      if len(cache) >= 4:  # a batch spans at most two epochs (unless batch > rows)
-        cache.pop(next(iter(cache)))
-      cache[seed, epoch] = np.random.default_rng([seed, epoch]).permutation(len(self))
-    return cache[seed, epoch]
-
-  def batch(self, step: int, batch_size: int, *, seed: int, process_index: int = 0,
-            process_count: int = 1) -> dict[str, np.ndarray]:
-    n = per_process(batch_size, process_index, process_count)
-    if not len(self):
-      raise UserError('Cannot draw batches from an empty dataset.')
-    start = step * batch_size + process_index * n
-    positions = start + np.arange(n, dtype=np.int64)
-    epochs, offsets = np.divmod(positions, len(self))
-    rows = np.empty((n,), np.int64)
-    for epoch in np.unique(epochs):
-      at = epochs == epoch
-      rows[at] = self._permutation(seed, int(epoch))[offsets[at]]
-    return self.take(rows)
-
-
-def triple_rows(triples: np.ndarray, info: dict | None = None) -> TripleRows:
-  """Rows 'heads', 'relations', 'tails', 'valid' (=1) of int triples [N, 3]."""
-  t = np.asarray(triples, np.int32).reshape(-1, 3)
-  return TripleRows(dict(heads=t[:, 0], relations=t[:, 1], tails=t[:, 2],
-                         valid=np.ones((len(t),), np.int32)), info=info)
 
 
 def resolve(config, graph) -> None:
@@ -137,7 +92,7 @@ def make_task(config, graph, workdir: str) -> train.Task:
   splits = {s: np.asarray(graph.splits[s]).reshape(-1, 3) for s in ('train', 'valid', 'test')}
   if not len(splits['train']):
     raise UserError('the graph has no training triples; check kg.source / kg.dir')
-  rows = triple_rows(splits['train'], info=dict(graph.info))
+  rows = kg.triple_rows(splits['train'], info=dict(graph.info))
   print(f'transe: {len(rows)} training triples, {len(graph.entities)} entities, '
         f"{len(graph.relations)} relations; valid {len(splits['valid'])}, test "
         f"{len(splits['test'])}; graph {graph.fingerprint}", flush=True)
@@ -160,10 +115,11 @@ def make_task(config, graph, workdir: str) -> train.Task:
     print(f'entity vectors [{len(graph.entities)}, {model.dim}] -> {export}', flush=True)
     return dict(entity_vectors=export)
 
-  heldout = lambda split: {'kg': triple_rows(splits[SPLITS[split]])}
+  heldout = lambda split: {'kg': kg.triple_rows(splits[SPLITS[split]])}
   evaluators = (('link_prediction', config.transe.eval_every, evaluator, log),)
   return train.Task('transe', model, config.model, objective, rows, heldout, evaluators,
-                    report=report)
+                    report=report,  # the graph is this run's vocabulary
+                    meta=dict(vocab=graph.fingerprint, vocab_size=len(graph.entities)))
 
 
 def transe_job(config, workdir: str) -> dict:
@@ -173,13 +129,12 @@ def transe_job(config, workdir: str) -> dict:
   if config.model.name != 'transe':
     raise UserError(f"job=transe trains model.name='transe' (it is {config.model.name!r}); "
                     'configs/transe.py sets it')
-  workdir = run.workdir_path(workdir)
+  workdir = workdir_lib.workdir_path(workdir)
   graph = kg.load_graph(config.kg)
   check_workdir(workdir, graph)
   task = make_task(config, graph, workdir)
-  results = train.train_and_evaluate(config, workdir, task,
-                                     GraphVocab(graph.fingerprint, len(graph.entities)))
+  results = train.train_and_evaluate(config, workdir, task)
   if results:
     results.update(graph=graph.fingerprint, wall_seconds=round(time.time() - t0, 1))
-    run.write_results(results, workdir)
+    workdir_lib.write_results(results, workdir)
   return results

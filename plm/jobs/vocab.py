@@ -9,15 +9,15 @@ any other vocabulary file. An existing file is kept (delete it to retrain).
 """
 import os
 
-from plm import run
+from plm import workdir as workdir_lib
 
 
 def build_vocab(config, workdir: str) -> str:
   """Trains (or loads) the vocabulary; returns its fingerprint."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  path = run.vocab_path(config, workdir)
+  path = workdir_lib.vocab_path(config, workdir)
   existed = os.path.exists(path)
-  tokenizer = run.load_tokenizer(config, workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
   what = 'kept the existing' if existed else 'trained'
   print(f'vocab: {what} {path} ({tokenizer.vocab_size} pieces, vocab_alpha='
         f'{config.data.vocab_alpha}); fingerprint {tokenizer.fingerprint}\n'

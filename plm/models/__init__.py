@@ -8,6 +8,7 @@ error naming the close match, never ignored.
 import difflib
 
 import flax.linen as nn
+import jax
 import ml_collections
 
 from plm.errors import UserError
@@ -30,6 +31,10 @@ REGISTRY = {
 NAMES = tuple(REGISTRY)
 # How a model computes, not what it is: a checkpoint serves every setting of these.
 COMPUTE_FIELDS = encoder.COMPUTE_FIELDS
+# Fields a checkpoint saved before they existed lacks: absent equals this default
+# (plm/meta.py). Each model module declares its own DEFAULT_WHEN_ABSENT.
+DEFAULT_WHEN_ABSENT = {k: v for m in set(REGISTRY.values())
+                       for k, v in getattr(m, 'DEFAULT_WHEN_ABSENT', {}).items()}
 
 
 def _module(name: str):
@@ -58,6 +63,33 @@ def check_fields(model_config) -> None:
       hints.append(f'model.{field}' + (f' (did you mean model.{near[0]}?)' if near else ''))
     raise UserError(f"model.name={model_config.name!r} has no field {', '.join(hints)}; its "
                     f'fields are {sorted(known)}')
+
+
+def shape_fields(name: str) -> tuple[str, ...]:
+  """The fields of model `name` that fix its parameter shapes (its module's SHAPE_FIELDS):
+  what config.init_from must match."""
+  return _module(name).SHAPE_FIELDS
+
+
+def unused_inputs(model_config) -> tuple[str, ...]:
+  """Batch keys the model takes no input from: language ids, when it has no language
+  embeddings (BERT, UNILM; model.num_languages=0 of any model)."""
+  return () if model_config.get('num_languages', 0) else ('langs',)
+
+
+def init_map(saved: dict, fresh: dict) -> dict:
+  """`fresh` with each top-level part that `saved` holds with the same shapes replaced by
+  the saved one (a pre-trained encoder under a new head). A bare Encoder tree (an `encoder`
+  run, e.g. a converted checkpoint without an LM head) is this model's 'encoder' part."""
+  if 'encoder' in fresh and 'encoder' not in saved and 'embeddings' in saved:
+    saved = {'encoder': saved}
+  shapes = lambda tree: jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), tree)
+  take = [k for k in fresh if k in saved and shapes(saved[k]) == shapes(fresh[k])]
+  if not take:
+    raise UserError(f'config.init_from holds parameters {sorted(saved)}, none of which fit '
+                    f'this model ({sorted(fresh)}) with the same shapes; start from a run of '
+                    'the same model family and size (the config the pre-trained run used)')
+  return {**fresh, **{k: saved[k] for k in take}}
 
 
 def build(model_config, vocab_size: int) -> nn.Module:

@@ -16,6 +16,8 @@ from plm.nn.attention import dense_init
 from plm.nn.dropout import Dropout
 
 P = nn.with_logical_partitioning
+# Fix the param shapes; init_from an encoder run must match them (its num_classes is new).
+SHAPE_FIELDS = encoder_lib.SHAPE_FIELDS
 
 
 class EncoderClassifier(nn.Module):

@@ -162,8 +162,9 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # model.dtype: comp
 COMPUTE_FIELDS = ('dtype', 'remat', 'attention')
 SHAPE_FIELDS = ('size', 'layers', 'hidden', 'heads', 'ff', 'max_len', 'num_segments',
                 'num_languages', 'num_tasks', 'positions', 'post_ln')  # fix the param shapes
-# plm/run.py check_meta's name for compress_config.DEFAULTS, until it reads that directly
-COMPRESS_DEFAULTS = compress_config.DEFAULTS
+# Compression's fields (plm/compress/config.py) came after the first checkpoints: a saved
+# meta without them had their defaults (plm/meta.py).
+DEFAULT_WHEN_ABSENT = compress_config.DEFAULTS
 
 
 def config() -> ml_collections.ConfigDict:

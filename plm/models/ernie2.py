@@ -16,6 +16,7 @@ from plm.nn.attention import dense_init
 from plm.nn.heads import MlmHead
 
 P = nn.with_logical_partitioning
+SHAPE_FIELDS = encoder_lib.SHAPE_FIELDS  # the shared encoder's; init_from must match them
 
 
 class Ernie2(nn.Module):

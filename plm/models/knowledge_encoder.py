@@ -35,6 +35,7 @@ from plm.nn.transformer import ACTIVATIONS, layer_norm
 
 P = nn.with_logical_partitioning
 ENTITY_TABLES = ('frozen', 'trained')
+SHAPE_FIELDS = encoder_lib.SHAPE_FIELDS  # the T-encoder's; init_from must match them
 
 
 def dense(features: int, name: str, axes=('embed', 'mlp'), use_bias: bool = True, dtype=jnp.float32):

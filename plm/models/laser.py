@@ -25,6 +25,7 @@ from plm.nn.dropout import Dropout
 
 PAD = 0  # plm's pad id: a token is real where tokens != PAD
 P = nn.with_logical_partitioning
+SHAPE_FIELDS = ('layers', 'hidden', 'num_languages')  # what init_from must match
 _KERNEL = nn.initializers.lecun_normal()
 
 

@@ -25,6 +25,8 @@ from plm.nn.dropout import Dropout
 P = nn.with_logical_partitioning
 PART = 'sentence_model'  # the top-level params of the wrapped model
 _KERNEL = nn.initializers.lecun_normal()
+# init_from is checked by init_map (the wrapped model's own shapes), not by fields.
+SHAPE_FIELDS = ('num_languages',)
 
 
 class SentenceClassifier(nn.Module):

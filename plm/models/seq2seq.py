@@ -20,6 +20,10 @@ from plm.nn.embeddings import Embeddings
 from plm.nn.heads import MlmHead
 from plm.nn.transformer import layer_norm
 
+# The encoder's shape fields this model has (init_from may be an encoder run: no decoder).
+SHAPE_FIELDS = tuple(k for k in encoder_lib.SHAPE_FIELDS
+                     if k not in ('num_segments', 'num_tasks'))
+
 
 class Decoder(nn.Module):
   """Target embeddings + blocks with causal self- and cross-attention: [B, Lt, H]."""

@@ -8,6 +8,11 @@ An `Objective` has two pure functions that run inside the jitted step:
       {'<head>/loss': sum of losses, '<head>/weight': sum of weights, and optional
        '<head>/correct', '<head>/unigram_loss', '<head>/unigram_correct'}
 
+The objective also says what the loop logs as `tokens` (`count_tokens(batch)`: by
+default the non-pad positions of every `*segment_ids` array, e.g. src_ and tgt_) and
+may check the model it trains (`check_model`, e.g. train.loss_chunk needs a
+vocabulary head).
+
 One step may train several heads (`heads`); the step divides each head's loss
 sum by its weight over the whole batch and adds them with the config's
 `objective.loss_weights` (default 1 each). `extras` are the frozen arrays of
@@ -25,11 +30,20 @@ from plm.errors import UserError
 from plm.objectives.losses import chunked_cross_entropy, weighted_cross_entropy
 
 
+def segment_tokens(batch: dict):
+  """The non-pad tokens of a batch: segment id > 0 in every *segment_ids array (src_ and
+  tgt_ of translation pairs too); rows without any (triples) count one a row."""
+  segments = [v for k, v in batch.items() if k.endswith('segment_ids')]
+  return sum(jnp.sum(v > 0) for v in segments) if segments else batch['stream'].shape[0]
+
+
 class Objective(NamedTuple):
   prepare: Callable  # (rng, batch, extras) -> (inputs, targets)
   loss: Callable  # (model_fn, inputs, targets, extras) -> {'<head>/<sum>': scalar}
   heads: tuple[str, ...]  # the loss heads, in display order
   make_extras: Callable | None = None  # () -> frozen arrays for the step; None = none
+  count_tokens: Callable = segment_tokens  # batch -> tokens it holds (traced in the step)
+  check_model: Callable | None = None  # model -> None; raises UserError if it can't serve
 
 
 class ModelFn(NamedTuple):
@@ -88,7 +102,18 @@ def token_objective(head: str, fn: Callable, *, prior_logp: np.ndarray | None = 
       return named(head, sums, ids, weights, logp)
     return prediction_sums(head, model_fn(**inputs), ids, weights, logp)
 
-  return Objective(prepare, loss, (head,))
+  return Objective(prepare, loss, (head,),
+                   check_model=_has_vocabulary_head(loss_chunk) if loss_chunk else None)
+
+
+def _has_vocabulary_head(loss_chunk: int) -> Callable:
+  """A check that the model has the two halves the chunked loss calls."""
+  def check(model):
+    if not (hasattr(model, 'hidden') and hasattr(model, 'logits')):
+      raise UserError(f'train.loss_chunk={loss_chunk} needs a language model (hidden + '
+                      f'logits); {type(model).__name__} has no vocabulary head: set '
+                      'train.loss_chunk=0')
+  return check
 
 
 def unigram_logp(counts: np.ndarray, special_ids=()) -> np.ndarray:

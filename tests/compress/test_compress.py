@@ -234,7 +234,7 @@ def test_quant_dense_is_the_float_layer_within_int8_error_on_a_heads_kernel():
 def test_compression_fields_are_declared_once_with_their_defaults():
   mc = models.config('encoder_lm')
   assert {k: mc[k] for k in compress_config.DEFAULTS} == compress_config.DEFAULTS
-  assert encoder_lib.COMPRESS_DEFAULTS is compress_config.DEFAULTS
+  assert models.DEFAULT_WHEN_ABSENT.items() >= compress_config.DEFAULTS.items()
   enc = encoder_lib.build_encoder(encoder_config(layer_heads=[2, 1], layer_ff=[86, 40]), 100)
   assert (enc.layer_heads, enc.layer_ff, enc.quant) == ((2, 1), (86, 40), '')  # JSON lists
   assert quant.dense_class('') is None and quant.dense_class('int8') is quant.QuantDense

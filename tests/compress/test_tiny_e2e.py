@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from plm import masks, models, run
+from plm import masks, models
+from plm import workdir as workdir_lib
 from plm.compress import quantize
 from plm.jobs import compress, distill, pretrain
 from plm.nn.quant import int8_matmul
@@ -43,7 +44,7 @@ def test_student_distils_from_the_teacher(teacher, tfds_dir, tmp_path):
   for head in ('kl', 'hidden', 'attention', 'mlm'):
     assert last[head]['loss'] < first[head]['loss'], head
   assert last['mlm']['predictions'] == first['mlm']['predictions'] > 1000
-  loaded = run.load(workdir)  # a distilled run reads as a plain encoder_lm
+  loaded = workdir_lib.load(workdir)  # a distilled run reads as a plain encoder_lm
   assert loaded.config.model.layers == 1 and 'kd_projection' in loaded.params
   # the student's own vocabulary must be the teacher's
   bad = c(1)
@@ -66,7 +67,7 @@ def test_int8_is_within_tolerance_of_float32_on_trained_weights(teacher, tfds_di
   """Stated tolerance: each block matmul within 2% (relative Frobenius error) of float32 on
   the trained kernels and real hidden states; the whole model's vocabulary logits within 3%,
   with the same top prediction at >= 90% of the tokens."""
-  loaded = run.load(teacher)
+  loaded = workdir_lib.load(teacher)
   tok = loaded.tokenizer
   ids = tok.encode(['In the beginning God created the heaven and the earth.',
                     'And the earth was without form, and void; and darkness was upon it.'])
@@ -106,7 +107,7 @@ def test_prune_and_quantize_end_to_end(teacher, tfds_dir, tmp_path):
   assert small['predictions'] == src['predictions'] and np.isfinite(small['loss'])
   assert small['loss'] < src['unigram_loss'] + 0.5  # a pruned model, not a broken one
   assert results['bytes'] < 0.6 * results['source_bytes']
-  loaded = run.load(workdir)  # the compressed run reads back through orbax as a run
+  loaded = workdir_lib.load(workdir)  # the compressed run reads back through orbax as a run
   assert tuple(loaded.config.model.layer_heads) == tuple(results['model']['layer_heads'])
   assert loaded.config.model.quant == 'int8'
   assert loaded.params['encoder']['layer_0']['mlp']['wi']['kernel'].dtype == np.int8

@@ -42,8 +42,8 @@ def test_pairs_too_long_are_left_out_and_counted():
 
 
 def test_mentions_align_to_the_first_subword_as_the_linker_does(tiny_config):
-  from plm import run  # pylint: disable=g-import-not-at-top
-  tokenizer = run.load_tokenizer(tiny_config, '')
+  from plm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  tokenizer = workdir_lib.load_tokenizer(tiny_config, '')
   table = linker.alias_table([('New_York', 'n1', 1), ('dog', 'n2', 1), ('shepherd', 'n3', 1)])
   linking = ed.Linking(table, {'n1': 1, 'n2': 2, 'n3': 3})
   text = 'The shepherds and their dogs went to New York.'

@@ -4,7 +4,7 @@ import collections
 import numpy as np
 import pytest
 
-from plm import run
+from plm import meta as meta_lib
 from plm.data import rows as rows_lib
 from plm.data import schedule
 
@@ -81,6 +81,6 @@ def test_a_checkpoint_of_another_schedule_is_refused():
   saved = dict(vocab='v', model={}, **_dataset().meta)
   other = _dataset(stages=(STAGES[0], {'steps': 700, 'tasks': {
       'knowledge_masking': 1.0, 'capitalization': 1.0, 'sentence_distance': 1.0}}))
-  run.check_meta(saved, dict(vocab='v', model={}, **_dataset().meta))  # same: fine
+  meta_lib.check_meta(saved, dict(vocab='v', model={}, **_dataset().meta))  # same: fine
   with pytest.raises(ValueError, match='stage schedule'):
-    run.check_meta(saved, dict(vocab='v', model={}, **other.meta))
+    meta_lib.check_meta(saved, dict(vocab='v', model={}, **other.meta))

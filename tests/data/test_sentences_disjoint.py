@@ -9,6 +9,7 @@ import pytest
 
 from configs import mass as mass_config
 from plm import run
+from plm import workdir as workdir_lib
 from plm.data import bible, mixing, sentences
 from plm.jobs import mt
 
@@ -89,7 +90,7 @@ def test_textdir_documents_are_split_by_index(tmp_path):
 
 
 def test_rows_of_both_languages(tiny_config, train_split):
-  tokenizer = run.open_tokenizer(tiny_config, '')
+  tokenizer = workdir_lib.open_tokenizer(tiny_config, '')
   rows = sentences.disjoint_sentence_rows(tiny_config.data, tokenizer, 'train', ('en', 'es'), 64)
   ids = {lang: tokenizer.encode([s for _, _, s in v]) for lang, v in train_split.items()}
   for lang_id, lang in enumerate(('en', 'es')):
@@ -116,7 +117,7 @@ def mass_tiny(tiny_config, **mt_fields):
 
 
 def test_mt_job_unsupervised_switch(tiny_config, tmp_path):
-  tokenizer = run.open_tokenizer(tiny_config, '')
+  tokenizer = workdir_lib.open_tokenizer(tiny_config, '')
   config = mass_tiny(tiny_config, unsupervised=True)
   task = mt.make_task(config, tokenizer, str(tmp_path))
   assert task.objective.heads == ('dae', 'bt') and task.name == 'mt'

@@ -10,6 +10,7 @@ import pytest
 
 import plm
 from plm import checkpoint, configlib, models, run, train
+from plm import workdir as workdir_lib
 from plm.data import labelled
 from plm.data.rows import Rows
 from plm.jobs import classify
@@ -41,12 +42,12 @@ def laser_config(tiny_config):
 def save_run(config, workdir, init_inputs, task) -> dict:
   """A run directory like those plm.train leaves (config.json; checkpoints/ with the meta
   init_from checks) holding only params: the model's initialized from seed 7 (returned)."""
-  tokenizer = run.load_tokenizer(config, '')
+  tokenizer = workdir_lib.load_tokenizer(config, '')
   model = models.build(config.model, tokenizer.vocab_size)
   init = jax.jit(lambda: nn.unbox(model.init(jax.random.PRNGKey(7), *init_inputs[0],
                                               **init_inputs[1]))['params'])
   params = jax.device_get(init())
-  run.write_config(config, run.workdir_path(workdir))
+  workdir_lib.write_config(config, workdir_lib.workdir_path(workdir))
   mngr = checkpoint.manager(workdir)
   checkpoint.save(mngr, 5, dict(params=params), dict(
       vocab=tokenizer.fingerprint, data='none', vocab_size=tokenizer.vocab_size,
@@ -79,7 +80,8 @@ def test_frozen_laser_classify_end_to_end(tiny_config, laser_run, tmp_path, caps
   workdir = str(tmp_path / 'cls')
   results = classify.classify_job(config, workdir)
   out = capsys.readouterr().out
-  assert 'init_from: mapped step 5' in out and 'MLP on the frozen laser sentence vectors' in out
+  assert f'init_from: sentence_model from step 5 of {laser_dir}/checkpoints; ' in out
+  assert 'MLP on the frozen laser sentence vectors' in out
   # A table per test language: accuracy over every verse that fits, and the majority baseline.
   assert results['step'] == 20
   assert set(results['test']) == set(results['majority_share']) == {'en', 'es'}
@@ -128,14 +130,14 @@ def test_frozen_sentence_model_stays_and_the_head_learns(family, tiny_config, la
   config.job, config.init_from = 'classify', f'{workdir}/checkpoints'
   config.finetune.update(steps=30, warmup_steps=0, lr=3e-2)
   config = run.finetune_config(run.resolve(config))
-  tokenizer = run.open_tokenizer(config, workdir)
+  tokenizer = workdir_lib.open_tokenizer(config, workdir)
   monkeypatch.setattr(labelled, 'genre_set', fake_genre_set(tokenizer.vocab_size))
   task = classify.make_task(config, tokenizer)
   mc = task.model_config
   assert task.frozen == ('sentence_model',) and mc.sentence_model.name == family
   assert mc.num_languages == 2 and (task.heldout('test')['es'].arrays['langs'] == 1).all()
   assert mc.pooling == ('max' if family == 'laser' else 'mean')
-  s = train.setup(config, task, tokenizer)
+  s = train.setup(config, task)
   state = train.restore_or_init(config, s, checkpoint.manager(str(tmp_path / 'm')))
   start = jax.device_get(state['params'])
   assert set(start['sentence_model']) == {'encoder'}  # LASER's decoder, XLM's MLM head left out
@@ -182,7 +184,7 @@ def test_which_model_each_setting_trains(tiny_config, laser_run, monkeypatch):
   config = laser_config(tiny_config)
   config.init_from, config.finetune.freeze_encoder = f'{laser_run[0]}/checkpoints', False
   config = run.finetune_config(run.resolve(config))
-  tokenizer = run.open_tokenizer(config, laser_run[0])
+  tokenizer = workdir_lib.open_tokenizer(config, laser_run[0])
   monkeypatch.setattr(labelled, 'genre_set', fake_genre_set(tokenizer.vocab_size))
   task = classify.make_task(config, tokenizer)
   assert isinstance(task.model, SentenceClassifier) and task.frozen == ()
@@ -195,7 +197,7 @@ def test_which_model_each_setting_trains(tiny_config, laser_run, monkeypatch):
 def test_checkpoint_of_another_model_is_refused_by_name(tiny_config, xlm_run, laser_run):
   config = laser_config(tiny_config)
   config.job, config.init_from = 'classify', f'{xlm_run[0]}/checkpoints'
-  tokenizer = run.load_tokenizer(config, '')
+  tokenizer = workdir_lib.load_tokenizer(config, '')
   with pytest.raises(ValueError, match="holds a 'encoder_lm' model, but this classifier wraps "
                                        "a 'laser' model"):
     classify.make_task(run.finetune_config(run.resolve(config)), tokenizer)

@@ -5,6 +5,7 @@ import pytest
 
 from configs import ernie2 as ernie2_config
 from plm import run, train
+from plm import workdir as workdir_lib
 from plm.jobs import ernie2
 
 pytestmark = pytest.mark.e2e
@@ -39,11 +40,11 @@ def test_two_stages_end_to_end_and_exact_resume(tiny_config, tmp_path):
 
   # Stopped mid-stage 2 (step 25 of 40), then resumed by the same command: the same run.
   config = run.resolve(_config(tiny_config))
-  tokenizer = run.load_tokenizer(config, '')
+  tokenizer = workdir_lib.load_tokenizer(config, '')
   task = ernie2.make_task(config, tokenizer)
   stopped = ml_collections.ConfigDict(config.to_dict())  # unlinks optim.total_steps (40)
   stopped.train.steps = 25
-  train.train_and_evaluate(stopped, str(tmp_path / 'resumed'), task, tokenizer)
+  train.train_and_evaluate(stopped, str(tmp_path / 'resumed'), task)
   resumed = ernie2.train_job(_config(tiny_config), str(tmp_path / 'resumed'))
   assert resumed['test'] == test
 

@@ -8,6 +8,7 @@ import sacrebleu
 
 from configs import unilm
 from plm import run
+from plm import workdir as workdir_lib
 from plm.data import bible, bible_tasks, labelled
 from plm.decode import unilm as unilm_decode
 from plm.evaluate import generation
@@ -69,7 +70,7 @@ def test_classify_beats_majority_class(unilm_config, pretrained, tmp_path):
   share = results['majority_share']['en']
   # Held-out verses (chapters never trained on): every KJV test verse that fits, and the
   # share of its commonest genre, computed here from the Bible itself.
-  tokenizer = run.load_tokenizer(unilm_config, '')
+  tokenizer = workdir_lib.load_tokenizer(unilm_config, '')
   _, labels, _ = _genre_rows(tokenizer, 'en_kjv', 'test', config.finetune.seq_len,
                              unilm_config.data.tfds_dir)
   assert en['predictions'] == len(labels) > 1000
@@ -95,7 +96,7 @@ def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
   decoded = results['decode']
   assert decoded['examples'] == len(decoded['samples']) == 5
   # The samples are the first test pairs, in order, each with a non-empty hypothesis.
-  tokenizer = run.load_tokenizer(unilm_config, '')
+  tokenizer = workdir_lib.load_tokenizer(unilm_config, '')
   _, pairs = labelled.pair_set(tokenizer, 'test', config.finetune, unilm_config.data.tfds_dir)
   refs = [ref for _, ref in pairs[:5]]
   sources = [tokenizer.decode(src) for src, _ in pairs[:5]]
@@ -144,7 +145,7 @@ def test_generate_with_pseudo_masking_learns_and_scores_the_same_test_pairs(
   config = _finetune_config(unilm_config, 'generate', pretrained, 100)
   config.finetune.target_masking = 'pseudo'
   config.decode.max_test_examples, config.decode.batch_size = 5, 8
-  tokenizer = run.load_tokenizer(unilm_config, '')
+  tokenizer = workdir_lib.load_tokenizer(unilm_config, '')
   rows, pairs = labelled.pair_set(tokenizer, 'test', config.finetune, unilm_config.data.tfds_dir)
   plain = config.copy_and_resolve_references()
   plain.finetune.target_masking = 'random'
@@ -173,7 +174,7 @@ def test_decode_test_scores_each_hypothesis_against_its_own_reference(unilm_conf
   config = unilm_config.copy_and_resolve_references()
   fc = config.finetune
   config.decode.max_test_examples, config.decode.batch_size = 40, 16
-  tokenizer = run.load_tokenizer(config, '')
+  tokenizer = workdir_lib.load_tokenizer(config, '')
   _, pairs = labelled.pair_set(tokenizer, 'test', fc, config.data.tfds_dir)
   pairs = pairs[:40]
   refs = [ref for _, ref in pairs]
@@ -221,7 +222,7 @@ def test_decode_test_scores_each_hypothesis_against_its_own_reference(unilm_conf
 
 
 def test_pair_longer_than_budget_is_an_error(unilm_config):
-  tokenizer = run.load_tokenizer(unilm_config, '')
+  tokenizer = workdir_lib.load_tokenizer(unilm_config, '')
   fc = unilm_config.finetune.copy_and_resolve_references()
   fc.seq_len, fc.skip_long = 40, False
   with pytest.raises(ValueError, match=r'pairs need more than finetune.seq_len=40.*skip_long=True'):
@@ -240,7 +241,7 @@ def test_pair_longer_than_budget_is_an_error(unilm_config):
 
 def test_same_translation_twice_is_the_copy_task(unilm_config):
   """finetune.source = finetune.target: each row's target is its own source (decoding check)."""
-  tokenizer = run.load_tokenizer(unilm_config, '')
+  tokenizer = workdir_lib.load_tokenizer(unilm_config, '')
   fc = unilm_config.finetune.copy_and_resolve_references()
   fc.target = fc.source = 'en_kjv'
   kept, pairs = labelled.pair_set(tokenizer, 'test', fc, unilm_config.data.tfds_dir)
@@ -253,7 +254,7 @@ def test_same_translation_twice_is_the_copy_task(unilm_config):
 
 
 def test_unknown_translation_and_language_are_errors(unilm_config):
-  tokenizer = run.load_tokenizer(unilm_config, '')
+  tokenizer = workdir_lib.load_tokenizer(unilm_config, '')
   fc = unilm_config.finetune.copy_and_resolve_references()
   fc.target = 'en_bbe'
   with pytest.raises(ValueError, match="finetune.target='en_bbe' is not a shipped translation"):
@@ -265,7 +266,7 @@ def test_unknown_translation_and_language_are_errors(unilm_config):
 def test_xlm_classify_tests_each_language_with_its_id(tiny_config):
   """The zero-shot setting: en training rows, en and es test rows with their language ids."""
   config = run.resolve(tiny_config.copy_and_resolve_references())
-  tokenizer = run.load_tokenizer(config, '')
+  tokenizer = workdir_lib.load_tokenizer(config, '')
   task = classify.make_task(config, tokenizer)
   assert task.name == 'classify' and task.objective.heads == ('classify',)
   assert isinstance(task.model, EncoderClassifier)

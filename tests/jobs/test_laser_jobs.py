@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import laser as laser_config
-from plm import run
+from plm import workdir as workdir_lib
 from plm.evaluate import embedding
 from plm.jobs import embed, laser, mine
 
@@ -55,7 +55,7 @@ def test_embed_job_gives_padding_free_vectors_in_order(laser_run, tmp_path):
   assert vectors.shape == (4, 2 * c.model.hidden)
   assert np.array_equal(np.load(tmp_path / 'v.npy'), vectors)
   # Each line alone (no padding, another batch shape) gives the same vector.
-  loaded = run.load(workdir, c)
+  loaded = workdir_lib.load(workdir, c)
   embedder = embedding.make_embedder(loaded.model, loaded.config, loaded.tokenizer.pad_id)
   rows = embedding.encode_lines(loaded.tokenizer, lines, None, 'in.txt')
   for i, row in enumerate(rows):

@@ -9,6 +9,7 @@ import sacrebleu
 
 from configs import mass as mass_config
 from plm import checkpoint, run, train
+from plm import workdir as workdir_lib
 from plm.evaluate import generation
 from plm.jobs import mt, pretrain
 
@@ -47,7 +48,7 @@ def test_mt_results_and_baselines_are_what_sacrebleu_gives(tiny_config, mt_run):
     assert json.load(f)['translation'] == results['translation']
   t = results['translation']
   assert t['examples'] == 12 and set(results['test']) == {'en-es'}
-  test = mt.test_pairs(run.resolve(config), run.open_tokenizer(config, workdir))
+  test = mt.test_pairs(run.resolve(config), workdir_lib.open_tokenizer(config, workdir))
   sources, refs = [s for _, s, _ in test], [r for _, _, r in test]
   with open(results['hypotheses'], encoding='utf-8') as f:
     hyps = f.read().split('\n')[:-1]
@@ -106,11 +107,11 @@ def test_xlm_checkpoint_initialises_encoder_and_decoder(tiny_config, tmp_path):
   xlm = tiny_config.copy_and_resolve_references()
   xlm.train.steps, xlm.train.eval_every = 5, 0
   pretrain.train_job(xlm, str(tmp_path / 'xlm'))
-  saved = run.load(str(tmp_path / 'xlm')).params
+  saved = workdir_lib.load(str(tmp_path / 'xlm')).params
   config = run.finetune_config(run.resolve(mass_tiny(tiny_config)))
   config.init_from = str(tmp_path / 'xlm' / 'checkpoints')
-  tokenizer = run.open_tokenizer(config, str(tmp_path / 'xlm'))
-  s = train.setup(config, mt.make_task(config, tokenizer, str(tmp_path)), tokenizer)
+  tokenizer = workdir_lib.open_tokenizer(config, str(tmp_path / 'xlm'))
+  s = train.setup(config, mt.make_task(config, tokenizer, str(tmp_path)))
   state = train.restore_or_init(config, s, checkpoint.manager(str(tmp_path / 'm')))
   p = jax.device_get(state['params'])
   same = lambda a, b: jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, a, b))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import hf as hf_config
-from plm import run
+from plm import workdir as workdir_lib
 from plm.data import bible_tasks
 from plm.jobs import classify, convert
 
@@ -79,7 +79,7 @@ def test_classify_user_tsv_zero_shot(hf_dir, converted, tfds_dir, tmp_path, caps
   # against a majority share of 0.21, loss 1.55 against 1.82.
   assert en['accuracy'] > share + 0.04, (en, share)
   assert en['loss'] < en['unigram_loss'] - 0.1, en
-  assert run.read_config(str(tmp_path / 'cls')).model.name == 'classifier'
+  assert workdir_lib.read_config(str(tmp_path / 'cls')).model.name == 'classifier'
 
 
 def test_bad_test_file_stops_before_training(hf_dir, converted, tfds_dir, tmp_path):
@@ -94,7 +94,7 @@ def test_bad_test_file_stops_before_training(hf_dir, converted, tfds_dir, tmp_pa
 
 def test_export_writes_hf_directory(converted, tmp_path):
   workdir = os.path.dirname(converted)
-  config = run.read_config(workdir)
+  config = workdir_lib.read_config(workdir)
   config.export.output = out = str(tmp_path / 'out')
   convert.export_job(config, workdir)
   assert sorted(os.listdir(out)) == ['config.json', 'model.safetensors', 'tokenizer.json',

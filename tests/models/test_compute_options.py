@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plm import configlib, masks, models, run
+from plm import configlib, masks, models
+from plm import meta as meta_lib
 from plm.models.encoder import REMAT_POLICIES, Encoder, EncoderLM
 
 pytestmark = pytest.mark.model
@@ -144,7 +145,7 @@ def test_checkpoint_serves_every_compute_setting():
   saved = dict(vocab='v', model=config.model.to_dict())
   current = config.model.to_dict()
   current.update(dtype='bfloat16', remat='full', attention='xla')
-  run.check_meta(saved, dict(vocab='v', model=current))
+  meta_lib.check_meta(saved, dict(vocab='v', model=current))
   current['layers'] = 3
   with pytest.raises(ValueError, match='another model'):
-    run.check_meta(saved, dict(vocab='v', model=current))
+    meta_lib.check_meta(saved, dict(vocab='v', model=current))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from configs import hf as hf_config
-from plm import masks, run
+from plm import masks
+from plm import workdir as workdir_lib
 from plm.data import bible
 from plm.jobs import convert
 
@@ -41,7 +42,7 @@ def verses():
 def converted(source, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('run'))
   convert.convert_job(hf_config.get_config(source), workdir)
-  return workdir, run.load(workdir)
+  return workdir, workdir_lib.load(workdir)
 
 
 def _ids(tokenizer, texts):
@@ -85,7 +86,7 @@ def test_minilm_matches_transformers(source, converted, verses):
 
 def test_export_round_trip(converted, verses, tmp_path):
   workdir, loaded = converted
-  config = run.read_config(workdir)
+  config = workdir_lib.read_config(workdir)
   config.export.output = out = str(tmp_path / 'hf')
   convert.export_job(config, workdir)
   tokens, valid = _ids(loaded.tokenizer, verses)

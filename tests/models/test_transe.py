@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from plm import models, train
+from plm.data import kg
 from plm.data.kg import Graph
 from plm.jobs import transe as job
 from plm.models import transe as transe_model
@@ -152,12 +153,12 @@ def test_bad_settings_are_one_clear_error():
 
 
 def test_triple_rows_epochs_cover_every_row_once():
-  rows = job.triple_rows(np.arange(30).reshape(10, 3))
+  rows = kg.triple_rows(np.arange(30).reshape(10, 3))
   seen = np.concatenate([rows.batch(s, 4, seed=1)['heads'] for s in range(5)])  # 2 epochs
   assert sorted(seen[:10]) == sorted(seen[10:]) == list(range(0, 30, 3))
   assert (seen[:10] != seen[10:]).any()  # reshuffled
   np.testing.assert_array_equal(rows.batch(3, 4, seed=1)['heads'],
-                                job.triple_rows(np.arange(30).reshape(10, 3))
+                                kg.triple_rows(np.arange(30).reshape(10, 3))
                                 .batch(3, 4, seed=1)['heads'])  # a function of (seed, step)
   halves = [rows.batch(2, 4, seed=1, process_index=i, process_count=2)['heads'] for i in (0, 1)]
   np.testing.assert_array_equal(np.concatenate(halves), rows.batch(2, 4, seed=1)['heads'])
@@ -193,10 +194,9 @@ def test_tiny_graph_learns_far_above_random(tmp_path):
   graph, config = cluster_graph(), tiny_config()
   task = job.make_task(config, graph, str(tmp_path))
   evaluator = task.evaluators[0][2]
-  s = train.setup(config, task, job.GraphVocab(graph.fingerprint, len(graph.entities)))
+  s = train.setup(config, task)
   before = evaluator(s.init(jax.random.PRNGKey(0), s.extras)['params'], 'test')
-  results = train.train_and_evaluate(config, str(tmp_path), task,
-                                     job.GraphVocab(graph.fingerprint, len(graph.entities)))
+  results = train.train_and_evaluate(config, str(tmp_path), task)
   after = results['link_prediction']
   # random ranking of 104 entities: MRR ~ H(104) / 104 = 0.05
   assert before['both']['mrr'] < 0.2, before
@@ -259,7 +259,7 @@ for data, model in ((1, 1), (2, 2)):
   c = tiny_config()
   c.mesh.update(data=data, fsdp=1, model=model)
   task = job.make_task(c, graph, {work!r})
-  s = train.setup(c, task, job.GraphVocab('g', 104), devices=jax.devices()[:data * model])
+  s = train.setup(c, task, devices=jax.devices()[:data * model])
   with jax.set_mesh(s.mesh):
     state = s.init(jax.random.PRNGKey(0), s.extras)
     spec = state['params']['entities'].sharding.spec

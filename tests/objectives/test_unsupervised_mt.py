@@ -229,9 +229,9 @@ def test_train_step_reports_both_heads_and_weights_them(tiny):
   rows = mixing.MixedDataset(streams, {'en': 0.5, 'es': 0.5}, ('en', 'es'))
   pairs = sentences.pair_rows([([7, 8], [9, 10, 11]), ([12], [13, 14])], src_lang=0, tgt_lang=1,
                               src_len=LENGTH, tgt_len=LENGTH, bos_id=BOS, eos_id=EOS, pad_id=PAD)
-  task = train.Task('mt', model, config.model, objective, rows, lambda split: {'en-es': pairs})
-  tok = type('Tok', (), dict(fingerprint='test', vocab_size=VOCAB))()
-  s = train.setup(config, task, tok)
+  task = train.Task('mt', model, config.model, objective, rows, lambda split: {'en-es': pairs},
+                    meta=dict(vocab='test', vocab_size=VOCAB))
+  s = train.setup(config, task)
   with jax.set_mesh(s.mesh):
     state = s.init(jax.random.PRNGKey(0), s.extras)
     state, metrics = s.train_step(state, s.extras, s.put(rows.batch(0, 4, seed=0)))
