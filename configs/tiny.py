@@ -37,6 +37,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.eval_every = 0
   c.distill = compress_config.distill_config()
+  # the student's own MLM loss on the true tokens beside the distillation heads (1 each)
+  c.objective.loss_weights = ml_collections.ConfigDict({'mlm': 1.0})
   c.compress = compress_config.compress_config()
   if arg.startswith('tiny'):
     configlib.shrink_for_cpu(c)

@@ -172,6 +172,7 @@ MOVED = {
     'finetune.decode_batch_size': 'decode.batch_size',
     'mt.decode_batch_size': 'decode.batch_size',
     'finetune.decode_cache': 'decode.cache',
+    'distill.hard_weight': 'objective.loss_weights.mlm',  # it was never read: this one is
 }
 
 

@@ -10,13 +10,13 @@ LOSSES = ('kl', 'hidden', 'attention')  # distill.losses: what the student match
 def distill_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.teacher = ''  # the teacher: a plm run directory (config.json, vocab/, checkpoints/)
-  # what the student matches besides the hard MLM labels: 'kl' (soft targets on the masked
+  # what the student matches besides the hard MLM labels (objective.loss_weights weighs
+  # each head, e.g. {'mlm': 1.0, 'kl': 1.0}): 'kl' (soft targets on the masked
   # positions' vocabulary logits), 'hidden' (MSE of hidden states, through a learned
   # projection where the widths differ), 'attention' (MSE of attention distributions);
   # all three need the teacher's vocabulary (the same tokens at the same positions)
   c.losses = ('kl', 'hidden', 'attention')
   c.temperature = 2.0  # softmax temperature of the soft targets (the KL is scaled by T^2)
-  c.hard_weight = 1.0  # weight of the student's own MLM loss on the true tokens; 0 = none
   # student layer k (1..layers) matches teacher layer k * teacher_layers / student_layers
   # (TinyBERT's uniform map); the embeddings (layer 0) always match layer 0
   return c
