@@ -9,33 +9,23 @@ Each XLA_FLAGS setting runs in its own subprocess (XLA reads the flags once, at 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from side_by_side import cpu_model_and_matrix_units  # pylint: disable=wrong-import-position
 
 FUSION_FLAGS = {
     'default': '',
     'onednn': '--xla_cpu_experimental_onednn_fusion_type=dot',
     'xnn': '--xla_cpu_experimental_xnn_fusion_type=dot',
 }
-MATRIX_FLAGS = ('amx_bf16', 'amx_tile', 'amx_int8', 'avx512_bf16', 'avx512_fp16', 'avx512_vnni')
 
 
 def machine_line() -> str:
   """CPU model, core count, load and the matrix-unit flags /proc/cpuinfo lists."""
-  model, flags = platform.processor() or platform.machine(), set()
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        key, _, value = line.partition(':')
-        if key.strip() == 'model name':
-          model = value.strip()
-        elif key.strip() == 'flags':
-          flags = set(value.split())
-  except OSError:
-    pass
-  units = ' '.join(f for f in MATRIX_FLAGS if f in flags) or 'none'
+  model, units = cpu_model_and_matrix_units()
   return (f'machine: {model}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; '
           f'matrix-unit flags: {units}')
 
@@ -95,9 +85,10 @@ def main(argv=None):
     return
   print(machine_line(), flush=True)
   runs = [(f'jax {name}', 'jax', flag) for name, flag in FUSION_FLAGS.items()]
-  runs.append(('torch ' + __import__('torch').__version__, 'torch', ''))
+  runs.append(('torch', 'torch', ''))
   for label, child, flag in runs:
-    env = dict(os.environ, XLA_FLAGS=' '.join(filter(None, (os.environ.get('XLA_FLAGS', ''), flag))))
+    flags = ' '.join(filter(None, (os.environ.get('XLA_FLAGS', ''), flag)))
+    env = dict(os.environ, XLA_FLAGS=flags)
     out = subprocess.run([sys.executable, __file__, f'--child={child}', f'--sizes={args.sizes}',
                           f'--repeats={args.repeats}'], env=env, check=True,
                          capture_output=True, text=True).stdout
