@@ -7,6 +7,7 @@ for a deliberate change of the float32 maths: `PYTHONPATH=. python tests/models/
 LASER has no dtype field (its LSTM runs in float32), TransE neither.
 """
 import os
+import re
 
 import flax.linen as nn
 import jax
@@ -137,6 +138,28 @@ def test_bfloat16_matches_float32_to_bf16_rounding(family):
     # largest); and it does differ, so model.dtype reached the model.
     assert err <= 0.05 * max(np.linalg.norm(fp32[k]), 1e-3 * top), k
   assert any(np.any(bf16[k] != fp32[k]) for k in fp32)
+
+
+@pytest.mark.parametrize('family', ['encoder_lm', 'seq2seq'])
+def test_bfloat16_dots_stay_bf16_in_the_compiled_step(family):
+  """XLA:CPU upcasts a bf16 dot it has no kernel for to float32 (float32 speed) or fails:
+  every dot of the compiled forward and backward must keep bf16 operands. (ERNIE's pooler
+  and NSP head, [batch, H] rows, do get upcast: too small to matter.)"""
+  if jax.default_backend() != 'cpu':
+    pytest.skip('checks what XLA:CPU compiles')
+  make_config, make_inputs, method = FAMILIES[family]
+  mc = make_config()
+  mc.dtype = 'bfloat16'
+  model, inputs = models.build(mc, V), make_inputs()
+  params = jax.eval_shape(lambda: nn.unbox(
+      model.init(jax.random.PRNGKey(0), **inputs, method=method))['params'])
+  loss = lambda p: sum(jnp.sum(x) for x in jax.tree_util.tree_leaves(
+      model.apply({'params': p}, **inputs, method=method)))
+  hlo = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+  dtypes = dict(re.findall(r'%(\S+) = (\w+)\[', hlo))  # instruction name -> element type
+  operands = re.findall(r' dot\(%(\S+), %(\S+?)\)', hlo)
+  assert len(operands) >= 3 * 2 * 8  # forward + 2 gradients, 2 layers x 8 matmuls at least
+  assert {(dtypes[a], dtypes[b]) for a, b in operands} == {('bf16', 'bf16')}
 
 
 def write_reference():
