@@ -1,4 +1,4 @@
-"""Model FLOPs of a BERT MLM train step, and this machine's peak fp32 matmul rate."""
+"""Model FLOPs of a BERT MLM train step, and this machine's peak fp32 and bf16 matmul rates."""
 import time
 
 import jax
@@ -20,10 +20,12 @@ def train_flops(shape: dict, vocab: int, batch: int, seq_len: int, head_rows: in
   return 3.0 * (encoder + head)
 
 
-def peak_matmul_flops(n: int = 2048, repeats: int = 5, with_torch: bool = True) -> float:
-  """The best fp32 FLOP/s of an n x n x n matmul, from JAX (XLA) and PyTorch."""
-  a = jnp.asarray(np.random.RandomState(0).standard_normal((n, n)), jnp.float32)
-  matmul = jax.jit(jnp.dot)
+def peak_matmul_flops(n: int = 2048, repeats: int = 5, with_torch: bool = True,
+                      dtype: str = 'float32') -> float:
+  """The best FLOP/s of an n x n x n matmul, from JAX (XLA) and PyTorch: float32, or for
+  'bfloat16' bf16 operands (JAX accumulating in float32, its fast form; PyTorch bf16)."""
+  a = jnp.asarray(np.random.RandomState(0).standard_normal((n, n)), dtype)
+  matmul = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
   jax.block_until_ready(matmul(a, a))
   best = float('inf')
   for _ in range(repeats):
@@ -32,7 +34,7 @@ def peak_matmul_flops(n: int = 2048, repeats: int = 5, with_torch: bool = True) 
     best = min(best, time.perf_counter() - t0)
   if with_torch:
     import torch  # pylint: disable=g-import-not-at-top
-    t = torch.from_numpy(np.array(a))  # a writable copy
+    t = torch.from_numpy(np.array(a, np.float32)).to(getattr(torch, dtype))
     torch.mm(t, t)
     for _ in range(repeats):
       t0 = time.perf_counter()

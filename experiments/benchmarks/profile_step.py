@@ -8,6 +8,7 @@ XLA keeps from the JAX program, so both models' parts line up by name.
 
   python experiments/benchmarks/profile_step.py --size=base --batch=8 --steps=2  # ~4 min on 2 cores
   ... --top=25  # also the 25 costliest ops of each step
+  ... --dtypes=bfloat16  # the bf16 steps only (default: float32 and bfloat16, 4 steps)
 
 Written for the XLA:CPU runtime (one trace event per executed op). This is how the
 3-D attention kernels' slow weight gradients were found (benchmarks/README.md).
@@ -83,7 +84,7 @@ def main(argv=None):
   top, rest = own.parse_known_args(argv)
   args = tt.parse_args(rest)
   args.top = top.top
-  runners, _ = tt.jax_runners(args, tt.make_config(args))
+  runners, _ = tt.jax_runners(args, tt.make_config(args), args.dtypes.split(','))
   print(f'size={args.size} batch={args.batch} seq_len={args.seq_len}, {args.steps} profiled '
         f'steps each; load {os.getloadavg()[0]:.2f}; jax {jax.__version__}')
   with tempfile.TemporaryDirectory() as tmp:
@@ -94,13 +95,14 @@ def main(argv=None):
           '(ms per step, op_name)')
     for op, ms in counter.most_common(args.top):
       print(f'{ms:9.1f}  {op[-150:]}')
-  print('\n| part | plm matmul ms | plm other ms | HF matmul ms | HF other ms |')
-  print('|---|---|---|---|---|')
+  print('\n| part | ' + ' | '.join(f'{r.name} {kind} ms' for r in runners
+                                    for kind in ('matmul', 'other')) + ' |')
+  print('|---|' + '---|' * 2 * len(runners))
   for part, _ in PARTS:
     cells = [f'{g[part, kind]:,.0f}' for g in got for kind in ('matmul', 'other')]
     print(f'| {part} | ' + ' | '.join(cells) + ' |')
   totals = [sum(g.values()) for g in got]
-  print(f'| **all ops** | {totals[0]:,.0f} | | {totals[1]:,.0f} | |')
+  print('| **all ops** | ' + ' | '.join(f'{t:,.0f} | ' for t in totals) + '|')
 
 
 if __name__ == '__main__':

@@ -45,12 +45,33 @@ class Runner(Timed):
     jax.block_until_ready((self.state, self.losses))
 
 
+MATRIX_FLAGS = ('amx_bf16', 'amx_tile', 'amx_int8', 'avx512_bf16', 'avx512_fp16', 'avx512_vnni')
+
+
+def cpu_model_and_matrix_units() -> tuple:
+  """(CPU model name, the bf16/int8 matrix-unit flags /proc/cpuinfo lists, or 'none')."""
+  model, flags = platform.processor() or platform.machine(), set()
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name':
+          model = value.strip()
+        elif key.strip() == 'flags':
+          flags = set(value.split())
+  except OSError:  # not Linux: no flags to read
+    pass
+  return model, ' '.join(f for f in MATRIX_FLAGS if f in flags) or 'none'
+
+
 def machine(extra: str = '') -> str:
-  """One line naming the machine, its load now and the JAX stack (say the load: a busy
-  machine's ratios are not a quiet one's)."""
+  """One line naming the machine, its matrix units, its load now and the JAX stack (say the
+  load: a busy machine's ratios are not a quiet one's)."""
   import flax  # pylint: disable=import-outside-toplevel  # only to name its version
-  return (f'machine: {platform.machine()} {os.cpu_count()} CPUs '
-          f'(affinity {len(os.sched_getaffinity(0))}), load {os.getloadavg()[0]:.2f}; '
+  model, units = cpu_model_and_matrix_units()
+  return (f'machine: {model}, {os.cpu_count()} CPUs '
+          f'(affinity {len(os.sched_getaffinity(0))}), matrix units: {units}, '
+          f'load {os.getloadavg()[0]:.2f}; '
           f'jax {jax.__version__} ({jax.default_backend()}, {jax.devices()[0].device_kind}), '
           f'flax {flax.__version__}{extra}')
 

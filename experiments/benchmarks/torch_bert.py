@@ -10,10 +10,13 @@ from side_by_side import Timed
 
 
 class TorchRunner(Timed):
-  """transformers' BertForMaskedLM + torch.optim.AdamW + global-norm clipping, eager, fp32."""
-  name = 'PyTorch eager'
+  """transformers' BertForMaskedLM + torch.optim.AdamW + global-norm clipping, eager, fp32;
+  with `autocast`, the forward pass under torch.autocast('cpu', bfloat16), PyTorch's own
+  mixed precision (fp32 weights and optimizer, bf16 matmuls)."""
 
-  def __init__(self, shape: dict, vocab: int, optim, hf_batch: dict):
+  def __init__(self, shape: dict, vocab: int, optim, hf_batch: dict, autocast: bool = False):
+    self.name = 'PyTorch autocast bf16' if autocast else 'PyTorch eager'
+    self.autocast = autocast
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(0)
     config = transformers.BertConfig(
@@ -37,7 +40,8 @@ class TorchRunner(Timed):
 
   def run(self, n: int) -> None:
     for _ in range(n):
-      out = self.model(**self.batch)  # labels -100 off the masked positions: HF's MLM loss
+      with torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.autocast):
+        out = self.model(**self.batch)  # labels -100 off the masked positions: HF's MLM loss
       out.loss.backward()
       torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
       self.opt.step()

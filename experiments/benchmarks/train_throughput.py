@@ -1,21 +1,26 @@
 r"""MLM train-step throughput: plm's EncoderLM vs transformers' FlaxBertForMaskedLM
-and PyTorch eager BertForMaskedLM, with model FLOPs utilisation (MFU).
+and PyTorch eager BertForMaskedLM, each in float32 and in its own best bf16 mode, with
+model FLOPs utilisation (MFU).
 
 All get the same shape, the same batch, the same masked positions and AdamW
 with global-norm clipping (plm.train.make_optimizer for the JAX two, torch.optim
-.AdamW + clip_grad_norm_ for PyTorch), fp32, dropout 0.1. JAX steps are jitted
+.AdamW + clip_grad_norm_ for PyTorch), dropout 0.1. bf16 is each one's own mixed
+precision, float32 weights and optimizer throughout: plm model.dtype=bfloat16 (bf16
+matmul operands, float32 accumulation), HF Flax dtype=bfloat16, PyTorch's forward under
+torch.autocast('cpu', bfloat16). JAX steps are jitted
 with the train state donated; PyTorch runs eagerly (no torch.compile), as most
 users run it. Timing rounds alternate between the implementations (blocks of
 --block steps) so background load hits all alike, and the median block is
 reported. MFU is each implementation's model FLOPs per step (counted below,
-its own head included) over its step time, against the peak fp32 matmul rate
-of this machine measured in the same run (the best of a JAX and a PyTorch
---peak_n square matmul).
+its own head included) over its step time, against the peak matmul rate of its
+precision on this machine, measured in the same run (the best of a JAX and a
+PyTorch --peak_n square matmul, float32 or bf16).
 
   python experiments/benchmarks/train_throughput.py
   python experiments/benchmarks/train_throughput.py --size=base --batch=8 --steps=4 \
       --warmup=1 --block=2  # ~3 min on 2 cores
   python experiments/benchmarks/train_throughput.py --no_torch  # without PyTorch installed
+  python experiments/benchmarks/train_throughput.py --dtypes=float32  # float32 only
 
 The HF model computes logits at every position ([B, L, V]); plm's gathers the
 `num_predictions` masked slots per row first (BERT's max_predictions_per_seq).
@@ -63,8 +68,9 @@ def parse_args(argv=None):
   p.add_argument('--seq_len', type=int, default=128)
   p.add_argument('--size', default='mini', choices=('mini', 'small', 'base'))
   p.add_argument('--num_predictions', type=int, default=20, help="plm's slots per row")
-  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
-                 help="plm's compute dtype (model.dtype); the peers stay fp32")
+  p.add_argument('--dtypes', default='float32,bfloat16',
+                 help='comma-separated, each of float32 and bfloat16: every implementation runs '
+                      'in each (bfloat16: its own mixed precision)')
   p.add_argument('--no_torch', action='store_true', help='skip PyTorch (pip install .[bench])')
   p.add_argument('--peak_n', type=int, default=2048, help='square matmul size for the peak')
   return p.parse_args(argv)
@@ -84,7 +90,6 @@ def make_config(args):
   c.optim.total_steps = 10_000
   c.optim.weight_decay = 0.01
   c.optim.b1, c.optim.b2 = 0.9, 0.999
-  c.model.dtype = args.dtype
   return c
 
 
@@ -124,8 +129,9 @@ def setup_plm(c, mlm_fn, tx, batch):
   return jax.jit(lambda state, batch: train_step(state, {}, batch), donate_argnums=0), state
 
 
-def setup_hf(c, tx, hf_batch):
-  """(jitted train step, initial state) for transformers' FlaxBertForMaskedLM."""
+def setup_hf(c, tx, hf_batch, dtype: str):
+  """(jitted train step, initial state) for transformers' FlaxBertForMaskedLM computing in
+  `dtype` (its params stay float32)."""
   shape = sizes.get(c.model.size)
   config = transformers.BertConfig(
       vocab_size=VOCAB, hidden_size=shape['hidden'], num_hidden_layers=shape['layers'],
@@ -133,7 +139,8 @@ def setup_hf(c, tx, hf_batch):
       hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=512,
       type_vocab_size=2, layer_norm_eps=1e-12)
   # _do_init=False + jitted init: HF's eager init compiles op by op (minutes).
-  model = transformers.FlaxBertForMaskedLM(config, seed=0, _do_init=False)
+  model = transformers.FlaxBertForMaskedLM(config, seed=0, _do_init=False,
+                                           dtype=getattr(jnp, dtype))
   init = jax.jit(functools.partial(model.init_weights, input_shape=hf_batch['input_ids'].shape))
   params = flax.core.unfreeze(init(jax.random.PRNGKey(0)))
 
@@ -147,7 +154,8 @@ def setup_hf(c, tx, hf_batch):
 
     def loss_fn(params):
       logits = model(b['input_ids'], b['attention_mask'], b['token_type_ids'],
-                     b['position_ids'], params=params, dropout_rng=rng, train=True)[0]
+                     b['position_ids'], params=params, dropout_rng=rng,
+                     train=True)[0].astype(jnp.float32)
       # Labels at every position; weight 0 where the collator put -100.
       losses = optax.softmax_cross_entropy_with_integer_labels(
           logits, jnp.maximum(b['labels'], 0))
@@ -181,18 +189,27 @@ def hf_inputs(mlm_fn, batch):
               position_ids=batch['positions'], labels=labels)
 
 
-def jax_runners(args, c):
-  """([plm, HF Flax] compiled Runners on the same batch and optimizer, HF's batch)."""
+def jax_runners(args, c, dtypes):
+  """([plm, HF Flax] compiled Runners per dtype on the same batch and optimizer, HF's
+  batch)."""
   batch = make_batch(args)
   mlm_fn = mlm.make(mask_id=MASK_ID, vocab_size=VOCAB, special_ids=SPECIAL_IDS,
                     num_predictions=args.num_predictions, rate=c.objective.mask_rate)
   tx = train.make_optimizer(c.optim)  # the same optimizer for both
   # A 1-device mesh + rules, as plm.train runs the model (logical constraints resolve).
   mesh = partitioning.make_mesh({'data': -1})
-  with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.DEFAULT_RULES):
-    runners = [Runner('plm', *setup_plm(c, mlm_fn, tx, batch), batch)]
+  runners = []
+  for dtype in dtypes:
+    c.model.dtype = dtype
+    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.DEFAULT_RULES):
+      runners.append(Runner(f'plm {dtype}', *setup_plm(c, mlm_fn, tx, batch), batch))
   hf_batch = hf_inputs(mlm_fn, batch)
-  runners.append(Runner('HF Flax', *setup_hf(c, tx, hf_batch), hf_batch))
+  if not hasattr(transformers, 'FlaxBertForMaskedLM'):  # transformers 5 dropped Flax
+    print(f'HF Flax skipped: transformers {transformers.__version__} has no Flax models '
+          '(pip install "transformers<5")')
+    return runners, hf_batch
+  for dtype in dtypes:
+    runners.append(Runner(f'HF Flax {dtype}', *setup_hf(c, tx, hf_batch, dtype), hf_batch))
   return runners, hf_batch
 
 
@@ -201,17 +218,23 @@ def main(argv=None):
   c = make_config(args)
   shape = sizes.get(args.size)
   print(machine(f', transformers {transformers.__version__}'))
+  dtypes = args.dtypes.split(',')
+  if not set(dtypes) <= {'float32', 'bfloat16'}:
+    raise SystemExit(f'--dtypes={args.dtypes}: use float32 and/or bfloat16')
   print(f'shape: size={args.size} {shape} vocab={VOCAB} batch={args.batch} '
-        f'seq_len={args.seq_len} plm {args.dtype} (peers fp32), dropout 0.1; plm predicts {args.num_predictions} '
-        'slots/row, HF all positions')
+        f'seq_len={args.seq_len}, {" and ".join(dtypes)}, dropout 0.1; plm predicts '
+        f'{args.num_predictions} slots/row, HF all positions')
 
-  runners, hf_batch = jax_runners(args, c)
+  runners, hf_batch = jax_runners(args, c, dtypes)
   if not args.no_torch:
     import torch_bert  # pylint: disable=g-import-not-at-top  # torch only when asked for
-    runners.append(torch_bert.TorchRunner(shape, VOCAB, c.optim, hf_batch))
-  peak = mfu.peak_matmul_flops(args.peak_n, with_torch=not args.no_torch)
-  print(f'peak fp32 matmul ({args.peak_n}^3, best of JAX and PyTorch): '
-        f'{peak / 1e9:,.1f} GFLOP/s', flush=True)
+    runners += [torch_bert.TorchRunner(shape, VOCAB, c.optim, hf_batch, dtype == 'bfloat16')
+                for dtype in dtypes]
+  peaks = {}
+  for dtype in dtypes:  # the limit each precision's MFU is measured against
+    peaks[dtype] = mfu.peak_matmul_flops(args.peak_n, with_torch=not args.no_torch, dtype=dtype)
+    print(f'peak {dtype} matmul ({args.peak_n}^3, best of JAX and PyTorch): '
+          f'{peaks[dtype] / 1e9:,.1f} GFLOP/s', flush=True)
 
   for r in runners:
     print(f'{r.name}: {r.params / 1e6:.2f}M params, compile {r.compile_s:.1f} s')
@@ -222,20 +245,26 @@ def main(argv=None):
   check_finite(runners)
 
   tokens = args.batch * args.seq_len
-  head_rows = {'plm': args.batch * args.num_predictions}  # the peers: every position
   rows = []
   for r in runners:
     ms = statistics.median(r.block_ms)
+    # plm predicts the gathered slots only; the peers every position
     flops = mfu.train_flops(shape, VOCAB, args.batch, args.seq_len,
-                            head_rows.get(r.name, tokens))
+                            args.batch * args.num_predictions if r.name.startswith('plm')
+                            else tokens)
+    peak = peaks['bfloat16' if 'bf' in r.name.split()[-1] else 'float32']
     rows.append((r.name, ms, tokens / (ms / 1e3), flops, flops / (ms / 1e3) / peak))
-  base_tps = rows[1][2]  # HF Flax
+  base = next((r for r in runners if not r.name.startswith('plm')), runners[0])  # first peer
+  base_tps = rows[runners.index(base)][2]
   print(f'\nmedian over {len(runners[0].block_ms)} blocks of <= {args.block} steps '
-        f'({args.steps} timed steps each, {args.warmup} warm-up)')
-  ratios = [h / p for p, h in zip(runners[0].block_ms, runners[1].block_ms)]
-  print(f'plm/HF Flax per block: {min(ratios):.2f}x .. {max(ratios):.2f}x; '
-        f'load now {os.getloadavg()[0]:.2f}; peak {peak / 1e9:,.1f} GFLOP/s\n')
-  print('| implementation | step ms | tokens/s | vs HF Flax | GFLOP/step | MFU |')
+        f'({args.steps} timed steps each, {args.warmup} warm-up); load now '
+        f'{os.getloadavg()[0]:.2f}; MFU against the peak of its precision '
+        f'({", ".join(f"{d} {p / 1e9:,.0f}" for d, p in peaks.items())} GFLOP/s)')
+  for r in runners[1:]:
+    ratios = [x / p for p, x in zip(runners[0].block_ms, r.block_ms)]
+    print(f'  {r.name} / {runners[0].name} step time per block: {min(ratios):.2f}x .. '
+          f'{max(ratios):.2f}x')
+  print(f'\n| implementation | step ms | tokens/s | vs {base.name} | GFLOP/step | MFU |')
   print('|---|---|---|---|---|---|')
   for name, ms, tps, flops, util in rows:
     print(f'| {name} | {ms:.1f} | {tps:,.0f} | {tps / base_tps:.2f}x | {flops / 1e9:,.1f} | '

@@ -23,7 +23,7 @@ def _dummy_cache(model: nn.Module, batch_size: int, src_len: int, max_len: int):
   """The decoder's 'cache' collection, all zeros: `max_len` self-attention slots and
   `src_len` cross-attention keys per layer (shapes from an init under eval_shape)."""
   enc = model.encoder
-  encoded = jnp.zeros((batch_size, src_len, enc.hidden), enc.dtype)
+  encoded = jnp.zeros((batch_size, src_len, enc.hidden), jnp.float32)  # whatever model.dtype
   tgt = jnp.zeros((batch_size, max_len), jnp.int32)
   langs = tgt if enc.num_languages else None
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), encoded, tgt, tgt, None,

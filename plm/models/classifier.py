@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from plm.errors import UserError
 from plm.models import encoder as encoder_lib
 from plm.models.encoder import Encoder
+from plm.nn import precision
 from plm.nn.attention import dense_init
 from plm.nn.dropout import Dropout
 
@@ -32,14 +33,14 @@ class EncoderClassifier(nn.Module):
     x = self.encoder(tokens, positions, mask, token_types=token_types, langs=langs,
                      tasks=tasks, deterministic=deterministic)
     # Row 0 is [bos]/[CLS]: under a padding mask it has seen every valid token.
-    pooled = nn.Dense(x.shape[-1], dtype=self.encoder.dtype, name='pooler',
+    mixed = precision.dot_general(self.encoder.dtype)
+    pooled = nn.Dense(x.shape[-1], dot_general=mixed, name='pooler',
                       kernel_init=P(dense_init(), ('embed', 'mlp')),
                       bias_init=P(nn.initializers.zeros, ('mlp',)))(x[:, 0])
     pooled = Dropout(self.dropout)(jnp.tanh(pooled), deterministic=deterministic)
-    logits = nn.Dense(self.num_classes, dtype=self.encoder.dtype, name='classifier',
-                      kernel_init=P(dense_init(), ('mlp', 'classes')),
-                      bias_init=P(nn.initializers.zeros, ('classes',)))(pooled)
-    return logits.astype(jnp.float32)
+    return nn.Dense(self.num_classes, dot_general=mixed, name='classifier',
+                    kernel_init=P(dense_init(), ('mlp', 'classes')),
+                    bias_init=P(nn.initializers.zeros, ('classes',)))(pooled)
 
   def sentence_vectors(self, tokens, langs=None, **options):
     """The encoder's sentence vectors [B, H] (Encoder.sentence_vectors)."""

@@ -70,7 +70,9 @@ class Encoder(nn.Module):
   post_ln: bool = True  # BERT/XLM post-LN; False = pre-LN with a final LayerNorm
   ln_eps: float = 1e-12
   remat: str = 'none'  # a REMAT_POLICIES key (True / False mean 'full' / 'none')
-  dtype: Any = jnp.float32  # compute dtype; params, LayerNorm statistics and logits stay float32
+  # the contractions' operand dtype (plm/nn/precision.py); params, activations, LayerNorm,
+  # softmax and logits stay float32
+  dtype: Any = jnp.float32
   attention: str = 'einsum'  # einsum | xla | cudnn (plm/nn/attention.py)
   # compression's fields: their meaning and defaults are plm/compress/config.py's DEFAULTS
   layer_heads: tuple = ()
@@ -101,7 +103,7 @@ class Encoder(nn.Module):
     x = self.embeddings(tokens, positions, token_types=token_types, langs=langs, tasks=tasks)
     if self.embed_ln is not None:
       x = self.embed_ln(x)
-    x = self.embed_dropout(x, deterministic=deterministic).astype(self.dtype)
+    x = self.embed_dropout(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
     states = [x]
     for block in self.blocks:
@@ -186,7 +188,9 @@ def config() -> ml_collections.ConfigDict:
   c.positions = 'learned'  # learned | sinusoidal
   c.post_ln = True  # BERT/XLM post-LN; False = pre-LN
   c.ln_eps = 1e-12  # LayerNorm epsilon (BERT's)
-  c.dtype = 'float32'  # compute dtype: float32 | bfloat16 (params, optimizer, loss stay fp32)
+  # float32 | bfloat16: matmul operands in bf16, accumulated in float32 (plm/nn/precision.py);
+  # params, optimizer, LayerNorm, softmax and loss stay float32
+  c.dtype = 'float32'
   c.remat = 'none'  # recompute activations in backward: none | full | dots_saveable | ...
   c.attention = 'einsum'  # einsum (ours) | xla | cudnn (jax.nn.dot_product_attention)
   return compress_config.add_model_fields(c)  # layer_heads, layer_ff, quant

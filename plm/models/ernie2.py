@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from plm.errors import UserError
 from plm.models import encoder as encoder_lib
 from plm.models.encoder import Encoder
+from plm.nn import precision
 from plm.nn.attention import dense_init
 from plm.nn.heads import MlmHead
 
@@ -27,10 +28,11 @@ class Ernie2(nn.Module):
   def setup(self):
     self.mlm_head = MlmHead(self.encoder.vocab_size, self.encoder.activation,
                             self.encoder.ln_eps, self.encoder.dtype)
-    self.pooler = nn.Dense(self.encoder.hidden, dtype=self.encoder.dtype, name='pooler',
+    mixed = precision.dot_general(self.encoder.dtype)
+    self.pooler = nn.Dense(self.encoder.hidden, dot_general=mixed, name='pooler',
                            kernel_init=P(dense_init(), ('embed', 'mlp')),
                            bias_init=P(nn.initializers.zeros, ('mlp',)))
-    self.heads = {task: nn.Dense(classes, dtype=self.encoder.dtype, name=f'head_{task}',
+    self.heads = {task: nn.Dense(classes, dot_general=mixed, name=f'head_{task}',
                                  kernel_init=P(dense_init(), ('embed', 'classes')),
                                  bias_init=P(nn.initializers.zeros, ('classes',)))
                   for task, classes in self.task_heads if classes}
@@ -52,11 +54,11 @@ class Ernie2(nn.Module):
 
   def token_logits(self, x, task: str):
     """Logits [B, L, classes] of a per-token task."""
-    return self.heads[task](x).astype(jnp.float32)
+    return self.heads[task](x)
 
   def sentence_logits(self, x, task: str):
     """Logits [B, classes] of a per-row task, from position 0 through the pooler."""
-    return self.heads[task](jnp.tanh(self.pooler(x[:, 0]))).astype(jnp.float32)
+    return self.heads[task](jnp.tanh(self.pooler(x[:, 0])))
 
   def sentence_vectors(self, tokens, langs=None, **options):
     return self.encoder.sentence_vectors(tokens, langs, **options)

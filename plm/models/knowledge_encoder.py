@@ -28,6 +28,7 @@ import ml_collections
 from plm import masks
 from plm.errors import UserError
 from plm.models import encoder as encoder_lib
+from plm.nn import precision
 from plm.nn.attention import MultiHeadAttention, dense_init
 from plm.nn.dropout import Dropout
 from plm.nn.heads import MlmHead
@@ -39,8 +40,10 @@ SHAPE_FIELDS = encoder_lib.SHAPE_FIELDS  # the T-encoder's; init_from must match
 
 
 def dense(features: int, name: str, axes=('embed', 'mlp'), use_bias: bool = True, dtype=jnp.float32):
-  return nn.Dense(features, use_bias=use_bias, dtype=dtype, name=name,
-                  kernel_init=P(dense_init(), axes), bias_init=P(nn.initializers.zeros, axes[1:]))
+  """A Dense layer whose product's operands are `dtype` (plm/nn/precision.py)."""
+  return nn.Dense(features, use_bias=use_bias, dot_general=precision.dot_general(dtype),
+                  name=name, kernel_init=P(dense_init(), axes),
+                  bias_init=P(nn.initializers.zeros, axes[1:]))
 
 
 class Fusion(nn.Module):
@@ -55,15 +58,15 @@ class Fusion(nn.Module):
   def __call__(self, w, e, has_entity, deterministic: bool = True):
     """w, e [B, L, H] (after their attention), has_entity [B, L] bool -> (w', e')."""
     hidden = w.shape[-1]
-    on = has_entity[..., None].astype(self.dtype)
+    on = has_entity[..., None].astype(w.dtype)
     h = dense(self.ff, 'token_in', dtype=self.dtype)(w)
     h = h + on * dense(self.ff, 'entity_in', use_bias=False, dtype=self.dtype)(e)
     h = ACTIVATIONS[self.activation](h)
     h = nn.with_logical_constraint(h, ('batch', 'length', 'mlp'))
     drop = lambda x: Dropout(self.dropout)(x, deterministic=deterministic)
     out = lambda name: dense(hidden, name, ('mlp', 'embed'), dtype=self.dtype)(h)
-    w_new = layer_norm(self.ln_eps, 'token_ln', self.dtype)(w + drop(out('token_out')))
-    e_new = layer_norm(self.ln_eps, 'entity_ln', self.dtype)(e + drop(out('entity_out')))
+    w_new = layer_norm(self.ln_eps, 'token_ln')(w + drop(out('token_out')))
+    e_new = layer_norm(self.ln_eps, 'entity_ln')(e + drop(out('entity_out')))
     return w_new, e_new * on  # a token without an entity has no entity state
 
 
@@ -85,7 +88,7 @@ class Aggregator(nn.Module):
       a = MultiHeadAttention(self.heads, self.head_dim, self.attention_dropout, self.dtype,
                              self.attention, name=name)(x, x, m, deterministic=deterministic)
       x = x + Dropout(self.dropout)(a, deterministic=deterministic)
-      return nn.with_logical_constraint(layer_norm(self.ln_eps, f'{name}_ln', self.dtype)(x),
+      return nn.with_logical_constraint(layer_norm(self.ln_eps, f'{name}_ln')(x),
                                         ('batch', 'length', 'embed'))
     w = attend(w, mask, 'self_attention')
     e = attend(e, entity_mask, 'entity_attention')
@@ -127,7 +130,7 @@ class KnowledgeEncoder(nn.Module):
                deterministic: bool = True):
     w = self.text(tokens, positions, mask, token_types=token_types, deterministic=deterministic)
     has_entity = entities > 0
-    e = self.entity_projection(self.entity_vectors(entities, entity_table).astype(self.text.dtype))
+    e = self.entity_projection(self.entity_vectors(entities, entity_table))
     e = e * has_entity[..., None].astype(e.dtype)
     entity_mask = masks.padding_mask(has_entity)
     for layer in self.aggregators:
@@ -152,12 +155,12 @@ class ErnieLM(nn.Module):
     out['mlm'] = MlmHead(t.vocab_size, t.activation, t.ln_eps, t.dtype, name='mlm_head')(
         at, t.embeddings.attend)
     pooled = jnp.tanh(dense(t.hidden, 'pooler', dtype=t.dtype)(w[:, 0]))
-    out['nsp'] = dense(2, 'nsp', ('mlp', 'classes'), dtype=t.dtype)(pooled).astype(jnp.float32)
+    out['nsp'] = dense(2, 'nsp', ('mlp', 'classes'), dtype=t.dtype)(pooled)
     if candidates is not None:  # thunlp's entity head: transform, then dot with entity vectors
       x = dense(b.entity_dim, 'dea_transform', ('embed', 'kv'), dtype=t.dtype)(w)
-      x = layer_norm(t.ln_eps, 'dea_ln', t.dtype)(ACTIVATIONS[t.activation](x))
+      x = layer_norm(t.ln_eps, 'dea_ln')(ACTIVATIONS[t.activation](x))
       vectors = b.entity_vectors(candidates, entity_table)
-      out['dea'] = jnp.einsum('bld,cd->blc', x, vectors.astype(t.dtype)).astype(jnp.float32)
+      out['dea'] = precision.einsum('bld,cd->blc', x, vectors, t.dtype)
     return out
 
 
@@ -178,8 +181,7 @@ class ErnieClassifier(nn.Module):
     x = jnp.take_along_axis(w, markers[..., None], 1).reshape(w.shape[0], -1)
     x = jnp.tanh(dense(t.hidden, 'marker_pooler', ('mlp', 'embed'), dtype=t.dtype)(x))
     x = Dropout(self.dropout)(x, deterministic=deterministic)
-    return dense(self.num_classes, 'classifier', ('embed', 'classes'),
-                 dtype=t.dtype)(x).astype(jnp.float32)
+    return dense(self.num_classes, 'classifier', ('embed', 'classes'), dtype=t.dtype)(x)
 
 
 def config() -> ml_collections.ConfigDict:

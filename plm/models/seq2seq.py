@@ -62,7 +62,7 @@ class Decoder(nn.Module):
     x = embed(tokens, positions, langs=langs)
     if self.embed_ln is not None:
       x = self.embed_ln(x)
-    x = self.embed_dropout(x, deterministic=deterministic).astype(self.dtype)
+    x = self.embed_dropout(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
     for block in self.blocks:
       x = block(x, mask, encoded, cross_mask, deterministic, decode)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from plm.errors import UserError
+from plm.nn import precision
 from plm.nn.dropout import Dropout
 
 Array = jax.Array
@@ -30,7 +31,7 @@ class HeadsDense(nn.Module):
   """
   features: tuple  # output feature dims: (heads, kv) into heads, (embed,) out of them
   axes: tuple  # logical names of the kernel's 3 dims
-  dtype: Any = jnp.float32
+  dtype: Any = jnp.float32  # operand dtype of the product (plm/nn/precision.py); out float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -41,9 +42,8 @@ class HeadsDense(nn.Module):
     lead = x.shape[:x.ndim - n_in]
     flat_in = math.prod(kernel_shape[:n_in])
     kernel = self.param('kernel', P(dense_init(), self.axes), kernel_shape, jnp.float32)
-    x2 = x.reshape(lead + (flat_in,)).astype(self.dtype)
-    y = x2 @ kernel.reshape(flat_in, -1).astype(self.dtype)
-    return y.reshape(lead + tuple(self.features)) + bias.astype(self.dtype)
+    y = precision.matmul(x.reshape(lead + (flat_in,)), kernel.reshape(flat_in, -1), self.dtype)
+    return y.reshape(lead + tuple(self.features)) + bias
 
 
 IMPLEMENTATIONS = ('einsum', 'xla', 'cudnn')
@@ -65,7 +65,7 @@ class MultiHeadAttention(nn.Module):
   num_heads: int
   head_dim: int
   dropout_rate: float = 0.0  # dropout on attention probabilities
-  dtype: Any = jnp.float32  # compute dtype; params stay float32
+  dtype: Any = jnp.float32  # the contractions' operand dtype (plm/nn/precision.py)
   implementation: str = 'einsum'  # one of IMPLEMENTATIONS
   # the four projections' module, called as dense(features, axes, dtype, name=): None =
   # HeadsDense (float kernels); the model chooses (plm/nn/quant.py dense_class)
@@ -91,15 +91,15 @@ class MultiHeadAttention(nn.Module):
       if decode:
         k, v, mask = self._update_cache(k, v, mask)
     if self.implementation == 'einsum':
-      q = q / jnp.sqrt(self.head_dim).astype(self.dtype)
-      logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)
+      q = q / jnp.sqrt(self.head_dim).astype(q.dtype)
+      logits = precision.einsum('bqhd,bkhd->bhqk', q, k, self.dtype)
       if mask is not None:
         logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-      probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+      probs = jax.nn.softmax(logits, axis=-1)
       # read by distillation (apply with mutable=['intermediates']); a no-op otherwise
       self.sow('intermediates', 'attention_probs', probs)
       probs = Dropout(self.dropout_rate)(probs, deterministic=deterministic)
-      out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+      out = precision.einsum('bhqk,bkhd->bqhd', probs, v, self.dtype)
     else:
       out = self._fused(q, k, v, mask, deterministic)
     return dense((features,), ('heads', 'kv', 'embed'), self.dtype, name='out')(out)
@@ -113,7 +113,10 @@ class MultiHeadAttention(nn.Module):
       raise UserError(f'model.attention={self.implementation!r} has no attention dropout; set '
                       f'model.attention_dropout=0 (it is {self.dropout_rate}) or use '
                       "model.attention='einsum'")
-    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=self.implementation)
+    # the fused kernels take one dtype throughout (cudnn: bf16/fp16 only)
+    q, k, v = (t.astype(self.dtype) for t in (q, k, v))
+    return jax.nn.dot_product_attention(q, k, v, mask=mask,
+                                        implementation=self.implementation).astype(jnp.float32)
 
   def _update_cache(self, k: Array, v: Array, mask: Array | None):
     """Writes this step's keys/values at `cache_index`; attends to the prefix.

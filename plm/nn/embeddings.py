@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm.errors import UserError
+from plm.nn import precision
 from plm.nn.attention import dense_init
 
 P = nn.with_logical_partitioning
@@ -66,6 +67,11 @@ class Embeddings(nn.Module):
                         f'set model.{field} > 0 in the config')
     return x
 
-  def attend(self, x: jax.Array) -> jax.Array:
-    """Logits against the token table (tied output embedding)."""
-    return self.token_embed.attend(x)
+  def attend(self, x: jax.Array, dtype=jnp.float32) -> jax.Array:
+    """Float32 logits against the token table (tied output embedding); the product's
+    operands in `dtype` (plm/nn/precision.py)."""
+    if not precision.is_mixed(dtype):
+      return self.token_embed.attend(x)
+    table = self.token_embed.embedding
+    logits = precision.einsum('nh,vh->nv', x.reshape(-1, x.shape[-1]), table, dtype)
+    return logits.reshape(x.shape[:-1] + (table.shape[0],))

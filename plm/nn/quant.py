@@ -43,7 +43,9 @@ class QuantDense(nn.Module):
   """
   features: tuple  # output feature dims
   axes: tuple  # logical names of the kernel's dims
-  dtype: Any = jnp.float32  # output dtype; the product runs in int32 / float32
+  # the float layers' operand dtype (HeadsDense's): unused, the product runs in int8 /
+  # int32 and returns float32 (plm/nn/precision.py)
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -59,7 +61,7 @@ class QuantDense(nn.Module):
     flat_in = math.prod(kernel_shape[:n_in])
     y = int8_matmul(x.reshape(lead + (flat_in,)), kernel.reshape(flat_in, -1),
                     scale.reshape(-1))
-    return (y.reshape(lead + tuple(self.features)) + bias).astype(self.dtype)
+    return y.reshape(lead + tuple(self.features)) + bias
 
 
 def dense_class(mode: str):

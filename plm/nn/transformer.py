@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm.nn import precision
 from plm.nn.attention import MultiHeadAttention, dense_init
 from plm.nn.dropout import Dropout
 
@@ -13,8 +14,9 @@ ACTIVATIONS = {'gelu': lambda x: nn.gelu(x, approximate=False),  # BERT's erf GE
                'gelu_tanh': nn.gelu, 'relu': nn.relu}
 
 
-def layer_norm(eps: float, name: str, dtype=jnp.float32) -> nn.LayerNorm:
-  return nn.LayerNorm(epsilon=eps, dtype=dtype, name=name,
+def layer_norm(eps: float, name: str) -> nn.LayerNorm:
+  """LayerNorm in float32 whatever model.dtype is (plm/nn/precision.py)."""
+  return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, name=name,
                       scale_init=P(nn.initializers.ones, ('embed',)),
                       bias_init=P(nn.initializers.zeros, ('embed',)))
 
@@ -24,7 +26,7 @@ class FeedForward(nn.Module):
   inside; the block drops the sublayer output."""
   ff_dim: int
   activation: str = 'gelu'  # key of ACTIVATIONS
-  dtype: Any = jnp.float32
+  dtype: Any = jnp.float32  # the products' operand dtype (plm/nn/precision.py)
   dense: Any = None  # the kernels' module (plm/nn/quant.py dense_class); None = nn.Dense
 
   @nn.compact
@@ -32,7 +34,7 @@ class FeedForward(nn.Module):
     def dense(features, axes, name):
       if self.dense:
         return self.dense((features,), axes, self.dtype, name=name)
-      return nn.Dense(features, dtype=self.dtype, name=name,
+      return nn.Dense(features, dot_general=precision.dot_general(self.dtype), name=name,
                       kernel_init=P(dense_init(), axes),
                       bias_init=P(nn.initializers.zeros, axes[1:]))
     h = dense(self.ff_dim, ('embed', 'mlp'), 'wi')(x)
@@ -56,7 +58,7 @@ class TransformerBlock(nn.Module):
   post_ln: bool = True
   ln_eps: float = 1e-12  # BERT's LayerNorm epsilon
   cross_attention: bool = False  # decoder blocks attend to an encoder output
-  dtype: Any = jnp.float32
+  dtype: Any = jnp.float32  # the contractions' operand dtype (plm/nn/precision.py)
   attention: str = 'einsum'  # MultiHeadAttention.implementation: einsum | xla | cudnn
   dense: Any = None  # MultiHeadAttention.dense and FeedForward.dense: None = float kernels
 
@@ -65,11 +67,11 @@ class TransformerBlock(nn.Module):
   def __call__(self, x, mask, encoded=None, cross_mask=None,
                deterministic: bool = True, decode: bool = False):
     def sublayer(x, fn, name):
-      h = layer_norm(self.ln_eps, f'{name}_ln', self.dtype)(x) if not self.post_ln else x
+      h = layer_norm(self.ln_eps, f'{name}_ln')(x) if not self.post_ln else x
       h = Dropout(self.dropout_rate)(fn(h), deterministic=deterministic)
       x = x + h
       if self.post_ln:
-        x = layer_norm(self.ln_eps, f'{name}_ln', self.dtype)(x)
+        x = layer_norm(self.ln_eps, f'{name}_ln')(x)
       return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
     attn = lambda name, static_kv=False: MultiHeadAttention(

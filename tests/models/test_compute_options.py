@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.extend.core import jaxprs_in_params
 
 from plm import configlib, masks, models
 from plm import meta as meta_lib
@@ -42,6 +43,14 @@ MASKS = {
     'causal': lambda valid, tt: masks.causal_mask(valid),
     'seq2seq': lambda valid, tt: masks.seq2seq_mask(tt, valid),
 }
+
+
+def _equations(jaxpr):
+  """Every equation of a jaxpr, those of its sub-jaxprs (pjit, custom_vjp) included."""
+  for e in jaxpr.eqns:
+    yield e
+    for sub in jaxprs_in_params(e.params):
+      yield from _equations(sub)
 
 
 @pytest.fixture(scope='module')
@@ -109,7 +118,7 @@ def test_remat_policies_give_the_same_gradients():
       np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5, err_msg=policy)
 
 
-def test_bfloat16_computes_in_bf16_with_fp32_params_and_logits(params):
+def test_bfloat16_contracts_in_bf16_with_fp32_params_states_and_logits(params):
   tokens, positions, valid, _ = _inputs()
   mask = masks.padding_mask(valid)
   model = _model(dtype=jnp.bfloat16)
@@ -118,8 +127,17 @@ def test_bfloat16_computes_in_bf16_with_fp32_params_and_logits(params):
   logits, inter = model.apply({'params': params}, tokens, positions, mask,
                               capture_intermediates=True, mutable=['intermediates'])
   assert logits.dtype == jnp.float32
+  # Hidden states (residuals, LayerNorm) stay float32 (plm/nn/precision.py) ...
   hidden = inter['intermediates']['encoder']['__call__'][0]
-  assert hidden.dtype == jnp.bfloat16
+  assert hidden.dtype == jnp.float32
+  # ... and every matmul, forward and backward, takes bf16 operands and returns float32.
+  grad = jax.grad(lambda p: jnp.sum(model.apply({'params': p}, tokens, positions, mask)))
+  jaxpr = jax.make_jaxpr(grad)(params).jaxpr
+  dots = [e for e in _equations(jaxpr) if e.primitive.name == 'dot_general']
+  assert len(dots) >= 3 * (2 * 6 + 1)  # 2 layers x (4 projections, 2 attention, 2 mlp) + head
+  for e in dots:
+    assert [v.aval.dtype for v in e.invars] == [jnp.bfloat16] * 2, e
+    assert e.outvars[0].aval.dtype == jnp.float32, e
   want = _model().apply({'params': params}, tokens, positions, mask)
   # bf16 has an 8-bit mantissa: logits agree to a few bf16 ulps of their scale.
   scale = float(jnp.max(jnp.abs(want)))
