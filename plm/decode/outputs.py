@@ -45,6 +45,22 @@ def generate_ids(config, model, tokenizer, params, sources: list[list[int]]) -> 
   return in_batches(batch, sources, dc.batch_size)
 
 
+def generate_limit(config) -> tuple[int, str]:
+  """The most tokens a UNILM source may have with bos/eos, and the fix for more: a row
+  holds [bos] source [eos] and the output, at most seq_len - width tokens of it."""
+  seq_len = config.finetune.seq_len
+  return seq_len - 1, (f'which leave no room for an output in finetune.seq_len={seq_len}; '
+                       'split the line or fine-tune with a longer finetune.seq_len')
+
+
+def translate_limit(config) -> tuple[int, str]:
+  """The most tokens a translation source may have with bos/eos, and the fix for more."""
+  mt_languages(config)  # both named and distinct, before anything is decoded
+  src_len = config.mt.src_len
+  return src_len, (f'more than mt.src_len={src_len}; split the line or raise mt.src_len (at '
+                   f'most model.max_len={config.model.max_len})')
+
+
 def mt_languages(config) -> tuple[int, int]:
   """The language ids of mt.source and mt.target, both in data.languages and distinct."""
   langs, mc = tuple(config.data.languages), config.mt

@@ -121,19 +121,11 @@ def make_task(config, tokenizer, workdir: str = '') -> train.Task:
                     meta=meta_lib.of_tokenizer(tokenizer))
 
 
-def source_limit(config) -> tuple[int, str]:
-  """The most tokens a decode.input line may have with bos/eos, and the fix for more: a
-  row holds [bos] source [eos] and the output, at most seq_len - width tokens of it."""
-  seq_len = config.finetune.seq_len
-  return seq_len - 1, (f'which leave no room for an output in finetune.seq_len={seq_len}; '
-                       'split the line or fine-tune with a longer finetune.seq_len')
-
-
 def generate_job(config, workdir: str):
   """Fine-tunes and scores the test split, or (decode.input set) decodes a file."""
   config = run.finetune_config(run.resolve(config))
   if config.decode.input:
-    return files.decode_file(config, workdir, 'generate', source_limit,
+    return files.decode_file(config, workdir, 'generate', outputs.generate_limit,
                              lambda loaded, ids: outputs.generate_ids(
                                  loaded.config, loaded.model, loaded.tokenizer, loaded.params,
                                  ids))

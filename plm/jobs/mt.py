@@ -167,19 +167,11 @@ def mt_job(config, workdir: str) -> dict:
   return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir))
 
 
-def source_limit(config) -> tuple[int, str]:
-  """The most tokens a decode.input line may have with bos/eos, and the fix for more."""
-  outputs.mt_languages(config)  # both named and distinct, before anything is decoded
-  src_len = config.mt.src_len
-  return src_len, (f'more than mt.src_len={src_len}; split the line or raise mt.src_len (at '
-                   f'most model.max_len={config.model.max_len})')
-
-
 def translate_job(config, workdir: str) -> list[str]:
   """Translates decode.input line by line into decode.output with the run in `workdir`."""
   if not config.decode.input:
     raise UserError('job=translate needs --config.decode.input=<UTF-8 file, one sentence a '
                     'line> and --config.decode.output=<file to write>')
-  return files.decode_file(config, workdir, 'translate', source_limit,
+  return files.decode_file(config, workdir, 'translate', outputs.translate_limit,
                            lambda loaded, ids: outputs.translate_ids(
                                loaded.config, loaded.model, loaded.tokenizer, loaded.params, ids))
