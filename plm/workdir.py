@@ -202,6 +202,8 @@ class Loaded(NamedTuple):
         del arrays['token_types']
       arrays['positions'] = np.where(arrays['segment_ids'], np.arange(width), 0)
       arrays['langs'] = np.full((len(chunk), width), lang, np.int32)
+      for key in models.unused_inputs(self.config.model):  # as the loop drops them
+        del arrays[key]
       inputs, _ = classify_objective.prepare(None, dict(arrays, labels=None), None)
       return [spec['labels'][i] for i in np.asarray(logits(self.params, inputs)).argmax(-1)]
 
