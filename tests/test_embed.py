@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+import plm
 from plm import masks
 from plm import workdir as workdir_lib
 from plm.jobs import embed, pretrain
@@ -86,3 +87,24 @@ def test_embed_errors_name_the_fix(trained, tmp_path):
   config.embed.input = str(tmp_path / 'long.txt')
   with pytest.raises(FileNotFoundError, match='no checkpoint in'):
     embed.embed_file(config, str(tmp_path / 'untrained'))
+
+
+def test_loaded_run_embeds_as_the_job_and_names_its_methods(trained, tmp_path):
+  """plm.load(workdir).embed gives job=embed's vectors exactly; a method another kind of
+  run serves is a UserError naming what this run is and what it has."""
+  config, workdir = trained
+  config = config.copy_and_resolve_references()
+  config.embed.input, config.embed.output = str(tmp_path / 'in.txt'), str(tmp_path / 'out.npy')
+  (tmp_path / 'in.txt').write_text('\n'.join(LINES) + '\n', encoding='utf-8')
+  job_vectors = embed.embed_file(config, workdir)
+  run = plm.load(workdir)
+  assert run.methods() == ('embed',) and run.step == 10
+  vectors = run.embed(LINES)
+  assert vectors.dtype == np.float32 and np.array_equal(vectors, job_vectors)
+  es = run.embed(LINES[1:2], language='es')  # another language id, another vector
+  assert np.abs(es[0] - vectors[1]).max() > 1e-6
+  with pytest.raises(plm.UserError, match=r"job='train' run of model.name='encoder_lm'.*"
+                     r"no .translate\(\); its methods are \['embed'\]"):
+    run.translate(LINES)
+  with pytest.raises(plm.UserError, match=r"'fr' is not in data.languages"):
+    run.embed(LINES, language='fr')

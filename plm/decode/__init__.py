@@ -4,5 +4,6 @@
   lm.py       a left-to-right EncoderLM's steps (CLM)
   unilm.py    UNILM's steps: [MASK] after the prefix (job=generate)
   seq2seq.py  the encoder-decoder's steps (MASS, XLM-initialised; job=mt, translate)
+  outputs.py  source ids to output text: UNILM generation, translation (jobs, plm.load)
   files.py    a UTF-8 file decoded line by line with a trained run (decode.input)
 """

@@ -13,16 +13,6 @@ from plm.data import text
 from plm.errors import UserError
 
 
-def in_batches(fn: Callable[[list], list], items: list, batch_size: int) -> list:
-  """fn over `items` batch_size at a time, outputs in order; the last batch is filled
-  with copies of its last item, so every call has one shape (one compile)."""
-  out = []
-  for start in range(0, len(items), batch_size):
-    chunk = items[start:start + batch_size]
-    out += fn(chunk + [chunk[-1]] * (batch_size - len(chunk)))[:len(chunk)]
-  return out
-
-
 def decode_file(config, workdir: str, job: str, limit: Callable, decode_ids: Callable
                 ) -> list[str]:
   """decode.input decoded by the run in `workdir` into decode.output; returns the outputs.

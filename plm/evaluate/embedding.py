@@ -72,6 +72,21 @@ def vector_size(embedder, params) -> int:
   return jax.eval_shape(embedder, params, np.zeros((1, LENGTH_BUCKET), np.int32), 0).shape[-1]
 
 
+def embed_lines(config, tokenizer, model, params, lines: list[str], language: str,
+                where: str) -> np.ndarray:
+  """Vectors [len(lines), H] of text lines in `language` (one of data.languages; any name
+  for a model without language embeddings): what job=embed writes. `where` names the
+  lines in errors (the input file)."""
+  languages = tuple(config.data.languages)
+  if config.model.get('num_languages', 0) and language not in languages:
+    raise UserError(f'language {language!r} is not in data.languages {languages}; name the '
+                    'language of the input (embed.language for job=embed)')
+  embedder = make_embedder(model, config, tokenizer.pad_id)
+  rows = encode_lines(tokenizer, lines, config.model.get('max_len'), where)
+  lang = languages.index(language) if language in languages else 0
+  return embed_rows(embedder, params, rows, tokenizer.pad_id, config.embed.batch_size, lang)
+
+
 def embed_rows(embedder, params, rows, pad_id: int, batch_size: int, lang: int = 0
                ) -> np.ndarray:
   """Vectors [len(rows), H] of token rows, in input order.

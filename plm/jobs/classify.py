@@ -68,6 +68,7 @@ class _Data:
   def __init__(self, config, tokenizer, lang_id):
     fc = config.finetune
     self.user = bool(fc.train_file)
+    self.pairs = self.token_types = False
     if not self.user:
       self.classes = tuple(bible_tasks.GENRES)
       self.make = lambda lang, split: labelled.genre_set(tokenizer, lang, lang_id(lang), split,
@@ -86,7 +87,8 @@ class _Data:
     for path in files.values():  # a bad test file stops the run now, not after training
       tsv.label_ids(path, tsv.read(path, fields)[1], self.classes)
     # Sentence pairs get BERT's token types where the model has them.
-    types = fields == 3 and config.model.get('num_segments', 0) > 0
+    self.pairs = fields == 3
+    self.token_types = types = self.pairs and config.model.get('num_segments', 0) > 0
     def make(lang, split):
       if split != 'test':
         raise UserError(f'finetune.train_file tasks have no {split} split; set '
@@ -99,7 +101,9 @@ class _Data:
     self.test_languages = tuple(files)
 
 
-def make_task(config, tokenizer) -> train.Task:
+def make_task(config, tokenizer, workdir: str = '') -> train.Task:
+  """The classify task; with `workdir`, its label names go to {workdir}/labels.json
+  (what plm.load(workdir).classify answers with)."""
   fc, languages = config.finetune, tuple(config.data.languages)
   num_languages = config.model.get('num_languages', 0)
 
@@ -111,6 +115,8 @@ def make_task(config, tokenizer) -> train.Task:
 
   data = _Data(config, tokenizer, lang_id)
   num_classes = len(data.classes)
+  if workdir:
+    workdir_lib.write_labels(workdir, data.classes, data.pairs, data.token_types)
   if uses_sentence_vectors(config):
     mc = sentence_model_config(config, num_classes)
     init_map = None
@@ -153,7 +159,8 @@ def make_task(config, tokenizer) -> train.Task:
 
 def classify_job(config, workdir: str) -> dict:
   config = run.finetune_config(run.resolve(config))
-  tokenizer = workdir_lib.load_tokenizer(config, workdir_lib.workdir_path(workdir))
-  task = make_task(config, tokenizer)
+  workdir = workdir_lib.workdir_path(workdir)
+  tokenizer = workdir_lib.load_tokenizer(config, workdir)
+  task = make_task(config, tokenizer, workdir)
   config.model = task.model_config  # config.json describes the model this run trains
   return train.train_and_evaluate(config, workdir, task)

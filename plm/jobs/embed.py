@@ -12,25 +12,16 @@ import numpy as np
 
 from plm import workdir as workdir_lib
 from plm.data import text
-from plm.errors import UserError
 from plm.evaluate import embedding
 
 
 def embed_file(config, workdir: str) -> np.ndarray:
   """Runs the job; returns (and writes to embed.output) the vectors."""
   ec = config.embed
-  languages = tuple(config.data.languages)
-  if config.model.num_languages and ec.language not in languages:
-    raise UserError(f'embed.language={ec.language!r} is not in data.languages {languages}; '
-                    'name the language of the input file')
   loaded = workdir_lib.load(workdir, config)
-  config, tokenizer, model = loaded.config, loaded.tokenizer, loaded.model
-  embedder = embedding.make_embedder(model, config, tokenizer.pad_id)
   lines = text.read_lines(ec.input, 'embed.input: a UTF-8 text file with one sentence per line')
-  rows = embedding.encode_lines(tokenizer, lines, config.model.get('max_len'), ec.input)
-  lang = languages.index(ec.language) if ec.language in languages else 0
-  vectors = embedding.embed_rows(embedder, loaded.params, rows, tokenizer.pad_id,
-                                 ec.batch_size, lang)
+  vectors = embedding.embed_lines(loaded.config, loaded.tokenizer, loaded.model, loaded.params,
+                                  lines, ec.language, ec.input)
   os.makedirs(os.path.dirname(os.path.abspath(ec.output)), exist_ok=True)
   np.save(ec.output, vectors)
   empty = sum(not line.strip() for line in lines)

@@ -5,9 +5,9 @@
       --workdir=/tmp/u_gen
 
 Fine-tunes through the one loop (plm/objectives/seq2seq_finetune.py), then
-decodes the test sources (plm/decode/unilm.py; the decode.* fields) and scores BLEU
-and chrF against the references, beside copying the source and a word-by-word
-dictionary (plm/evaluate/generation.py); the hypotheses go to
+decodes the test sources (plm/decode/outputs.py over plm/decode/unilm.py; the decode.*
+fields) and scores BLEU and chrF against the references, beside copying the source and a
+word-by-word dictionary (plm/evaluate/generation.py); the hypotheses go to
 {workdir}/test_hypotheses.txt.
 
 With decode.input set it trains nothing: it decodes that UTF-8 file, one source a
@@ -27,34 +27,12 @@ from plm import models, objectives, run, train
 from plm import meta as meta_lib
 from plm import workdir as workdir_lib
 from plm.data import bible_tasks, labelled, text
-from plm.decode import files, unilm
+from plm.decode import files, outputs
 from plm.errors import UserError
 from plm.evaluate import generation
 from plm.objectives import base, seq2seq_finetune
 
 HEAD = 'seq2seq'
-
-
-def decode_ids(config, model, tokenizer, params, sources: list[list[int]]) -> list[str]:
-  """Beam search of each source's ids (without bos/eos) into text, in order."""
-  fc, dc, tok = config.finetune, config.decode, tokenizer
-  if not sources:
-    return []
-  width = max(len(src) for src in sources) + 2
-  decoder = unilm.make_decoder(
-      model, mask_id=tok.mask_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-      batch_size=dc.batch_size, prompt_width=width,
-      max_len=min(fc.seq_len, width + dc.max_target_len), beam_size=dc.beam_size,
-      length_penalty=dc.length_penalty, no_repeat_ngram=dc.no_repeat_ngram, cached=dc.cache,
-      restart_positions=labelled.target_positions_restart(fc))
-
-  def batch(chunk):
-    prompt, valid = unilm.left_pad(chunk, width, bos_id=tok.bos_id, eos_id=tok.eos_id,
-                                   pad_id=tok.pad_id)
-    return [tok.decode(unilm.strip(row, tok.eos_id))
-            for row in np.asarray(decoder(params, prompt, valid))]
-
-  return files.in_batches(batch, sources, dc.batch_size)
 
 
 @functools.lru_cache(maxsize=4)
@@ -77,7 +55,7 @@ def decode_test(config, model, tokenizer, params, pairs=None) -> dict:
     _, pairs = labelled.pair_set(tok, 'test', fc, config.data.tfds_dir)
   if config.decode.max_test_examples:
     pairs = pairs[:config.decode.max_test_examples]
-  hyps = decode_ids(config, model, tok, params, [src for src, _ in pairs])
+  hyps = outputs.generate_ids(config, model, tok, params, [src for src, _ in pairs])
   refs = [ref for _, ref in pairs]
   sources = [tok.decode(src) for src, _ in pairs]
   s = generation.with_baselines(hyps, sources, refs, word_dictionary(fc.source, fc.target,
@@ -143,21 +121,14 @@ def make_task(config, tokenizer, workdir: str = '') -> train.Task:
                     meta=meta_lib.of_tokenizer(tokenizer))
 
 
-def source_limit(config) -> tuple[int, str]:
-  """The most tokens a decode.input line may have with bos/eos, and the fix for more: a
-  row holds [bos] source [eos] and the output, at most seq_len - width tokens of it."""
-  seq_len = config.finetune.seq_len
-  return seq_len - 1, (f'which leave no room for an output in finetune.seq_len={seq_len}; '
-                       'split the line or fine-tune with a longer finetune.seq_len')
-
-
 def generate_job(config, workdir: str):
   """Fine-tunes and scores the test split, or (decode.input set) decodes a file."""
   config = run.finetune_config(run.resolve(config))
   if config.decode.input:
-    return files.decode_file(config, workdir, 'generate', source_limit,
-                             lambda loaded, ids: decode_ids(loaded.config, loaded.model,
-                                                            loaded.tokenizer, loaded.params, ids))
+    return files.decode_file(config, workdir, 'generate', outputs.generate_limit,
+                             lambda loaded, ids: outputs.generate_ids(
+                                 loaded.config, loaded.model, loaded.tokenizer, loaded.params,
+                                 ids))
   workdir = workdir_lib.workdir_path(workdir)
   tokenizer = workdir_lib.load_tokenizer(config, workdir)
   return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir))

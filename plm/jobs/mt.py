@@ -9,9 +9,9 @@
 data.parallel_dir files; mt.train_pairs > 0 keeps a seed-fixed sample of that
 many: low-resource MT) through the one loop, from scratch, from a seq2seq run
 (MASS) or from an encoder_lm run (XLM: plm.models.seq2seq.init_from_encoder_lm),
-then beam-searches the test sources (plm/decode/seq2seq.py; the decode.* fields)
-and scores BLEU and chrF beside copying the source and a word-by-word dictionary
-(plm/evaluate/generation.py). `translate` decodes decode.input line by line with
+then beam-searches the test sources (plm/decode/outputs.py over plm/decode/seq2seq.py; the
+decode.* fields) and scores BLEU and chrF beside copying the source and a word-by-word
+dictionary (plm/evaluate/generation.py). `translate` decodes decode.input line by line with
 the run in --workdir (plm/decode/files.py; the vocabulary its config.json records).
 
 mt.unsupervised=True trains without pairs instead (unsupervised MT, Lample et al.
@@ -31,23 +31,11 @@ from plm import meta as meta_lib
 from plm import workdir as workdir_lib
 from plm.data import mixing, parallel, sentences, text
 from plm.data.rows import Rows
-from plm.decode import files
-from plm.decode import seq2seq as seq2seq_decode
+from plm.decode import files, outputs
 from plm.errors import UserError
 from plm.evaluate import generation
 from plm.models import seq2seq
 from plm.objectives import base, translation, unsupervised_mt
-
-
-def languages(config) -> tuple[int, int]:
-  langs, mc = tuple(config.data.languages), config.mt
-  for field, lang in (('mt.source', mc.source), ('mt.target', mc.target)):
-    if lang not in langs:
-      raise UserError(f'{field}={lang!r} is not in data.languages={list(langs)}; use one of '
-                      'them (the model has one language embedding each)')
-  if mc.source == mc.target:
-    raise UserError(f'mt.source and mt.target are both {mc.source!r}; pick two languages')
-  return langs.index(mc.source), langs.index(mc.target)
 
 
 def sample(rows: Rows, n: int, seed: int) -> Rows:
@@ -69,28 +57,6 @@ def test_pairs(config, tokenizer) -> list[tuple[list[int], str, str]]:
          if len(i) + 2 <= mc.src_len and len(j) + 2 <= mc.tgt_len]
   n = config.decode.max_test_examples
   return out[:n] if n else out
-
-
-def translate_ids(config, model, tokenizer, params, sources: list[list[int]]) -> list[str]:
-  """Beam search over `sources` (token ids), in batches of one shape."""
-  mc, dc, tok = config.mt, config.decode, tokenizer
-  src_lang, tgt_lang = languages(config)
-  with_langs = bool(config.model.num_languages)
-  translator = seq2seq_decode.make_translator(
-      model, batch_size=dc.batch_size, src_len=mc.src_len, max_len=dc.max_target_len,
-      bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id, beam_size=dc.beam_size,
-      length_penalty=dc.length_penalty, no_repeat_ngram=dc.no_repeat_ngram, cached=dc.cache)
-  langs = np.full((dc.batch_size,), src_lang, np.int32) if with_langs else None
-
-  def batch(chunk):
-    tokens = np.full((dc.batch_size, mc.src_len), tok.pad_id, np.int32)
-    for r, ids in enumerate(chunk):
-      tokens[r, :len(ids) + 2] = [tok.bos_id, *ids, tok.eos_id]
-    best = np.asarray(translator(params, tokens, langs, tgt_lang if with_langs else None))
-    return [tok.decode(row[:row.index(tok.eos_id)] if tok.eos_id in row else row)
-            for row in map(list, best)]
-
-  return files.in_batches(batch, sources, dc.batch_size)
 
 
 def init_map_for(config):
@@ -115,7 +81,7 @@ def unsupervised_parts(config, tokenizer) -> tuple[mixing.MixedDataset, base.Obj
   row length max(mt.src_len, mt.tgt_len); heads 'dae' and 'bt'
   (plm/objectives/unsupervised_mt.py)."""
   mc = config.mt
-  src_lang, tgt_lang = languages(config)
+  src_lang, tgt_lang = outputs.mt_languages(config)
   if mc.train_pairs:
     raise UserError(f'mt.train_pairs={mc.train_pairs} samples parallel pairs, but '
                     'mt.unsupervised=True trains on monolingual sentences only; set '
@@ -146,7 +112,7 @@ def unsupervised_parts(config, tokenizer) -> tuple[mixing.MixedDataset, base.Obj
 
 def make_task(config, tokenizer, workdir: str) -> train.Task:
   mc = config.mt
-  languages(config)  # both named and distinct, before any data is read
+  outputs.mt_languages(config)  # both named and distinct, before any data is read
   make = functools.cache(lambda split: sentences.translation_rows(
       config.data, tokenizer, split, mc.source, mc.target, mc.src_len, mc.tgt_len))
   if mc.get('unsupervised', False):  # monolingual rows, 'dae' + 'bt'; held-out stays pairs
@@ -166,7 +132,7 @@ def make_task(config, tokenizer, workdir: str) -> train.Task:
   def report(params, table):
     del table
     test = test_pairs(config, tokenizer)
-    hyps = translate_ids(config, model, tokenizer, params, [i for i, _, _ in test])
+    hyps = outputs.translate_ids(config, model, tokenizer, params, [i for i, _, _ in test])
     sources, refs = [s for _, s, _ in test], [t for _, _, t in test]
     train_text = [(s, t) for s, t in parallel.load_pairs(config.data, mc.source, mc.target,
                                                          'train') if s and t]
@@ -201,20 +167,11 @@ def mt_job(config, workdir: str) -> dict:
   return train.train_and_evaluate(config, workdir, make_task(config, tokenizer, workdir))
 
 
-def source_limit(config) -> tuple[int, str]:
-  """The most tokens a decode.input line may have with bos/eos, and the fix for more."""
-  languages(config)  # both named and distinct, before anything is decoded
-  src_len = config.mt.src_len
-  return src_len, (f'more than mt.src_len={src_len}; split the line or raise mt.src_len (at '
-                   f'most model.max_len={config.model.max_len})')
-
-
 def translate_job(config, workdir: str) -> list[str]:
   """Translates decode.input line by line into decode.output with the run in `workdir`."""
   if not config.decode.input:
     raise UserError('job=translate needs --config.decode.input=<UTF-8 file, one sentence a '
                     'line> and --config.decode.output=<file to write>')
-  return files.decode_file(config, workdir, 'translate', source_limit,
-                           lambda loaded, ids: translate_ids(loaded.config, loaded.model,
-                                                             loaded.tokenizer, loaded.params,
-                                                             ids))
+  return files.decode_file(config, workdir, 'translate', outputs.translate_limit,
+                           lambda loaded, ids: outputs.translate_ids(
+                               loaded.config, loaded.model, loaded.tokenizer, loaded.params, ids))

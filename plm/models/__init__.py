@@ -71,6 +71,12 @@ def shape_fields(name: str) -> tuple[str, ...]:
   return _module(name).SHAPE_FIELDS
 
 
+def has_vocabulary(name: str) -> bool:
+  """Whether model `name` reads text through a vocabulary (its module's HAS_VOCABULARY,
+  default True; TransE reads a graph's entity ids)."""
+  return getattr(_module(name), 'HAS_VOCABULARY', True)
+
+
 def unused_inputs(model_config) -> tuple[str, ...]:
   """Batch keys the model takes no input from: language ids, when it has no language
   embeddings (BERT, UNILM; model.num_languages=0 of any model)."""

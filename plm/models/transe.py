@@ -27,6 +27,7 @@ from plm.errors import MissingFileError, UserError
 P = nn.with_logical_partitioning
 NORMS = (1, 2)
 SHAPE_FIELDS = ()  # entity and relation counts come from the graph, not init_from
+HAS_VOCABULARY = False  # a graph's entities, no text: plm.load gives no tokenizer
 
 
 def config() -> ml_collections.ConfigDict:

@@ -46,6 +46,7 @@ def test_student_distils_from_the_teacher(teacher, tfds_dir, tmp_path):
   assert last['mlm']['predictions'] == first['mlm']['predictions'] > 1000
   loaded = workdir_lib.load(workdir)  # a distilled run reads as a plain encoder_lm
   assert loaded.config.model.layers == 1 and 'kd_projection' in loaded.params
+  assert loaded.methods() == ('embed',) and loaded.embed(['In the beginning']).shape[0] == 1
   # the student's own vocabulary must be the teacher's
   bad = c(1)
   bad.data.vocab_path = str(tmp_path / 'other' / 'spm.model')
@@ -110,6 +111,8 @@ def test_prune_and_quantize_end_to_end(teacher, tfds_dir, tmp_path):
   loaded = workdir_lib.load(workdir)  # the compressed run reads back through orbax as a run
   assert tuple(loaded.config.model.layer_heads) == tuple(results['model']['layer_heads'])
   assert loaded.config.model.quant == 'int8'
+  assert loaded.methods() == ('embed',)
+  assert np.isfinite(loaded.embed(['In the beginning', 'Amen.'])).all()
   assert loaded.params['encoder']['layer_0']['mlp']['wi']['kernel'].dtype == np.int8
   with open(os.path.join(workdir, 'results.json')) as f:
     assert json.load(f)['model']['quant'] == 'int8'

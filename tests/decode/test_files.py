@@ -2,7 +2,7 @@
 import pytest
 
 from configs import mass
-from plm.decode import files
+from plm.decode import files, outputs
 
 
 def test_in_batches_keeps_order_and_fills_the_last_batch():
@@ -12,9 +12,9 @@ def test_in_batches_keeps_order_and_fills_the_last_batch():
     calls.append(list(chunk))
     return [x * 10 for x in chunk]
 
-  assert files.in_batches(fn, [1, 2, 3, 4, 5], 2) == [10, 20, 30, 40, 50]
+  assert outputs.in_batches(fn, [1, 2, 3, 4, 5], 2) == [10, 20, 30, 40, 50]
   assert calls == [[1, 2], [3, 4], [5, 5]]  # every call has batch_size items
-  assert files.in_batches(fn, [], 2) == []
+  assert outputs.in_batches(fn, [], 2) == []
 
 
 def test_decode_input_without_output_names_the_field(tmp_path):

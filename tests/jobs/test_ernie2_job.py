@@ -4,6 +4,7 @@ import ml_collections
 import pytest
 
 from configs import ernie2 as ernie2_config
+import plm
 from plm import run, train
 from plm import workdir as workdir_lib
 from plm.jobs import ernie2
@@ -37,6 +38,9 @@ def test_two_stages_end_to_end_and_exact_resume(tiny_config, tmp_path):
   assert cap['accuracy'] > cap['unigram_accuracy']  # beats the majority class, held out
   events = b''.join(p.read_bytes() for p in (tmp_path / 'straight' / 'tb').iterdir())
   assert b'ernie2/task_id' in events and b'train/sentence_distance/loss' in events
+  loaded = plm.load(str(tmp_path / 'straight'))  # the continual run embeds like any encoder
+  assert loaded.config.model.name == 'ernie2' and loaded.methods() == ('embed',)
+  assert loaded.step == results['step'] and loaded.embed(['In the beginning']).shape[0] == 1
 
   # Stopped mid-stage 2 (step 25 of 40), then resumed by the same command: the same run.
   config = run.resolve(_config(tiny_config))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from configs import ernie as ernie_config
+import plm
 from plm.data import kg
 from plm.jobs import ernie
 from plm.models import transe
@@ -69,6 +70,14 @@ def test_fine_tunes_entity_typing_from_the_pretrained_run(pretrained, tmp_path):
   assert s['labels'][0] == 'noun.person' and s['model']['examples'] == sum(s['test_label_counts'])
   assert s['model']['accuracy'] >= s['majority']['accuracy'] - 0.05
   assert abs(s['model']['micro_f1'] - s['model']['accuracy']) < 1e-6  # single label, no 'none'
+  # Both runs load as plm runs (knowledge encoders: nothing to call but the model)
+  for path, name in ((workdir, 'ernie'), (str(tmp_path), 'ernie_classifier')):
+    loaded = plm.load(path)
+    assert loaded.config.model.name == name and loaded.tokenizer is not None
+    assert loaded.step > 0
+    assert loaded.methods() == ()
+    with pytest.raises(plm.UserError, match=f"model.name='{name}', which has no .embed"):
+      loaded.embed(['In the beginning'])
 
 
 def test_bad_inputs_are_one_clear_error(tiny_config, vectors, tmp_path, pretrained):

@@ -1,12 +1,14 @@
 """The classify and generate jobs end to end: pre-train configs/unilm.py:tiny, fine-tune, test."""
 import collections
 import json
+import os
 
 import numpy as np
 import pytest
 import sacrebleu
 
 from configs import unilm
+import plm
 from plm import run
 from plm import workdir as workdir_lib
 from plm.data import bible, bible_tasks, labelled
@@ -81,6 +83,21 @@ def test_classify_beats_majority_class(unilm_config, pretrained, tmp_path):
   assert en['accuracy'] > share + 0.05, (en, share)
   with open(tmp_path / 'results.json', encoding='utf-8') as f:
     assert json.load(f) == json.loads(json.dumps(results))
+  # The loaded run labels the same test verses as the job scored them: the same accuracy.
+  loaded = plm.load(str(tmp_path))
+  assert loaded.methods() == ('embed', 'classify')
+  texts, genres = bible_tasks.genre_examples('en_kjv', 'test', unilm_config.data.tfds_dir)
+  fits = [len(ids) + 2 <= config.finetune.seq_len for ids in tokenizer.encode(texts)]
+  texts = [t for t, keep in zip(texts, fits) if keep]
+  gold = [bible_tasks.GENRES[g] for g, keep in zip(genres, fits) if keep]
+  predicted = loaded.classify(texts)
+  assert np.mean([p == g for p, g in zip(predicted, gold)]) == pytest.approx(en['accuracy'])
+  with pytest.raises(plm.UserError, match=r'line 1 has 2 tab-separated texts'):
+    loaded.classify(['a\tb'])
+  pre = plm.load(os.path.dirname(pretrained))  # the UNILM pre-training run
+  assert pre.config.model.name == 'encoder_lm' and pre.methods() == ('embed',)
+  with pytest.raises(plm.UserError, match=r"job='train' run .* no .classify\(\)"):
+    pre.classify(texts[:1])
 
 
 def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
@@ -133,6 +150,9 @@ def test_generate_learns_and_decodes(unilm_config, pretrained, tmp_path):
   bare.job, bare.decode.batch_size = 'generate', 8
   bare.decode.input, bare.decode.output = str(source_file), str(tmp_path / 'bare.txt')
   assert generate.generate_job(bare, str(tmp_path)) == out
+  loaded = plm.load(str(tmp_path))  # the run called from Python: the same outputs
+  assert loaded.methods() == ('embed', 'generate')
+  assert loaded.generate(source_file.read_text(encoding='utf-8').splitlines()) == out
   source_file.write_text('word ' * 200, encoding='utf-8')
   with pytest.raises(ValueError, match=r'in.txt, line 1: .* tokens with bos/eos, which leave no room'):
     generate.generate_job(config, str(tmp_path))

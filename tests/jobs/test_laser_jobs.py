@@ -56,6 +56,7 @@ def test_embed_job_gives_padding_free_vectors_in_order(laser_run, tmp_path):
   assert np.array_equal(np.load(tmp_path / 'v.npy'), vectors)
   # Each line alone (no padding, another batch shape) gives the same vector.
   loaded = workdir_lib.load(workdir, c)
+  assert loaded.methods() == ('embed',) and np.array_equal(loaded.embed(lines), vectors)
   embedder = embedding.make_embedder(loaded.model, loaded.config, loaded.tokenizer.pad_id)
   rows = embedding.encode_lines(loaded.tokenizer, lines, None, 'in.txt')
   for i, row in enumerate(rows):

@@ -8,6 +8,7 @@ import pytest
 import sacrebleu
 
 from configs import mass as mass_config
+import plm
 from plm import checkpoint, run, train
 from plm import workdir as workdir_lib
 from plm.evaluate import generation
@@ -101,6 +102,32 @@ def test_translate_with_only_the_workdir_uses_the_run_vocabulary(tiny_config, mt
   bare.decode.output = ''
   with pytest.raises(ValueError, match='needs decode.output'):
     mt.translate_job(bare, workdir)
+
+
+def test_loaded_runs_translate_as_the_jobs(tiny_config, mass_run, mt_run, tmp_path):
+  """plm.load(mt run).translate writes what job=mt wrote for the test sources and what
+  job=translate writes for a file; the MASS pre-training run loads and embeds only."""
+  config, workdir, results = mt_run
+  mt_loaded = plm.load(workdir)
+  assert mt_loaded.methods() == ('embed', 'translate')
+  test = mt.test_pairs(mt_loaded.config, mt_loaded.tokenizer)
+  with open(results['hypotheses'], encoding='utf-8') as f:
+    assert mt_loaded.translate([s for _, s, _ in test]) == f.read().split('\n')[:-1]
+  lines = ['In the beginning God created the heaven and the earth.', '', 'Amen.']
+  (tmp_path / 'en.txt').write_text('\n'.join(lines) + '\n', encoding='utf-8')
+  config = config.copy_and_resolve_references()
+  config.job, config.decode.input = 'translate', str(tmp_path / 'en.txt')
+  config.decode.output = str(tmp_path / 'es.txt')
+  assert mt_loaded.translate(lines) == mt.translate_job(config, workdir)
+  with pytest.raises(plm.UserError, match=r'line 1: \d+ tokens with bos/eos, more than '
+                                          r'mt.src_len=64'):
+    mt_loaded.translate(['word ' * 200])
+  mass = plm.load(mass_run)
+  assert mass.config.model.name == 'seq2seq' and mass.methods() == ('embed',)
+  vectors = mass.embed(lines)
+  assert vectors.shape[0] == 3 and np.isfinite(vectors).all()
+  with pytest.raises(plm.UserError, match=r"no .translate\(\); its methods are \['embed'\]"):
+    mass.translate(lines)
 
 
 def test_xlm_checkpoint_initialises_encoder_and_decoder(tiny_config, tmp_path):

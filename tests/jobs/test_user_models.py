@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from configs import hf as hf_config
+import plm
 from plm import workdir as workdir_lib
 from plm.data import bible_tasks
 from plm.jobs import classify, convert
@@ -80,6 +81,20 @@ def test_classify_user_tsv_zero_shot(hf_dir, converted, tfds_dir, tmp_path, caps
   assert en['accuracy'] > share + 0.04, (en, share)
   assert en['loss'] < en['unigram_loss'] - 0.1, en
   assert workdir_lib.read_config(str(tmp_path / 'cls')).model.name == 'classifier'
+  # The loaded run labels the en test file's lines with the job's accuracy, by label name
+  run = plm.load(str(tmp_path / 'cls'))
+  assert run.methods() == ('embed', 'classify')
+  with open(tests['en'], encoding='utf-8') as f:
+    texts, gold = zip(*(line.rstrip('\n').split('\t') for line in f))
+  fits = [len(ids) + 2 <= 64 for ids in run.tokenizer.encode(list(texts))]
+  texts = [t for t, keep in zip(texts, fits) if keep]
+  gold = [g for g, keep in zip(gold, fits) if keep]
+  predicted = run.classify(texts)
+  assert set(predicted) <= set(bible_tasks.GENRES)
+  assert np.mean([p == g for p, g in zip(predicted, gold)]) == pytest.approx(en['accuracy'])
+  converted_run = plm.load(os.path.dirname(converted))  # the convert job's run
+  assert converted_run.config.model.name == 'encoder' and converted_run.methods() == ('embed',)
+  assert converted_run.embed(texts[:2]).shape == (2, 64)
 
 
 def test_bad_test_file_stops_before_training(hf_dir, converted, tfds_dir, tmp_path):

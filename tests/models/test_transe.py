@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import plm
 from plm import models, train
 from plm.data import kg
 from plm.data.kg import Graph
@@ -212,6 +213,13 @@ def test_tiny_graph_learns_far_above_random(tmp_path):
   job.check_workdir(str(tmp_path), graph)  # resuming on the same graph is fine
   with pytest.raises(ValueError, match='a new --workdir'):
     job.check_workdir(str(tmp_path), dataclasses.replace(graph, fingerprint='another'))
+  # plm.load reads the run without a vocabulary: the graph's entities are its inputs
+  run = plm.load(str(tmp_path))
+  assert run.tokenizer is None and run.methods() == ('entity_vectors',)
+  np.testing.assert_allclose(run.entity_vectors(), vectors.entities, rtol=1e-6, atol=1e-7)
+  with pytest.raises(plm.UserError, match=r"model.name='transe', which has no .embed\(\); its "
+                                          r"methods are \['entity_vectors'\]"):
+    run.embed(['e0'])
 
 
 def test_graph_and_model_sizes_must_agree(tmp_path):
