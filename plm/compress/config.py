@@ -40,7 +40,7 @@ def compress_config() -> ml_collections.ConfigDict:
 #   layer_ff: feed-forward units per layer left by pruning; () = model.ff in every layer.
 #   quant: '' = float weights; 'int8' = int8 block kernels with per-output scales
 #     (plm/compress/quantize.py, plm/nn/quant.py).
-# plm/run.py's checkpoint check reads an absent field as its DEFAULTS value.
+# plm/meta.py's checkpoint check reads an absent field as its DEFAULTS value.
 DEFAULTS = dict(layer_heads=(), layer_ff=(), quant='')
 
 

@@ -25,7 +25,8 @@ import pytest
 from plm.data import bible
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIGS = sorted(f for f in os.listdir(os.path.join(REPO, 'configs')) if f.endswith('.py'))
+CONFIGS = sorted(f for f in os.listdir(os.path.join(REPO, 'configs'))
+                 if f.endswith('.py') and not f.startswith('_'))
 # Fewer steps than :tiny's, appended to every command of that config: these tests check that a
 # documented command runs and chains into the next, not what it learns (other tests do that).
 SPEED = {
