@@ -113,10 +113,13 @@ def family_outputs(family: str, dtype: str) -> dict:
   return {**_leaves(out, 'out'), **_leaves(grads, 'grad')}
 
 
+ON_CPU = pytest.mark.skipif(jax.default_backend() != 'cpu',
+                            reason='the reference and the dot kernels checked are XLA:CPU\'s')
+
+
+@ON_CPU
 @pytest.mark.parametrize('family', sorted(FAMILIES))
 def test_float32_is_bitwise_unchanged(family):
-  if jax.default_backend() != 'cpu':
-    pytest.skip('the reference was computed on XLA:CPU')
   want = np.load(REFERENCE)
   got = family_outputs(family, 'float32')
   keys = sorted(k for k in want.files if k.startswith(family + '/'))
@@ -140,13 +143,12 @@ def test_bfloat16_matches_float32_to_bf16_rounding(family):
   assert any(np.any(bf16[k] != fp32[k]) for k in fp32)
 
 
+@ON_CPU
 @pytest.mark.parametrize('family', ['encoder_lm', 'seq2seq'])
 def test_bfloat16_dots_stay_bf16_in_the_compiled_step(family):
   """XLA:CPU upcasts a bf16 dot it has no kernel for to float32 (float32 speed) or fails:
   every dot of the compiled forward and backward must keep bf16 operands. (ERNIE's pooler
   and NSP head, [batch, H] rows, do get upcast: too small to matter.)"""
-  if jax.default_backend() != 'cpu':
-    pytest.skip('checks what XLA:CPU compiles')
   make_config, make_inputs, method = FAMILIES[family]
   mc = make_config()
   mc.dtype = 'bfloat16'
